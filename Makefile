@@ -1,0 +1,34 @@
+# Two entry points for a fresh Debian/Ubuntu machine with Python 3.11+:
+#   make demo   - set up and run the main job on the embedded DuckDB
+#   make test   - set up and run the whole test suite (with ruff and mypy)
+PY ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: setup system-deps demo test lint
+
+$(BIN)/finops: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(BIN)/finops
+
+setup: $(BIN)/finops
+
+# Debian packages the tests need (a real Prometheus and promtool); installed when run as root.
+system-deps:
+	@if ! command -v promtool >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	  else echo "install Debian's prometheus package (apt-get install prometheus) for the Prometheus tests"; fi; \
+	fi
+
+demo: setup
+	$(BIN)/finops demo
+
+lint: setup
+	$(BIN)/ruff check finops tests migrations benchmarks
+	$(BIN)/mypy
+
+test: setup system-deps lint
+	$(BIN)/pytest -q

@@ -1,0 +1,49 @@
+"""The contract between sources and the store: a source plans tasks, each task yields one Batch.
+
+Sources import this module, never the store; `finops.collect` lands batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import (
+    Any,
+    TypeAlias,  # noqa: E402
+)
+
+import pyarrow as pa
+
+from finops.timeutil import Window
+
+FactData: TypeAlias = pa.Table | pa.RecordBatchReader
+Progress = Callable[[int, int], None]  # (done, total) units of work, for progress bars
+
+
+@dataclass
+class Batch:
+    """What one task returns: rows per fact table (`cost_lines`, `gpu_hours`, `token_hours`,
+    `inventory`), rows it could not read (dicts with origin, line, reason, raw), requests made."""
+
+    facts: Mapping[str, FactData]
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    requests: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of collection: `fetch()` builds the batch that replaces `scope` within `window`
+    (the whole scope when `window` is None, e.g. one FOCUS file)."""
+
+    scope: str
+    window: Window | None
+    fetch: Callable[[], Batch]
+
+
+class SourceFailed(Exception):
+    """A source could not produce its batch. The message is shown to users: never put secrets in it."""
+
+    def __init__(self, message: str, requests: int = 0):
+        super().__init__(message)
+        self.requests = requests

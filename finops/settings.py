@@ -1,0 +1,153 @@
+"""Typed settings: defaults, then a TOML config file, then ``FINOPS_*`` environment variables.
+
+Settings are built once at an entry point (``load_settings``) and passed down; nothing reads the
+environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_DIMS = ("project", "team", "environment", "model_id")
+
+
+class DuckDBSettings(BaseModel):
+    """Resource limits for the embedded DuckDB (set them explicitly for a long-running service)."""
+
+    memory_limit: str = "4GiB"
+    threads: int = 2
+    temp_directory: str | None = None
+
+
+class PrometheusSettings(BaseModel):
+    """Where the Prometheus that scrapes dcgm-exporter and vLLM lives, and how its labels map to dims."""
+
+    url: str = "http://127.0.0.1:9090"
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    verify_tls: bool | str = True
+    timeout_seconds: float = 30.0
+    step_seconds: int = 3600
+    # Chunk long windows so no range query exceeds Prometheus's 11,000 points per series.
+    max_points_per_query: int = 11000
+    # Which metric labels carry each dim (first present wins); model_id falls back to model_name.
+    dim_labels: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "project": ["project"],
+            "team": ["team"],
+            "environment": ["environment"],
+            "model_id": ["model_id"],
+        }
+    )
+    # Labels naming the billed resource / host used by attribution rule 2, in order of preference.
+    resource_labels: list[str] = Field(default_factory=lambda: ["instance_id", "Hostname", "hostname", "instance"])
+    # Prefer the metering gateway's per-caller token counters over vLLM's own where both exist.
+    token_source: Literal["vllm", "gateway", "gateway_then_vllm"] = "gateway_then_vllm"
+
+
+class AwsSettings(BaseModel):
+    """Cost Explorer, Data Exports in S3 and EC2 inventory; credentials come from boto3's own chain."""
+
+    regions: list[str] = Field(default_factory=lambda: ["us-east-1"])
+    role_arn: str | None = None
+    endpoint_url: str | None = None
+    effective_metric: Literal["AmortizedCost", "NetAmortizedCost"] = "AmortizedCost"
+    billed_metric: str = "UnblendedCost"
+    tag_keys: dict[str, str] = Field(
+        default_factory=lambda: {
+            "project": "Project",
+            "team": "Team",
+            "environment": "Environment",
+            "model_id": "ModelID",
+        }
+    )
+    restatement_days: int = 3
+    max_attempts: int = 5
+    retry_mode: Literal["standard", "adaptive"] = "standard"
+    export_bucket: str | None = None
+    export_prefix: str = ""
+
+
+class AzureSettings(BaseModel):
+    """Cost Management Query API scopes and endpoint."""
+
+    scopes: list[str] = Field(default_factory=list)
+    base_url: str = "https://management.azure.com"
+    verify_tls: bool | str = True
+    tag_keys: dict[str, str] = Field(
+        default_factory=lambda: {
+            "project": "Project",
+            "team": "Team",
+            "environment": "Environment",
+            "model_id": "ModelID",
+        }
+    )
+    restatement_days: int = 3
+    max_attempts: int = 6
+    max_wait_seconds: float = 120.0
+    # Documented quota: 12 QPU per 10 s; one month of data is 1 QPU. Space queries accordingly.
+    min_seconds_between_queries: float = 1.0
+
+
+class Settings(BaseSettings):
+    """All settings of the service. Nested sections read ``FINOPS_<SECTION>_<FIELD>`` (e.g. ``FINOPS_AZURE_BASE_URL``) variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FINOPS_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="ignore",
+    )
+
+    db: Path = Path("./finops.duckdb")
+    duckdb: DuckDBSettings = Field(default_factory=DuckDBSettings)
+    dims: list[str] = Field(default_factory=lambda: list(DEFAULT_DIMS))
+    # Extra tag keys per dim, added to the built-in aliases of finops.tags.
+    tag_aliases: dict[str, list[str]] = Field(default_factory=dict)
+    required_tags: list[str] = Field(default_factory=lambda: list(DEFAULT_DIMS))
+    lowercase_values: bool = True
+    missing_values: list[str] = Field(default_factory=lambda: ["", "null", "none", "n/a"])
+    shared_cost_key: Literal["gpu_hours", "tokens", "even"] = "gpu_hours"
+    idle_threshold: float = 0.05
+    # Rates into one report currency, e.g. {"EUR": "1.08"} with report_currency "USD".
+    report_currency: str | None = None
+    currency_rates: dict[str, Decimal] = Field(default_factory=dict)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+    azure: AzureSettings = Field(default_factory=AzureSettings)
+    reports_dir: Path = Path("./reports")
+
+    @field_validator("dims", "required_tags")
+    @classmethod
+    def _lower_names(cls, v: list[str]) -> list[str]:
+        return [d.strip().lower() for d in v]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("FINOPS_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings once, at an entry point (CLI, server, test)."""
+    return Settings(**overrides)

@@ -1,0 +1,302 @@
+"""FOCUS 1.0-1.3 files (CSV, CSV.gz, Parquet) into cost lines, with DuckDB's own readers.
+
+Parsing runs in a private in-memory DuckDB: every value is validated in SQL, rows that fail go to
+quarantine with their line and reason, and the accepted rows come back as Arrow for the store.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from finops.currency import ISO_4217
+from finops.resources import RESOURCE_KEY_SQL
+from finops.tags import TagRules
+
+# FOCUS column(s) feeding each cost-line column, first present wins, and how the value is read.
+# ServiceProviderName (FOCUS 1.3) replaces the deprecated ProviderName.
+COLUMNS: dict[str, tuple[tuple[str, ...], str]] = {
+    "charge_period_start": (("ChargePeriodStart",), "timestamp"),
+    "charge_period_end": (("ChargePeriodEnd",), "timestamp"),
+    "provider_name": (("ServiceProviderName", "ProviderName"), "text"),
+    "billing_account_id": (("BillingAccountId",), "text"),
+    "sub_account_id": (("SubAccountId",), "text"),
+    "service_name": (("ServiceName",), "text"),
+    "service_category": (("ServiceCategory",), "text"),
+    "region_id": (("RegionId",), "text"),
+    "resource_id": (("ResourceId",), "text"),
+    "resource_type": (("ResourceType",), "text"),
+    "sku_id": (("SkuId",), "text"),
+    "charge_category": (("ChargeCategory",), "text"),
+    "pricing_category": (("PricingCategory",), "text"),
+    "commitment_discount_id": (("CommitmentDiscountId",), "text"),
+    "billed_cost": (("BilledCost",), "money"),
+    "effective_cost": (("EffectiveCost",), "money"),
+    "list_cost": (("ListCost",), "money"),
+    "billing_currency": (("BillingCurrency",), "currency"),
+    "tags": (("Tags",), "tags"),
+}
+# Columns a file must have to be read as FOCUS (a tuple: any one of them).
+REQUIRED_COLUMNS: tuple[tuple[str, ...], ...] = (
+    ("BilledCost",), ("EffectiveCost",), ("BillingCurrency",), ("ChargePeriodStart",),
+    ("ChargePeriodEnd",), ("ChargeCategory",), ("ServiceName",), ("BillingAccountId",),
+    ("ServiceProviderName", "ProviderName"),
+)
+REQUIRED_VALUES = ("charge_period_start", "charge_period_end", "provider_name", "billed_cost",
+                   "effective_cost", "billing_currency")
+MONEY = "DECIMAL(38,12)"
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """A billing-file layout as data: column map, required columns, values that may not be null.
+
+    FOCUS is the default; other exports (e.g. CUR 2.0) supply their own map and reuse the reader.
+    """
+
+    name: str
+    columns: dict[str, tuple[tuple[str, ...], str]]
+    required_columns: tuple[tuple[str, ...], ...]
+    required_values: tuple[str, ...] = REQUIRED_VALUES
+
+
+FOCUS = FileSpec("FOCUS", COLUMNS, REQUIRED_COLUMNS)
+MAX_LINE_BYTES = 4 * 1024 * 1024
+
+
+class FocusFileError(ValueError):
+    """The file cannot be ingested at all (not FOCUS, empty, truncated, unreadable)."""
+
+
+@dataclass
+class ParsedFile:
+    rows: pa.Table
+    quarantine: list[dict[str, Any]]
+    total: int
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    raw = path.open("rb")
+    head = raw.read(2)
+    raw.seek(0)
+    stream: Any = gzip.GzipFile(fileobj=raw) if head == b"\x1f\x8b" else raw
+    return io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+
+
+def _csv_header(path: Path) -> list[str]:
+    with _open_text(path) as fh:
+        try:
+            header = next(csv.reader(fh))
+        except StopIteration:
+            raise FocusFileError(f"{path}: the file is empty") from None
+        except (OSError, EOFError) as exc:
+            raise FocusFileError(f"{path}: cannot read the header: {exc}") from None
+    names = [h.strip() for h in header]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise FocusFileError(f"{path}: duplicate column(s) in the header: {', '.join(dupes)}")
+    return names
+
+
+def _is_parquet(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(4) == b"PAR1"
+
+
+def _ends_with_newline(path: Path) -> bool:
+    if path.stat().st_size == 0:
+        return False
+    if _is_gzip(path):
+        return True  # a truncated gzip stream fails in the reader with its own error
+    with path.open("rb") as fh:
+        fh.seek(-1, 2)
+        return fh.read(1) in (b"\n", b"\r")
+
+
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _check_required(path: Path, columns: list[str], spec: FileSpec) -> None:
+    present = set(columns)
+    missing = [" or ".join(alts) for alts in spec.required_columns if not present.intersection(alts)]
+    if missing:
+        raise FocusFileError(
+            f"{path}: not a {spec.name} file: missing required column(s) {', '.join(missing)}"
+        )
+
+
+def _read_source(con: duckdb.DuckDBPyConnection, path: Path, spec: FileSpec) -> tuple[str, list[str]]:
+    """Create view `raw` over the file (all values as read) and return its kind and columns."""
+    if path.stat().st_size == 0:
+        raise FocusFileError(f"{path}: the file is empty")
+    if _is_parquet(path):
+        try:
+            con.execute(f"CREATE VIEW raw AS SELECT *, row_number() OVER () AS _rn FROM read_parquet({_lit(str(path))})")
+            columns = [r[0] for r in con.execute("DESCRIBE raw").fetchall() if r[0] != "_rn"]
+        except duckdb.Error as exc:
+            raise FocusFileError(f"{path}: cannot read Parquet: {exc}") from None
+        return "parquet", columns
+    columns = _csv_header(path)
+    _check_required(path, columns, spec)
+    types = "{" + ", ".join(f"{_lit(c)}: 'VARCHAR'" for c in columns) + "}"
+    con.execute(
+        f"CREATE TABLE raw AS SELECT *, row_number() OVER () AS _rn FROM read_csv({_lit(str(path))}, "
+        f"auto_detect=false, header=false, skip=1, columns={types}, delim=',', quote='\"', escape='\"', "
+        f"nullstr=['', 'NULL'], store_rejects=true, max_line_size={MAX_LINE_BYTES})"
+    )
+    return "csv", columns
+
+
+def _value_sql(kind: str, col: str, typ: str) -> str:
+    if kind == "timestamp":
+        return f"(try_cast({col} AS TIMESTAMPTZ) AT TIME ZONE 'UTC')"
+    if kind == "money":
+        return f"try_cast({col} AS {MONEY})"
+    if kind == "currency":
+        return f"upper(trim(CAST({col} AS VARCHAR)))"
+    if kind == "tags":
+        return f"CAST({col} AS VARCHAR)" if typ == "VARCHAR" else f"CAST(to_json({col}) AS VARCHAR)"
+    return f"nullif(trim(CAST({col} AS VARCHAR)), '')"
+
+
+def _problem_sql(name: str, kind: str, col: str, value: str, source_col: str, spec: FileSpec) -> str | None:
+    label = _lit(source_col)
+    raw = f"CAST({col} AS VARCHAR)"
+    checks = []
+    if kind in ("timestamp", "money"):
+        what = "a timestamp" if kind == "timestamp" else "a finite number within DECIMAL(38,12)"
+        checks.append(f"WHEN {col} IS NOT NULL AND {value} IS NULL THEN {label} || ': not {what}: ' || left({raw}, 60)")
+    if kind == "currency":
+        checks.append(f"WHEN {value} IS NOT NULL AND {value} NOT IN (SELECT code FROM iso) "
+                      f"THEN {label} || ': unknown currency ' || left({raw}, 20)")
+    if name in spec.required_values:
+        checks.append(f"WHEN {col} IS NULL THEN {label} || ': missing value'")
+    return f"CASE {' '.join(checks)} END" if checks else None
+
+
+def _tag_map(con: duckdb.DuckDBPyConnection, rules: TagRules, tags_expr: str) -> None:
+    """Normalise each distinct Tags value once in Python (far fewer than rows), as table `tagmap`."""
+    distinct = [r[0] for r in con.execute(f"SELECT DISTINCT {tags_expr} FROM raw WHERE {tags_expr} IS NOT NULL").fetchall()]
+    out: dict[str, list[Any]] = {"t": [], "err": [], **{d: [] for d in rules.dims}}
+    for text in distinct:
+        try:
+            dims, err = rules.dims_from_json(text), None
+        except (ValueError, TypeError) as exc:
+            dims, err = dict.fromkeys(rules.dims), f"Tags: not a JSON object ({type(exc).__name__})"
+            if isinstance(exc, json.JSONDecodeError):
+                err = f"Tags: invalid JSON at position {exc.pos}"
+        out["t"].append(text)
+        out["err"].append(err)
+        for d in rules.dims:
+            out[d].append(dims[d])
+    con.register("tagmap_arrow", pa.table(out, schema=pa.schema(
+        [("t", pa.string()), ("err", pa.string())] + [(d, pa.string()) for d in rules.dims])))
+    con.execute("CREATE TABLE tagmap AS SELECT * FROM tagmap_arrow")
+
+
+def parse_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS) -> ParsedFile:
+    """Read one FOCUS (or `spec`) file into cost-line rows (Arrow) and quarantined rows (line, reason)."""
+    path = Path(path)
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        kind, columns = _read_source(con, path, spec)
+        _check_required(path, columns, spec)
+        types = {r[0]: r[1] for r in con.execute("DESCRIBE raw").fetchall()}
+        con.register("iso_arrow", pa.table({"code": sorted(ISO_4217)}))
+        con.execute("CREATE TABLE iso AS SELECT * FROM iso_arrow")
+        total = int(con.execute("SELECT count(*) FROM raw").fetchone()[0])  # type: ignore[index]
+        rejects = _rejected_lines(con, path) if kind == "csv" else []
+        if total == 0 and not rejects:
+            raise FocusFileError(f"{path}: the file has a header but no rows")
+
+        values, problems = {}, []
+        for name, (alts, vkind) in spec.columns.items():
+            src = next((a for a in alts if a in types), None)
+            if src is None:
+                values[name] = "NULL"
+                continue
+            col = _q(src)
+            values[name] = _value_sql(vkind, col, types[src])
+            problem = _problem_sql(name, vkind, col, values[name], src, spec)
+            if problem:
+                problems.append(problem)
+        problems.append(
+            f"CASE WHEN {values['charge_period_end']} < {values['charge_period_start']} "
+            "THEN 'ChargePeriodEnd: before ChargePeriodStart' END"
+        )
+        _tag_map(con, rules, values["tags"])
+        problems.append("tagmap.err")
+        dims = ", ".join(f"tagmap.{d}" for d in rules.dims)
+        select = ", ".join(f"{v} AS {k}" for k, v in values.items())
+        con.execute(
+            f"CREATE TABLE parsed AS SELECT {select}, {dims}, raw._rn AS _rn, "
+            f"concat_ws('; ', {', '.join(problems)}) AS _reason "
+            f"FROM raw LEFT JOIN tagmap ON tagmap.t = {values['tags']}"
+        )
+        rows = con.sql(
+            "SELECT * EXCLUDE (_rn, _reason), CAST(charge_period_start AS DATE) AS charge_date, "
+            f"{RESOURCE_KEY_SQL.format(col='resource_id')} AS resource_key, false AS estimated "
+            "FROM parsed WHERE _reason = '' ORDER BY _rn"
+        ).to_arrow_table()
+        bad = con.execute("SELECT _rn, _reason FROM parsed WHERE _reason <> '' ORDER BY _rn").fetchall()
+        quarantine = [
+            {"origin": str(path), "line": _line_of(rn, rejects) if kind == "csv" else rn, "reason": reason}
+            for rn, reason in bad
+        ]
+        quarantine += [{"origin": str(path), "line": line, "reason": reason, "raw": raw}
+                       for line, reason, raw in _reject_details(con, kind)]
+        return ParsedFile(rows, sorted(quarantine, key=lambda q: q["line"] or 0), total + len(rejects))
+    except duckdb.Error as exc:
+        raise FocusFileError(f"{path}: cannot read the file: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
+
+
+def _rejected_lines(con: duckdb.DuckDBPyConnection, path: Path) -> list[int]:
+    lines = sorted({int(r[0]) for r in con.execute("SELECT line FROM reject_errors").fetchall()})
+    if lines and not _ends_with_newline(path):
+        last = con.execute("SELECT max(line) FROM reject_errors").fetchone()[0]  # type: ignore[index]
+        data_lines = con.execute("SELECT count(*) FROM raw").fetchone()[0] + len(lines)  # type: ignore[index]
+        if last == data_lines + 1:
+            raise FocusFileError(f"{path}: the file is truncated: line {last} ends mid-row")
+    return lines
+
+
+def _reject_details(con: duckdb.DuckDBPyConnection, kind: str) -> list[tuple[int, str, str]]:
+    if kind != "csv":
+        return []
+    rows = con.execute(
+        "SELECT line, string_agg(DISTINCT error_type || ': ' || error_message, '; '), any_value(csv_line) "
+        "FROM reject_errors GROUP BY line ORDER BY line"
+    ).fetchall()
+    return [(int(line), f"unreadable CSV row: {msg}", raw or "") for line, msg, raw in rows]
+
+
+def _line_of(rn: int, rejected: list[int]) -> int:
+    """File line of the rn-th accepted CSV record (header on line 1, one record per line)."""
+    line = rn + 1
+    for r in rejected:
+        if r <= line:
+            line += 1
+        else:
+            break
+    return line

@@ -1,0 +1,119 @@
+"""Land a collected batch: replace one source's window of each fact table, atomically.
+
+This is the one primitive every collector goes through, so re-running any collection over the
+same window replaces what it wrote before: totals never double and never half-update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from finops.batch import FactData
+from finops.timeutil import Window
+
+# The time column that places a fact row in a window, per fact table.
+TIME_COLUMN = {
+    "cost_lines": "charge_period_start",
+    "gpu_hours": "hour_start",
+    "token_hours": "hour_start",
+    "inventory": "observed_at",
+}
+
+
+
+class BatchOutsideWindow(ValueError):
+    """A source returned rows outside the window it was asked for (they would escape replacement)."""
+
+
+def _scalar(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
+    row = cur.execute(sql, params or []).fetchone()
+    return row[0] if row else None
+
+
+def replace_window(cur: duckdb.DuckDBPyConnection, table: str, *, run_id: int, source: str, scope: str,
+                   window: Window | None, data: FactData) -> int:
+    """Delete `source`/`scope` rows of `table` in `window` (all of the scope if None), insert `data`.
+
+    Must run inside a transaction (Store.transaction). Returns the number of rows inserted.
+    """
+    tcol = TIME_COLUMN[table]
+    where = "source = ? AND scope = ?"
+    params: list[Any] = [source, scope]
+    if window is not None:
+        where += f" AND {tcol} >= ? AND {tcol} < ?"
+        params += [window.start, window.end]
+    affected = _affected_days(cur, table, where, params)
+    cur.execute(f"DELETE FROM {table} WHERE {where}", params)  # noqa: S608 - table/column from constants
+
+    cur.register("_batch", data)
+    try:
+        cols = [c for c in data.schema.names if c not in ("run_id", "source", "scope")]
+        select = ", ".join(f'"{c}"' for c in cols)
+        n = _scalar(cur, "SELECT count(*) FROM _batch") if isinstance(data, pa.Table) else None
+        cur.execute(
+            f"INSERT INTO {table} (run_id, source, scope, {select}) "  # noqa: S608
+            f"SELECT ?, ?, ?, {select} FROM _batch",
+            [run_id, source, scope],
+        )
+    finally:
+        cur.unregister("_batch")
+    inserted = int(_scalar(cur, f"SELECT count(*) FROM {table} WHERE run_id = ?", [run_id]))  # noqa: S608
+    if n is not None and inserted != n:  # pragma: no cover - defensive
+        raise RuntimeError(f"{table}: inserted {inserted} of {n} rows")
+    if window is not None:
+        outside = _scalar(
+            cur,
+            f"SELECT count(*) FROM {table} WHERE run_id = ? AND NOT ({tcol} >= ? AND {tcol} < ?)",  # noqa: S608
+            [run_id, window.start, window.end],
+        )
+        if outside:
+            raise BatchOutsideWindow(f"{table}: {outside} rows fall outside the collected window {window}")
+    if table == "cost_lines":
+        affected |= _affected_days(cur, table, "run_id = ?", [run_id])
+        refresh_cost_daily(cur, sorted(affected))
+    return inserted
+
+
+def _affected_days(cur: duckdb.DuckDBPyConnection, table: str, where: str, params: list[Any]) -> set[datetime]:
+    if table != "cost_lines":
+        return set()
+    rows = cur.execute(f"SELECT DISTINCT charge_date FROM cost_lines WHERE {where}", params).fetchall()  # noqa: S608
+    return {r[0] for r in rows}
+
+
+def refresh_cost_daily(cur: duckdb.DuckDBPyConnection, days: list[Any]) -> None:
+    """Rebuild the daily cost rollup for the given days from the cost lines (same transaction)."""
+    if not days:
+        return
+    cur.execute("DELETE FROM cost_daily WHERE charge_date IN (SELECT unnest(?::DATE[]))", [days])
+    cur.execute(
+        """
+        INSERT INTO cost_daily
+        SELECT charge_date, source, scope, provider_name, billing_account_id, sub_account_id, service_name,
+               service_category, region_id, resource_id, resource_key, resource_type, charge_category,
+               pricing_category, billing_currency, project, team, environment, model_id,
+               sum(billed_cost), sum(effective_cost), sum(list_cost),
+               coalesce(sum(effective_cost) FILTER (WHERE commitment_discount_id IS NOT NULL), 0),
+               bool_or(estimated), count(*)
+        FROM cost_lines
+        WHERE charge_date IN (SELECT unnest(?::DATE[]))
+        GROUP BY ALL
+        """,
+        [days],
+    )
+
+
+def insert_quarantine(cur: duckdb.DuckDBPyConnection, run_id: int, source: str,
+                      rows: Sequence[Mapping[str, Any]]) -> int:
+    if not rows:
+        return 0
+    cur.executemany(
+        "INSERT INTO quarantine (run_id, source, origin, line, reason, raw) VALUES (?, ?, ?, ?, ?, ?)",
+        [[run_id, source, r["origin"], r.get("line"), r["reason"], (r.get("raw") or "")[:2000]] for r in rows],
+    )
+    return len(rows)

@@ -83,22 +83,18 @@ class ParsedFile:
     total: int
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    raw = path.open("rb")
-    head = raw.read(2)
-    raw.seek(0)
-    stream: Any = gzip.GzipFile(fileobj=raw) if head == b"\x1f\x8b" else raw
-    return io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
-
-
 def _csv_header(path: Path) -> list[str]:
-    with _open_text(path) as fh:
+    with path.open("rb") as raw:
+        stream: Any = gzip.GzipFile(fileobj=raw) if _is_gzip(path) else raw
+        fh = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
         try:
             header = next(csv.reader(fh))
         except StopIteration:
             raise FocusFileError(f"{path}: the file is empty") from None
         except (OSError, EOFError) as exc:
             raise FocusFileError(f"{path}: cannot read the header: {exc}") from None
+        finally:
+            fh.detach()
     names = [h.strip() for h in header]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

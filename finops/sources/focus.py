@@ -270,7 +270,7 @@ def parse_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS) 
 def _rejected_lines(con: duckdb.DuckDBPyConnection, path: Path) -> list[int]:
     lines = sorted({int(r[0]) for r in con.execute("SELECT line FROM reject_errors").fetchall()})
     if lines and not _ends_with_newline(path):
-        last = con.execute("SELECT max(line) FROM reject_errors").fetchone()[0]  # type: ignore[index]
+        last = con.execute("SELECT max(line) FROM reject_errors").fetchall()[0][0]
         data_lines = con.execute("SELECT count(*) FROM raw").fetchone()[0] + len(lines)  # type: ignore[index]
         if last == data_lines + 1:
             raise FocusFileError(f"{path}: the file is truncated: line {last} ends mid-row")

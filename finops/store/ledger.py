@@ -39,9 +39,8 @@ def start_run(store: Store, source: str, scope: str, window: Window | None) -> i
             "INSERT INTO source_runs (source, scope, window_start, window_end, status, started_at) "
             "VALUES (?, ?, ?, ?, 'running', ?) RETURNING run_id",
             [source, scope, window.start if window else None, window.end if window else None, utcnow()],
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+        ).fetchall()
+    return int(row[0][0])
 
 
 def succeed_run(cur: duckdb.DuckDBPyConnection, run_id: int, rows: int, quarantined: int, requests: int,

@@ -31,8 +31,8 @@ class BatchOutsideWindow(ValueError):
 
 
 def _scalar(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
-    row = cur.execute(sql, params or []).fetchone()
-    return row[0] if row else None
+    rows = cur.execute(sql, params or []).fetchall()
+    return rows[0][0] if rows else None
 
 
 def replace_window(cur: duckdb.DuckDBPyConnection, table: str, *, run_id: int, source: str, scope: str,

@@ -1,0 +1,5 @@
+"""SPEC section 3: which cost belongs to which group, in SQL on DuckDB."""
+
+from finops.attribution.engine import STEPS, Attribution, attribute
+
+__all__ = ["STEPS", "Attribution", "attribute"]

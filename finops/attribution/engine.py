@@ -1,0 +1,68 @@
+"""Run attribution for a report window on one cursor, leaving temp tables the reports read.
+
+Temp tables live on the caller's cursor (a private DuckDB connection), so concurrent reports do
+not see each other's, and one read transaction gives every report a consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from finops.attribution import sql
+from finops.reports.params import ParamError, ReportParams
+from finops.settings import Settings
+
+STEPS = ("own_tags", "telemetry", "shared", "unallocated")
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """The outcome the reports build on: the report currency and the per-currency ingested totals."""
+
+    currency: str
+    ingested_total: Decimal
+
+
+def _rates(cur: duckdb.DuckDBPyConnection, params: ReportParams, settings: Settings) -> tuple[str, dict[str, Decimal]]:
+    found = [r[0] for r in cur.execute(
+        "SELECT DISTINCT billing_currency FROM cost_daily WHERE charge_date >= ? AND charge_date < ? ORDER BY 1",
+        [params.start, params.end]).fetchall()]
+    target = params.currency or settings.report_currency
+    if not found:
+        return target or "USD", {target or "USD": Decimal(1)}
+    if target is None and len(found) == 1:
+        return found[0], {found[0]: Decimal(1)}
+    target = target or found[0]
+    rates = {c: Decimal(1) if c == target else settings.currency_rates.get(c) for c in found}
+    missing = sorted(c for c, r in rates.items() if r is None)
+    if missing:
+        if not settings.currency_rates:
+            raise ParamError("currency", f"the window mixes currencies ({', '.join(found)}); report one "
+                             "currency with `currency`, or configure currency_rates into report_currency")
+        raise ParamError("currency", f"no rate into {target} configured for {', '.join(missing)}")
+    return target, {c: r for c, r in rates.items() if r is not None}
+
+
+def attribute(cur: duckdb.DuckDBPyConnection, params: ReportParams, settings: Settings) -> Attribution:
+    """Build the att_* temp tables for `params` on `cur` (inside the caller's read transaction)."""
+    currency, rates = _rates(cur, params, settings)
+    cur.register("att_rates_arrow", pa.table({"currency": list(rates), "rate": pa.array(list(rates.values()), pa.decimal128(38, 12))}))
+    cur.execute("CREATE OR REPLACE TEMP TABLE att_rates AS SELECT * FROM att_rates_arrow")
+    cur.unregister("att_rates_arrow")
+    binds: dict[str, Any] = {
+        "start": params.start, "end": params.end, "basis": params.cost_basis,
+        "shared_key": params.shared_cost_key, "idle": params.idle_threshold,
+    }
+    for stage in sql.STAGES:
+        # Statements end with ";" at the end of a line (comments may hold semicolons).
+        for statement in filter(str.strip, re.split(r";\s*\n", stage)):
+            names = [n for n in binds if f"${n}" in statement]
+            cur.execute(statement, {n: binds[n] for n in names})
+    [(total,)] = cur.execute("SELECT coalesce(sum(cost), 0) FROM att_cost").fetchall()
+    return Attribution(currency, Decimal(total))

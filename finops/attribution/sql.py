@@ -1,0 +1,225 @@
+"""The SQL of attribution (SPEC section 3), one temp table per stage, read top to bottom.
+
+Every statement takes its inputs as bound parameters ($start, $end, ...) and the names of columns
+from constants in this file only; nothing a user typed is formatted into SQL.
+"""
+
+DIMS = ("project", "team", "environment", "model_id")
+ALL_KEYED = " AND ".join(f"{{a}}.{d} IS NOT NULL" for d in DIMS)
+
+
+def all_keyed(alias: str) -> str:
+    return ALL_KEYED.format(a=alias)
+
+
+# 1. Cost lines of the window in the report currency, one row per daily rollup row.
+COST = """
+CREATE OR REPLACE TEMP TABLE att_cost AS
+SELECT row_number() OVER (ORDER BY charge_date, source, scope, provider_name, resource_id, service_name,
+                                   billing_account_id, sub_account_id, charge_category, project, team,
+                                   environment, model_id) AS line_id,
+       charge_date AS day, provider_name, billing_account_id, sub_account_id, service_name, region_id,
+       resource_id, resource_key, resource_type, charge_category, pricing_category, billing_currency,
+       project, team, environment, model_id,
+       CAST(CASE WHEN $basis = 'billed' THEN billed_cost ELSE effective_cost END * r.rate AS DECIMAL(38,12)) AS cost,
+       CAST(coalesce(list_cost, effective_cost) * r.rate AS DECIMAL(38,12)) AS list_cost,
+       CAST(committed_cost * r.rate AS DECIMAL(38,12)) AS committed_cost
+FROM cost_daily JOIN att_rates r ON r.currency = cost_daily.billing_currency
+WHERE charge_date >= $start AND charge_date < $end
+"""
+
+# Host names and dims known from the inventory, by resource.
+INVENTORY = """
+CREATE OR REPLACE TEMP TABLE att_inv AS
+SELECT resource_key, max(project) AS project, max(team) AS team, max(environment) AS environment,
+       max(model_id) AS model_id, max(instance_type) AS instance_type, max(gpu_count) AS gpu_count
+FROM inventory GROUP BY resource_key;
+CREATE OR REPLACE TEMP TABLE att_hosts AS
+SELECT DISTINCT lower(h) AS host, resource_key FROM inventory, unnest(host_names) AS t(h) WHERE h IS NOT NULL;
+"""
+
+# Dims on the bill, per resource and day (the tags telemetry borrows for its missing dims).
+BILL_TAGS = """
+CREATE OR REPLACE TEMP TABLE att_bill AS
+SELECT day, resource_key, max(project) AS project, max(team) AS team, max(environment) AS environment,
+       max(model_id) AS model_id
+FROM att_cost WHERE resource_key IS NOT NULL GROUP BY ALL
+"""
+
+# 2. Telemetry with its dims: labels first, then the billed resource's tags, then the inventory.
+TOKENS = """
+CREATE OR REPLACE TEMP TABLE att_tok AS
+SELECT CAST(t.hour_start AS DATE) AS day, t.hour_start,
+       coalesce(hm.resource_key, t.resource_key) AS rkey, t.namespace, t.pod, t.model_name,
+       coalesce(t.project, b.project, i.project) AS project,
+       coalesce(t.team, b.team, i.team) AS team,
+       coalesce(t.environment, b.environment, i.environment) AS environment,
+       coalesce(t.model_id, lower(t.model_name), b.model_id, i.model_id) AS model_id,
+       t.prompt_tokens, t.generation_tokens, t.requests
+FROM token_hours t
+LEFT JOIN att_hosts hm ON hm.host = t.resource_key
+LEFT JOIN att_bill b ON b.day = CAST(t.hour_start AS DATE) AND b.resource_key = coalesce(hm.resource_key, t.resource_key)
+LEFT JOIN att_inv i ON i.resource_key = coalesce(hm.resource_key, t.resource_key)
+WHERE t.hour_start >= $start AND t.hour_start < $end
+"""
+
+GPU = """
+CREATE OR REPLACE TEMP TABLE att_gpu_raw AS
+SELECT CAST(g.hour_start AS DATE) AS day, g.hour_start, coalesce(hm.resource_key, g.resource_key) AS rkey,
+       g.host, g.gpu_uuid, coalesce(g.mig_instance, '') AS mig_instance, g.gpu_model, g.mig_profile,
+       g.namespace, g.pod, g.project, g.team, g.environment, g.model_id, g.busy, g.samples
+FROM gpu_hours g LEFT JOIN att_hosts hm ON hm.host = g.resource_key
+WHERE g.hour_start >= $start AND g.hour_start < $end;
+
+-- The model a pod served that day (the vLLM and DCGM series meet on namespace + pod).
+CREATE OR REPLACE TEMP TABLE att_pod_model AS
+SELECT day, namespace, pod, max(model_id) AS model_id, max(project) AS project, max(team) AS team,
+       max(environment) AS environment
+FROM att_tok WHERE pod IS NOT NULL GROUP BY ALL;
+-- The model served on a resource that day, when there was exactly one.
+CREATE OR REPLACE TEMP TABLE att_res_model AS
+SELECT day, rkey, min(model_id) AS model_id FROM att_tok WHERE rkey IS NOT NULL
+GROUP BY ALL HAVING count(DISTINCT model_id) = 1;
+
+CREATE OR REPLACE TEMP TABLE att_gpu AS
+SELECT g.day, g.hour_start, g.rkey, g.host, g.gpu_uuid, g.mig_instance, g.gpu_model, g.mig_profile,
+       coalesce(g.project, pm.project, b.project, i.project) AS project,
+       coalesce(g.team, pm.team, b.team, i.team) AS team,
+       coalesce(g.environment, pm.environment, b.environment, i.environment) AS environment,
+       coalesce(g.model_id, pm.model_id, rm.model_id, b.model_id, i.model_id) AS model_id,
+       g.busy, g.samples
+FROM att_gpu_raw g
+LEFT JOIN att_pod_model pm ON pm.day = g.day AND pm.namespace = g.namespace AND pm.pod = g.pod
+LEFT JOIN att_res_model rm ON rm.day = g.day AND rm.rkey = g.rkey
+LEFT JOIN att_bill b ON b.day = g.day AND b.resource_key = g.rkey
+LEFT JOIN att_inv i ON i.resource_key = g.rkey;
+"""
+
+# Groups seen in telemetry per resource and day, with their GPU-hours and generated tokens.
+CANDIDATES = """
+CREATE OR REPLACE TEMP TABLE att_cand AS
+SELECT day, rkey, project, team, environment, model_id, sum(gh) AS gh, sum(gen) AS gen FROM (
+    SELECT day, rkey, project, team, environment, model_id, 1 AS gh, 0 AS gen FROM att_gpu
+    UNION ALL
+    SELECT day, rkey, project, team, environment, model_id, 0, generation_tokens FROM att_tok
+) WHERE rkey IS NOT NULL GROUP BY ALL
+"""
+
+# Pieces: (line, group, weight, step). Each line gets pieces from exactly one step.
+PIECES = f"""
+CREATE OR REPLACE TEMP TABLE att_pieces AS
+WITH own AS (
+    SELECT line_id, project, team, environment, model_id, 1.0::DOUBLE AS w, 'own_tags' AS step
+    FROM att_cost c WHERE {all_keyed('c')}
+),
+tele_raw AS (
+    SELECT c.line_id, coalesce(c.project, k.project) AS project, coalesce(c.team, k.team) AS team,
+           coalesce(c.environment, k.environment) AS environment, coalesce(c.model_id, k.model_id) AS model_id,
+           k.gh, k.gen
+    FROM att_cost c JOIN att_cand k ON k.day = c.day AND k.rkey = c.resource_key
+    WHERE NOT ({all_keyed('c')})
+),
+tele_keyed AS (
+    SELECT line_id, project, team, environment, model_id, sum(gh) AS gh, sum(gen) AS gen
+    FROM tele_raw t WHERE {all_keyed('t')} GROUP BY ALL
+),
+tele AS (
+    -- Split by GPU-hours; where the resource had none, by generated tokens; else evenly.
+    SELECT line_id, project, team, environment, model_id,
+           CASE WHEN sum(gh) OVER (PARTITION BY line_id) > 0 THEN gh::DOUBLE
+                WHEN sum(gen) OVER (PARTITION BY line_id) > 0 THEN gen::DOUBLE ELSE 1.0 END AS w,
+           'telemetry' AS step
+    FROM tele_keyed
+),
+groups AS (
+    -- Fully keyed groups per day, with their GPU-hours and generated tokens that day.
+    SELECT day, project, team, environment, model_id, sum(gh) AS gh, sum(gen) AS gen FROM (
+        SELECT day, project, team, environment, model_id, 0 AS gh, 0 AS gen FROM att_cost c WHERE {all_keyed('c')}
+        UNION ALL SELECT c.day, t.project, t.team, t.environment, t.model_id, 0, 0
+                  FROM tele_keyed t JOIN att_cost c USING (line_id)
+        UNION ALL SELECT day, project, team, environment, model_id, 1, 0 FROM att_gpu g WHERE {all_keyed('g')}
+        UNION ALL SELECT day, project, team, environment, model_id, 0, generation_tokens FROM att_tok t WHERE {all_keyed('t')}
+    ) GROUP BY ALL
+),
+shared_raw AS (
+    SELECT c.line_id, g.project, g.team, g.environment, g.model_id,
+           CASE $shared_key WHEN 'gpu_hours' THEN g.gh WHEN 'tokens' THEN g.gen ELSE 1 END::DOUBLE AS w
+    FROM att_cost c JOIN groups g ON g.day = c.day
+         AND (c.project IS NULL OR c.project = g.project) AND (c.team IS NULL OR c.team = g.team)
+         AND (c.environment IS NULL OR c.environment = g.environment)
+         AND (c.model_id IS NULL OR c.model_id = g.model_id)
+    WHERE NOT ({all_keyed('c')})
+      AND coalesce(c.project, c.team, c.environment, c.model_id) IS NOT NULL
+      AND c.line_id NOT IN (SELECT line_id FROM tele_keyed)
+),
+shared AS (
+    -- When the policy's weights are all zero for a line (e.g. no GPU-hours), split it evenly.
+    SELECT line_id, project, team, environment, model_id,
+           CASE WHEN sum(w) OVER (PARTITION BY line_id) > 0 THEN w ELSE 1.0 END AS w, 'shared' AS step
+    FROM shared_raw
+),
+rest AS (
+    SELECT line_id, NULL AS project, NULL AS team, NULL AS environment, NULL AS model_id, 1.0::DOUBLE AS w,
+           'unallocated' AS step
+    FROM att_cost WHERE line_id NOT IN (SELECT line_id FROM own UNION ALL SELECT line_id FROM tele
+                                        UNION ALL SELECT line_id FROM shared)
+)
+SELECT * FROM own UNION ALL SELECT * FROM tele UNION ALL SELECT * FROM shared UNION ALL SELECT * FROM rest
+"""
+
+# 3. Money per piece, exact: each piece gets its rounded share; the rounding remainder goes to the
+# largest piece of the line, so the pieces of a line always sum to the line's cost.
+ALLOC = """
+CREATE OR REPLACE TEMP TABLE att_alloc AS
+WITH shares AS (
+    SELECT p.*, c.day, c.cost, c.list_cost, c.committed_cost,
+           p.w / sum(p.w) OVER (PARTITION BY p.line_id) AS share,
+           row_number() OVER (PARTITION BY p.line_id ORDER BY p.w DESC, p.project, p.team, p.environment,
+                              p.model_id) AS rank
+    FROM att_pieces p JOIN att_cost c USING (line_id)
+),
+rounded AS (
+    SELECT *, CAST(cost * share AS DECIMAL(38,12)) AS amount0,
+              CAST(list_cost * share AS DECIMAL(38,12)) AS list0,
+              CAST(committed_cost * share AS DECIMAL(38,12)) AS committed0
+    FROM shares
+)
+SELECT line_id, day, project, team, environment, model_id, step,
+       amount0 + CASE WHEN rank = 1 THEN cost - sum(amount0) OVER (PARTITION BY line_id) ELSE 0 END AS amount,
+       list0 + CASE WHEN rank = 1 THEN list_cost - sum(list0) OVER (PARTITION BY line_id) ELSE 0 END AS list_amount,
+       committed0 + CASE WHEN rank = 1 THEN committed_cost - sum(committed0) OVER (PARTITION BY line_id) ELSE 0 END
+           AS committed_amount
+FROM rounded
+"""
+
+# Cost of each GPU-hour (SPEC 4.2): the resource's cost that day over its GPU-hours that day; for a
+# GPU on no billed resource, its group's attributed cost that day over the group's GPU-hours.
+HOUR_COST = """
+CREATE OR REPLACE TEMP TABLE att_gpu_cost AS
+WITH res_cost AS (
+    SELECT day, resource_key AS rkey, sum(cost) AS cost FROM att_cost WHERE resource_key IS NOT NULL GROUP BY ALL
+),
+res_hours AS (SELECT day, rkey, count(*) AS hours FROM att_gpu GROUP BY ALL),
+grp_cost AS (
+    SELECT day, project, team, environment, model_id, sum(amount) AS cost FROM att_alloc GROUP BY ALL
+),
+grp_hours AS (
+    SELECT day, project, team, environment, model_id, count(*) AS hours FROM att_gpu g
+    WHERE g.rkey IS NULL OR g.rkey NOT IN (SELECT rkey FROM res_cost) GROUP BY ALL
+)
+SELECT g.*,
+       CAST(CASE WHEN rc.cost IS NOT NULL THEN rc.cost / rh.hours
+                 ELSE coalesce(gc.cost / gh.hours, 0) END AS DECIMAL(38,12)) AS hour_cost,
+       g.busy < $idle AS idle
+FROM att_gpu g
+LEFT JOIN res_cost rc ON rc.day = g.day AND rc.rkey = g.rkey
+LEFT JOIN res_hours rh ON rh.day = g.day AND rh.rkey = g.rkey
+LEFT JOIN grp_cost gc ON rc.cost IS NULL AND gc.day = g.day AND gc.project IS NOT DISTINCT FROM g.project
+     AND gc.team IS NOT DISTINCT FROM g.team AND gc.environment IS NOT DISTINCT FROM g.environment
+     AND gc.model_id IS NOT DISTINCT FROM g.model_id
+LEFT JOIN grp_hours gh ON rc.cost IS NULL AND gh.day = g.day AND gh.project IS NOT DISTINCT FROM g.project
+     AND gh.team IS NOT DISTINCT FROM g.team AND gh.environment IS NOT DISTINCT FROM g.environment
+     AND gh.model_id IS NOT DISTINCT FROM g.model_id
+"""
+
+STAGES = (COST, INVENTORY, BILL_TAGS, TOKENS, GPU, CANDIDATES, PIECES, ALLOC, HOUR_COST)

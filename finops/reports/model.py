@@ -1,0 +1,93 @@
+"""The shape every report has: rows, totals, params, and named extra tables for exports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+
+from finops.attribution import Attribution, attribute
+from finops.reports.params import ReportParams
+from finops.settings import Settings
+from finops.store.db import Store
+
+Row = dict[str, Any]
+# Fields holding money, per name; exports format them as currency.
+MONEY_FIELDS = frozenset({
+    "cost", "usage_cost", "idle_cost", "total_cost", "untagged_cost", "recoverable_cost", "attributed_cost",
+    "unallocated_cost", "previous_cost", "change", "cost_per_1k_generated_tokens", "cost_per_1k_tokens",
+    "cost_per_request", "amount", "this_week", "previous_week", "control_total", "ingested_total",
+    "hour_cost", "monthly_saving", "previous_idle_cost",
+})
+
+
+@dataclass
+class Report:
+    """A computed report. `rows` is the main table; `tables` holds the others (weekly, untagged)."""
+
+    name: str
+    params: dict[str, Any]
+    rows: list[Row]
+    totals: Row
+    tables: dict[str, list[Row]] = field(default_factory=dict)
+    currency: str = "USD"
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"rows": self.rows, "totals": self.totals, "params": self.params}
+        out.update(self.tables)
+        return out
+
+    def all_tables(self) -> dict[str, list[Row]]:
+        return {self.name.replace("-", "_"): self.rows, **self.tables}
+
+
+def params_dict(params: ReportParams, currency: str) -> dict[str, Any]:
+    d = params.model_dump(mode="json")
+    d["currency"] = currency
+    return d
+
+
+@contextmanager
+def snapshot(store: Store) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A private cursor in one read transaction: every query of a report sees the same data."""
+    cur = store.cursor()
+    try:
+        cur.execute("BEGIN TRANSACTION")
+        yield cur
+        cur.execute("ROLLBACK")  # temp tables and all: a report writes nothing
+    finally:
+        cur.close()
+
+
+def fetch_rows(cur: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | list[Any] | None = None) -> list[Row]:
+    """Run a query and return plain dicts, through Arrow (never `.df()`)."""
+    table = cur.sql(sql, params=params or None).to_arrow_table()
+    return list(table.to_pylist())
+
+
+def with_attribution(store: Store, settings: Settings, params: ReportParams,
+                     build: Callable[[duckdb.DuckDBPyConnection, Attribution], Report]) -> Report:
+    with snapshot(store) as cur:
+        att = attribute(cur, params, settings)
+        return build(cur, att)
+
+
+def ratio(num: Decimal | None, den: Decimal | int | None, scale: int = 1) -> Decimal | None:
+    """num / (den / scale), exact in Decimal; None when the denominator is zero (never 0 or inf)."""
+    if num is None or not den:
+        return None
+    return (Decimal(num) * scale / Decimal(den)).quantize(Decimal("1e-12"))
+
+
+def filter_sql(params: ReportParams, alias: str = "") -> tuple[str, dict[str, Any]]:
+    """WHERE fragment restricting dims to `params.filters` (bound values; dim names are constants)."""
+    prefix = f"{alias}." if alias else ""
+    parts, binds = [], {}
+    for i, (dim, value) in enumerate(sorted(params.filters.items())):
+        parts.append(f"{prefix}{dim} = $f{i}")
+        binds[f"f{i}"] = value
+    return (" AND ".join(parts) or "TRUE"), binds

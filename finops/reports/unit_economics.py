@@ -1,0 +1,120 @@
+"""Unit economics (SPEC 4.1): cost, tokens and GPU-hours per group and period, with unit costs."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+
+from finops.attribution import Attribution
+from finops.reports.model import Report, Row, fetch_rows, filter_sql, params_dict, ratio, with_attribution
+from finops.reports.params import ReportParams
+from finops.settings import Settings
+from finops.store.db import Store
+from finops.tags import UNALLOCATED, UNTAGGED
+
+# Period start of a day `d` per granularity; `total` is one period, the whole window.
+BUCKET = {
+    "day": "day",
+    "week": "CAST(date_trunc('week', day) AS DATE)",
+    "month": "CAST(date_trunc('month', day) AS DATE)",
+    "total": "CAST($start AS DATE)",
+}
+
+
+def period_end(start: date, granularity: str, window_end: date) -> date:
+    """End (exclusive) of the period starting at `start`, clipped to the report window."""
+    if granularity == "day":
+        end = start + timedelta(days=1)
+    elif granularity == "week":
+        end = start + timedelta(days=7)
+    elif granularity == "month":
+        end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    else:
+        end = window_end
+    return min(end, window_end)
+
+
+def _dims(params: ReportParams, unallocated: bool) -> str:
+    if unallocated:
+        return "".join(
+            f", CASE WHEN step = 'unallocated' THEN '{UNALLOCATED}' ELSE coalesce({d}, '{UNTAGGED}') END AS {d}"
+            for d in params.group_by)
+    return "".join(f", coalesce({d}, '{UNTAGGED}') AS {d}" for d in params.group_by)
+
+
+def query(params: ReportParams) -> str:
+    bucket = BUCKET[params.granularity]
+    where, _ = filter_sql(params)
+    keys = "".join(f", {d}" for d in params.group_by)
+    return f"""
+    WITH parts AS (
+        SELECT {bucket} AS period
+               {_dims(params, True)}, amount AS cost, 0 AS prompt_tokens, 0 AS generation_tokens, 0 AS requests,
+               0 AS gpu_hours, 0.0 AS busy_sum, 0 AS usage_cost, 0 AS idle_cost
+        FROM att_alloc WHERE {where}
+        UNION ALL
+        SELECT {bucket}
+               {_dims(params, False)}, 0, prompt_tokens, generation_tokens, requests, 0, 0.0, 0, 0
+        FROM att_tok WHERE {where}
+        UNION ALL
+        SELECT {bucket}
+               {_dims(params, False)}, 0, 0, 0, 0, 1, busy, hour_cost * CAST(busy AS DECIMAL(38,12)),
+               CASE WHEN idle THEN hour_cost ELSE 0 END
+        FROM att_gpu_cost WHERE {where}
+    )
+    SELECT period{keys}, sum(cost) AS cost, sum(prompt_tokens)::BIGINT AS prompt_tokens,
+           sum(generation_tokens)::BIGINT AS generation_tokens, sum(requests)::BIGINT AS requests,
+           sum(gpu_hours)::BIGINT AS gpu_hours, sum(busy_sum) AS busy_sum,
+           CAST(sum(usage_cost) AS DECIMAL(38,12)) AS usage_cost, CAST(sum(idle_cost) AS DECIMAL(38,12)) AS idle_cost
+    FROM parts GROUP BY ALL
+    """
+
+
+def _finish(row: Row, params: ReportParams) -> Row:
+    period = row.pop("period")
+    out: Row = {"period_start": max(period, params.start),
+                "period_end": period_end(period, params.granularity, params.end)}
+    out.update({d: row[d] for d in params.group_by})
+    return out | measures(row)
+
+
+def measures(row: Row) -> Row:
+    """Derived fields from summed measures (also used for totals)."""
+    cost = Decimal(row["cost"] or 0)
+    gen, prompt, req, hours = (int(row[k] or 0) for k in ("generation_tokens", "prompt_tokens", "requests", "gpu_hours"))
+    total_tokens = gen + prompt
+    note = "no_tokens" if total_tokens == 0 else ("no_gpu_metrics" if hours == 0 else None)
+    return {
+        "cost": cost, "prompt_tokens": prompt, "generation_tokens": gen, "total_tokens": total_tokens,
+        "requests": req, "gpu_hours": hours,
+        "avg_gpu_busy": round(float(row["busy_sum"]) / hours, 6) if hours else None,
+        "cost_per_1k_generated_tokens": ratio(cost, gen, 1000),
+        "cost_per_1k_tokens": ratio(cost, total_tokens, 1000),
+        "cost_per_request": ratio(cost, req),
+        "usage_cost": Decimal(row["usage_cost"] or 0), "idle_cost": Decimal(row["idle_cost"] or 0),
+        "note": note,
+    }
+
+
+def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams) -> Report:
+    _, binds = filter_sql(params)
+    sql = query(params)
+    raw = fetch_rows(cur, sql, {"start": params.start, **binds} if "$start" in sql else binds)
+    rows = [_finish(r, params) for r in raw]
+    rows.sort(key=lambda r: (r["period_start"], any(r[d] == UNALLOCATED for d in params.group_by), -r["cost"],
+                             tuple(r[d] for d in params.group_by)))
+    sums: dict[str, Any] = {k: sum((r[k] for r in raw), Decimal(0) if k in ("cost", "usage_cost", "idle_cost") else 0)
+                            for k in ("cost", "prompt_tokens", "generation_tokens", "requests", "gpu_hours",
+                                      "usage_cost", "idle_cost")}
+    sums["busy_sum"] = sum(float(r["busy_sum"]) for r in raw)
+    totals = measures(sums)
+    totals.pop("note")
+    totals["ingested_total"] = att.ingested_total if not params.filters else totals["cost"]
+    return Report("unit-economics", params_dict(params, att.currency), rows, totals, currency=att.currency)
+
+
+def unit_economics(store: Store, settings: Settings, params: ReportParams) -> Report:
+    return with_attribution(store, settings, params, lambda cur, att: build(cur, att, params))

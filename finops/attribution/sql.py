@@ -165,7 +165,7 @@ rest AS (
                                         UNION ALL SELECT line_id FROM shared)
 )
 SELECT * FROM own UNION ALL SELECT * FROM tele UNION ALL SELECT * FROM shared UNION ALL SELECT * FROM rest
-"""
+"""  # noqa: S608 - built from this module's constants only
 
 # 3. Money per piece, exact: each piece gets its rounded share; the rounding remainder goes to the
 # largest piece of the line, so the pieces of a line always sum to the line's cost.

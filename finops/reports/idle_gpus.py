@@ -1,0 +1,64 @@
+"""Idle GPUs (SPEC 4.2): per GPU, the hours it sat below the idle threshold and what they cost."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import duckdb
+
+from finops.attribution import Attribution
+from finops.reports.model import Report, fetch_rows, filter_sql, params_dict, with_attribution
+from finops.reports.params import ReportParams
+from finops.settings import Settings
+from finops.store.db import Store
+from finops.tags import UNTAGGED
+
+DIMS = ("project", "team", "environment", "model_id")
+
+
+def query(where: str) -> str:
+    dims = "".join(f", coalesce(mode({d}), '{UNTAGGED}') AS {d}" for d in DIMS)
+    return f"""
+    WITH h AS (
+        SELECT *, hour_start - to_hours(row_number() OVER (
+                      PARTITION BY gpu_uuid, mig_instance, idle ORDER BY hour_start)) AS island
+        FROM att_gpu_cost WHERE {where}
+    ),
+    streaks AS (
+        SELECT gpu_uuid, mig_instance, max(n) AS longest FROM (
+            SELECT gpu_uuid, mig_instance, island, count(*) AS n FROM h WHERE idle GROUP BY ALL
+        ) GROUP BY ALL
+    ),
+    served AS (SELECT DISTINCT rkey FROM att_tok WHERE generation_tokens > 0 AND rkey IS NOT NULL)
+    SELECT any_value(h.host) AS host, h.gpu_uuid, nullif(h.mig_instance, '') AS mig_instance,
+           any_value(h.mig_profile) AS mig_profile, any_value(h.gpu_model) AS gpu_model {dims},
+           count(*)::BIGINT AS hours_observed, count(*) FILTER (WHERE idle)::BIGINT AS idle_hours,
+           round(avg(busy), 6) AS avg_busy,
+           CAST(coalesce(sum(hour_cost) FILTER (WHERE idle), 0) AS DECIMAL(38,12)) AS idle_cost,
+           coalesce(any_value(s.longest), 0)::BIGINT AS longest_idle_streak_hours,
+           max(hour_start) FILTER (WHERE NOT idle) AS last_busy_at,
+           bool_and(h.rkey IS NULL OR h.rkey NOT IN (SELECT rkey FROM served)) AS no_tokens_served
+    FROM h LEFT JOIN streaks s USING (gpu_uuid, mig_instance)
+    GROUP BY h.gpu_uuid, h.mig_instance
+    """  # noqa: S608 - dims are constants, `where` comes from filter_sql (bound values)
+
+
+def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams) -> Report:
+    where, binds = filter_sql(params)
+    rows = fetch_rows(cur, query(where), binds)
+    for r in rows:
+        r["idle_fraction"] = round(r["idle_hours"] / r["hours_observed"], 6) if r["hours_observed"] else None
+    rows.sort(key=lambda r: (-r["idle_cost"], -r["idle_hours"], r["host"] or "", r["gpu_uuid"]))
+    hours = sum(r["hours_observed"] for r in rows)
+    idle = sum(r["idle_hours"] for r in rows)
+    totals = {
+        "gpus": len(rows), "hours_observed": hours, "idle_hours": idle,
+        "idle_fraction": round(idle / hours, 6) if hours else None,
+        "idle_cost": sum((r["idle_cost"] for r in rows), Decimal(0)),
+        "gpus_without_tokens": sum(1 for r in rows if r["no_tokens_served"]),
+    }
+    return Report("idle-gpus", params_dict(params, att.currency), rows, totals, currency=att.currency)
+
+
+def idle_gpus(store: Store, settings: Settings, params: ReportParams) -> Report:
+    return with_attribution(store, settings, params, lambda cur, att: build(cur, att, params))

@@ -1,0 +1,131 @@
+"""Weekly finance report (SPEC 4.4): one ISO week next to the week before, with a control total."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+
+from finops.attribution import STEPS, attribute
+from finops.reports import idle_gpus, unit_economics, untagged
+from finops.reports.model import Report, Row, params_dict, ratio, snapshot
+from finops.reports.params import ReportParams
+from finops.settings import Settings
+from finops.store.db import Store
+from finops.tags import UNALLOCATED
+from finops.timeutil import iso_week
+
+SUMMARY = (  # (metric, unit)
+    ("total_cost", "money"), ("attributed_cost", "money"), ("unallocated_cost", "money"),
+    ("untagged_share", "ratio"), ("idle_cost", "money"), ("prompt_tokens", "tokens"),
+    ("generation_tokens", "tokens"), ("cost_per_1k_generated_tokens", "money"),
+)
+
+
+def _change(this: Any, prev: Any) -> tuple[Any, Any]:
+    if this is None or prev is None:
+        return None, None
+    return this - prev, ratio(Decimal(this - prev), prev) if prev else None
+
+
+def _compute(cur: duckdb.DuckDBPyConnection, settings: Settings, p: ReportParams) -> dict[str, Any]:
+    p = p.model_copy(update={"granularity": "total"})  # week against week: one period each
+    att = attribute(cur, p, settings)
+    steps = dict(cur.execute("SELECT step, sum(amount) FROM att_alloc GROUP BY step").fetchall())
+    out = {
+        "att": att, "steps": {s: Decimal(steps.get(s) or 0) for s in STEPS},
+        "rows": unit_economics.build(cur, att, p),
+        "team": unit_economics.build(cur, att, p.model_copy(update={"group_by": ("team",)})),
+        "project": unit_economics.build(cur, att, p.model_copy(update={"group_by": ("project",)})),
+        "model": unit_economics.build(cur, att, p.model_copy(update={"group_by": ("model_id",)})),
+        "idle": idle_gpus.build(cur, att, p),
+        "untagged": untagged.build(cur, att, p),
+    }
+    return out
+
+
+def _keyed(report: Report, dims: tuple[str, ...]) -> dict[tuple[Any, ...], Row]:
+    return {tuple(r[d] for d in dims): r for r in report.rows}
+
+
+def _compare(this: Report, prev: Report, dims: tuple[str, ...], fields: tuple[str, ...]) -> list[Row]:
+    a, b = _keyed(this, dims), _keyed(prev, dims)
+    rows = []
+    for key in list(a) + [k for k in b if k not in a]:
+        cur_row, prev_row = a.get(key, {}), b.get(key, {})
+        row: Row = dict(zip(dims, key, strict=True))
+        for f in fields:
+            now = cur_row.get(f, Decimal(0) if f == "cost" else None)
+            before = prev_row.get(f, Decimal(0) if f == "cost" else None)
+            change, pct = _change(now, before)
+            prefix = "" if f == "cost" else f + "_"
+            row.update({f: now, f"previous_{f}" if f != "cost" else "previous_cost": before,
+                        f"{prefix}change": change, f"{prefix}change_pct": pct})
+        rows.append(row)
+    return rows
+
+
+def _summary(this: dict[str, Any], prev: dict[str, Any]) -> list[Row]:
+    def values(x: dict[str, Any]) -> dict[str, Any]:
+        tot = x["rows"].totals
+        unalloc = x["steps"]["unallocated"]
+        return {
+            "total_cost": x["att"].ingested_total, "attributed_cost": tot["cost"] - unalloc,
+            "unallocated_cost": unalloc, "untagged_share": x["untagged"].totals["untagged_share"],
+            "idle_cost": x["idle"].totals["idle_cost"], "prompt_tokens": tot["prompt_tokens"],
+            "generation_tokens": tot["generation_tokens"],
+            "cost_per_1k_generated_tokens": tot["cost_per_1k_generated_tokens"],
+        }
+
+    a, b = values(this), values(prev)
+    rows = []
+    for metric, unit in SUMMARY:
+        change, pct = _change(a[metric], b[metric])
+        rows.append({"metric": metric, "unit": unit, "this_week": a[metric], "previous_week": b[metric],
+                     "change": change, "change_pct": pct})
+    return rows
+
+
+def weekly(store: Store, settings: Settings, params: ReportParams) -> Report:
+    span = params.end - params.start
+    prev_params = params.model_copy(update={"start": params.start - span, "end": params.start})
+    with snapshot(store) as cur:
+        this = _compute(cur, settings, params)
+        prev = _compute(cur, settings, prev_params)
+    dims = params.group_by
+    rows = _compare(this["rows"], prev["rows"], dims, ("cost",))
+    rows.sort(key=lambda r: (any(r[d] == UNALLOCATED for d in dims), -r["cost"]))
+    ingested = this["att"].ingested_total
+    recon = [{"item": f"attributed by {s.replace('_', ' ')}" if s != "unallocated" else UNALLOCATED,
+              "amount": this["steps"][s]} for s in STEPS]
+    recon += [
+        {"item": "control total (sum of rows)", "amount": sum((r["cost"] for r in rows), Decimal(0))},
+        {"item": "ingested total", "amount": ingested},
+    ]
+    tables = {
+        "summary": _summary(this, prev),
+        "chargeback_team": _compare(this["team"], prev["team"], ("team",), ("cost",)),
+        "chargeback_project": _compare(this["project"], prev["project"], ("project",), ("cost",)),
+        "unit_economics_by_model": _compare(this["model"], prev["model"], ("model_id",),
+                                            ("cost", "generation_tokens", "cost_per_1k_generated_tokens")),
+        "idle_gpus": _idle(this["idle"], prev["idle"]),
+        "untagged_spend": [r for r in this["untagged"].rows if r["untagged_cost"] > 0],
+        "reconciliation": recon,
+    }
+    totals: Row = {
+        "cost": sum((r["cost"] for r in rows), Decimal(0)), "previous_cost": prev["att"].ingested_total,
+        "ingested_total": ingested, "control_total_matches": sum((r["cost"] for r in rows), Decimal(0)) == ingested,
+        "week": iso_week(params.start) if span == timedelta(days=7) and params.start.isoweekday() == 1 else None,
+    }
+    return Report("weekly", params_dict(params, this["att"].currency), rows, totals, tables,
+                  currency=this["att"].currency)
+
+
+def _idle(this: Report, prev: Report) -> list[Row]:
+    before = {(r["gpu_uuid"], r["mig_instance"]): r["idle_cost"] for r in prev.rows}
+    return [
+        {**r, "previous_idle_cost": before.get((r["gpu_uuid"], r["mig_instance"]), Decimal(0))}
+        for r in this.rows if r["idle_hours"] > 0
+    ]

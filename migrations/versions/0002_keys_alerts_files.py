@@ -47,7 +47,7 @@ STATEMENTS = [
         status VARCHAR NOT NULL CHECK (status IN ('sent', 'failed')),
         attempts INTEGER NOT NULL,
         error VARCHAR,
-        at TIMESTAMP NOT NULL
+        delivered_at TIMESTAMP NOT NULL
     )""",
     "CREATE SEQUENCE report_files_id_seq START 1",
     """CREATE TABLE report_files (

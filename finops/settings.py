@@ -53,6 +53,12 @@ class PrometheusSettings(BaseModel):
     resource_labels: list[str] = Field(default_factory=lambda: ["instance_id", "Hostname", "hostname", "instance"])
     # Prefer the metering gateway's per-caller token counters over vLLM's own where both exist.
     token_source: Literal["vllm", "gateway", "gateway_then_vllm"] = "gateway_then_vllm"
+    # Retries of one query on connection errors and 429/502/503/504, with exponential backoff.
+    max_retries: int = Field(default=2, ge=0)
+    retry_backoff_seconds: float = Field(default=0.5, ge=0)
+    # A pod or container matching this (full match) on a GPU series is the exporter itself, i.e. the
+    # GPU is allocated to no workload (GPU Operator / Helm target labels on unallocated GPUs).
+    exporter_workload_pattern: str = r"(nvidia-)?dcgm-exporter(-[a-z0-9-]+)?"
 
 
 class AwsSettings(BaseModel):
@@ -76,6 +82,29 @@ class AwsSettings(BaseModel):
     retry_mode: Literal["standard", "adaptive"] = "standard"
     export_bucket: str | None = None
     export_prefix: str = ""
+    # Credentials: a named profile (None: boto3's default chain), then optionally a role to assume.
+    profile: str | None = None
+    role_session_name: str = "finops"
+    external_id: str | None = None
+    # Per-service endpoints (e.g. {"ce": "http://127.0.0.1:5000"}) win over `endpoint_url`; with
+    # neither, boto3's own configuration applies (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>).
+    endpoint_urls: dict[str, str] = Field(default_factory=dict)
+    ce_region: str = "us-east-1"
+    export_region: str | None = None
+    connect_timeout_seconds: float = 10.0
+    read_timeout_seconds: float = 60.0
+    # Cost Explorer dimensions collected below the four tags; they cost one request per distinct
+    # tag tuple in the window (query plan: finops/sources/aws_ce.py). [] collects the tags only.
+    ce_dimensions: list[Literal["SERVICE", "LINKED_ACCOUNT"]] = ["SERVICE", "LINKED_ACCOUNT"]
+    # In the first N days of a month the previous month is restated too (AWS finalises it then).
+    restatement_month_days: int = 5
+    # Closed Cost Explorer answers are cached as JSON files (None: `<db dir>/cache/aws_ce`).
+    ce_cache: bool = True
+    ce_cache_dir: Path | None = None
+    # Largest accepted difference between the grouped and the ungrouped total of a window.
+    ce_total_tolerance: Decimal = Decimal("0.01")
+    # EC2 instance-type patterns (fnmatch) counted as accelerator hosts.
+    gpu_instance_patterns: list[str] = Field(default_factory=lambda: ["p*", "g*", "inf*", "trn*", "dl*"])
 
 
 class AzureSettings(BaseModel):
@@ -97,6 +126,15 @@ class AzureSettings(BaseModel):
     max_wait_seconds: float = 120.0
     # Documented quota: 12 QPU per 10 s; one month of data is 1 QPU. Space queries accordingly.
     min_seconds_between_queries: float = 1.0
+    # In the first N days of a month the restatement window also covers the whole previous month.
+    restatement_month_days: int = 5
+    # A resource-day's cost must agree across the grouped queries within this much (Azure sums doubles).
+    sum_tolerance: Decimal = Decimal("0.000001")
+    # Token scope; default `<base_url>/.default`, which is right for the public and sovereign clouds.
+    credential_scope: str | None = None
+    # Connection errors and 5xx are retried inside azure-core; 429 is always waited out by the collector.
+    transport_retries: int = 3
+    timeout_seconds: float = 120.0
 
 
 class Settings(BaseSettings):

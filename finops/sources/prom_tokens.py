@@ -1,0 +1,99 @@
+"""Pure: hourly token counter increases (vLLM or the metering gateway) into `token_hours` rows."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from finops.sources.prom_parse import FACT_DIMS, LabelMap, Series, first_label, hour_start, quarantine_row
+from finops.sources.promql import SERVER_LABELS
+
+TOKEN_MEASURES = ("prompt_tokens", "generation_tokens", "requests")
+# Where a model server is: the columns the gateway rows borrow from the vLLM server they displace.
+LOCATION = ("instance", "namespace", "pod", "resource_id", "resource_key")
+KEY_COLUMNS = ("hour_start", *LOCATION, "model_name", *FACT_DIMS)
+TokenSource = Literal["vllm", "gateway", "gateway_then_vllm"]
+
+TOKEN_SCHEMA = pa.schema([
+    ("hour_start", pa.timestamp("us")),
+    ("instance", pa.string()),
+    ("resource_id", pa.string()),
+    ("resource_key", pa.string()),
+    ("namespace", pa.string()),
+    ("pod", pa.string()),
+    ("model_name", pa.string()),
+    *[(d, pa.string()) for d in FACT_DIMS],
+    ("prompt_tokens", pa.int64()),
+    ("generation_tokens", pa.int64()),
+    ("requests", pa.int64()),
+])
+
+
+def count(value: float) -> int:
+    """A token or request count from `increase()`, which is a float: round half up."""
+    return int(math.floor(value + 0.5))
+
+
+def token_rows(measures: Mapping[str, Sequence[Series]], lm: LabelMap, step_seconds: int,
+               model_labels: Sequence[str], origin: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One row per hour, model server (or gateway series) location, model and dims.
+
+    `model_labels` name the label holding the served model (`model_name` on vLLM); `model_id`
+    falls back to it when no dim label carries one. Series that land on the same key are summed.
+    """
+    quarantine: list[dict[str, Any]] = []
+    acc: dict[tuple[Any, ...], dict[str, float]] = {}
+    for measure, series in measures.items():
+        for s in series:
+            model_name = first_label(s.labels, model_labels)
+            dims = lm.dims(s.labels)
+            if dims["model_id"] is None:
+                dims["model_id"] = lm.rules.value(model_name)
+            where = {col: first_label(s.labels, names) for col, names in SERVER_LABELS.items()}
+            where.update(lm.resource(s.labels))
+            fixed = (*(where[c] for c in LOCATION), model_name, *(dims[d] for d in FACT_DIMS))
+            for ts, v in s.points:
+                if not math.isfinite(v) or v < 0:
+                    quarantine.append(quarantine_row(f"prometheus:{origin}/{measure}",
+                                                     f"{measure} increase {v!r} is not a count", s.labels, ts, v))
+                    continue
+                slot = acc.setdefault((hour_start(ts, step_seconds), *fixed), {})
+                slot[measure] = slot.get(measure, 0.0) + v
+    rows = [dict(zip(KEY_COLUMNS, key, strict=True)) | {m: count(vals.get(m, 0.0)) for m in TOKEN_MEASURES}
+            for key, vals in acc.items()]
+    return rows, quarantine
+
+
+def merge_token_sources(vllm: Sequence[dict[str, Any]], gateway: Sequence[dict[str, Any]],
+                        mode: TokenSource) -> list[dict[str, Any]]:
+    """Pick the token rows of the configured source; with `gateway_then_vllm`, gateway rows replace
+    the vLLM rows of the same hour and model (`model_id`), so no token is counted twice.
+
+    A gateway row takes the location (instance, pod, resource) of the vLLM server it displaces when
+    exactly one server served that model in that hour; otherwise it keeps the gateway's own labels.
+    """
+    if mode == "vllm":
+        return list(vllm)
+    if mode == "gateway":
+        return list(gateway)
+    covered: dict[tuple[Any, Any], set[tuple[Any, ...]]] = {
+        (g["hour_start"], g["model_id"]): set() for g in gateway
+    }
+    rows = []
+    for r in vllm:
+        servers = covered.get((r["hour_start"], r["model_id"]))
+        if servers is None:
+            rows.append(r)
+        else:
+            servers.add(tuple(r[c] for c in LOCATION))
+    for g in gateway:
+        servers = covered[(g["hour_start"], g["model_id"])]
+        rows.append(g | dict(zip(LOCATION, next(iter(servers)), strict=True)) if len(servers) == 1 else g)
+    return rows
+
+
+def token_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(list(rows), schema=TOKEN_SCHEMA)

@@ -1,0 +1,137 @@
+"""Prometheus collector: hourly GPU usage (dcgm-exporter) and token counts (vLLM, metering gateway).
+
+Aggregation happens in Prometheus: every query of `finops.sources.promql.QUERIES` is a range
+query at a 1h step returning one point per GPU or model server and hour, so one hour of a large
+fleet costs a handful of queries. Long windows are split into chunks under Prometheus's
+11,000-points-per-series limit. The whole window is one task: all chunks are fetched first and
+land together, so a failure in any chunk leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from prometheus_api_client import PrometheusConnect
+
+from finops.batch import Batch, Progress, SourceFailed, Task
+from finops.settings import Settings
+from finops.sources.prom_client import Chunk, QueryFailed, build_client, plan_chunks, run_range, safe_url
+from finops.sources.prom_gpu import GPU_MEASURES, gpu_rows, gpu_table
+from finops.sources.prom_parse import LabelMap, MalformedResult, Series, parse_matrix
+from finops.sources.prom_tokens import (
+    TOKEN_MEASURES,
+    TokenSource,
+    merge_token_sources,
+    token_rows,
+    token_table,
+)
+from finops.sources.promql import MODEL_NAME_LABEL, QUERIES, TOKEN_FACTS, Query, render
+from finops.timeutil import Window, utcnow
+
+SCOPE = "prometheus"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one collection asks: the rendered queries, the chunks, the step and the token source."""
+
+    queries: list[tuple[Query, str]]
+    chunks: list[Chunk]
+    step_seconds: int
+    token_source: TokenSource
+    labels: LabelMap
+
+    @property
+    def total_queries(self) -> int:
+        return len(self.queries) * len(self.chunks)
+
+
+def plan(settings: Settings, window: Window, now: datetime | None = None) -> Plan:
+    """Render the queries for the configured labels and split `window` into chunks.
+
+    Only hours that have ended by `now` are collected: a later run over the same window adds the
+    rest, replacing what it wrote before. Raises ValueError on settings that cannot work (bad
+    label names, step, chunk size).
+    """
+    cfg = settings.prometheus
+    facts = ("gpu", "gpu_labels", *TOKEN_FACTS[cfg.token_source])
+    queries = [(q, render(q, cfg.step_seconds, cfg.resource_labels, cfg.dim_labels))
+               for q in QUERIES if q.fact in facts]
+    chunks = plan_chunks(window, cfg.step_seconds, cfg.max_points_per_query, utcnow() if now is None else now)
+    return Plan(queries, chunks, cfg.step_seconds, cfg.token_source, LabelMap.from_settings(settings))
+
+
+def tasks(settings: Settings, window: Window, progress: Progress | None = None) -> list[Task]:
+    """One task replacing this source's GPU-hours and token-hours within `window`."""
+    the_plan = plan(settings, window)
+
+    def fetch() -> Batch:
+        client = build_client(settings.prometheus)
+        try:
+            return collect_window(client, the_plan, progress)
+        finally:
+            client.close()
+
+    return [Task(scope=SCOPE, window=window, fetch=fetch)]
+
+
+def _describe(chunk: Chunk, step_seconds: int) -> str:
+    start = chunk.first - timedelta(seconds=step_seconds)
+    return f"[{start:%Y-%m-%dT%H:%M}, {chunk.last:%Y-%m-%dT%H:%M})"
+
+
+def fetch_all(client: PrometheusConnect, the_plan: Plan,
+              progress: Progress | None = None) -> dict[tuple[str, str], list[Series]]:
+    """Run every query over every chunk; results per (fact, measure). Raises SourceFailed."""
+    results: dict[tuple[str, str], list[Series]] = defaultdict(list)
+    done, total = 0, the_plan.total_queries
+    if progress:
+        progress(done, total)
+    for chunk in the_plan.chunks:
+        for query, expr in the_plan.queries:
+            try:
+                raw = run_range(client, expr, chunk.first, chunk.last, the_plan.step_seconds)
+                series = parse_matrix(raw)
+            except (QueryFailed, MalformedResult) as exc:
+                raise SourceFailed(
+                    f"Prometheus query {query.fact}/{query.measure} for {_describe(chunk, the_plan.step_seconds)} "
+                    f"failed: {exc}", requests=done + 1,
+                ) from None
+            done += 1
+            results[(query.fact, query.measure)].extend(series)
+            if progress:
+                progress(done, total)
+    return results
+
+
+def collect_window(client: PrometheusConnect, the_plan: Plan, progress: Progress | None = None) -> Batch:
+    """Query Prometheus for the planned window and build the GPU-hour and token-hour facts."""
+    started = time.monotonic()
+    results = fetch_all(client, the_plan, progress)
+    step, lm = the_plan.step_seconds, the_plan.labels
+    gpus, quarantine = gpu_rows({m: results[("gpu", m)] for m in GPU_MEASURES},
+                                results[("gpu_labels", "labels")], lm, step)
+    vllm, q_vllm = token_rows({m: results[("vllm", m)] for m in TOKEN_MEASURES}, lm, step,
+                              (MODEL_NAME_LABEL,), "vllm")
+    gateway, q_gateway = token_rows({m: results[("gateway", m)] for m in TOKEN_MEASURES}, lm, step,
+                                    lm.dim_labels["model_id"], "gateway")
+    tokens = merge_token_sources(vllm, gateway, the_plan.token_source)
+    details: dict[str, Any] = {
+        "url": safe_url(client.url),
+        "queries": the_plan.total_queries,
+        "chunks": len(the_plan.chunks),
+        "token_source": the_plan.token_source,
+        "gpu_hours": len(gpus),
+        "token_hours": len(tokens),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    return Batch(
+        facts={"gpu_hours": gpu_table(gpus), "token_hours": token_table(tokens)},
+        quarantine=quarantine + q_vllm + q_gateway,
+        requests=the_plan.total_queries,
+        details=details,
+    )

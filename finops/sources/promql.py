@@ -1,0 +1,139 @@
+"""The PromQL of the Prometheus collector and the label tables it reads, as data.
+
+Every query runs as a range query whose step equals its range (`$range`, 1h by default), so the
+point stamped T is the aggregate of the hour ending at T. Templates use `string.Template`
+placeholders: `$range`, `$by` (labels to keep), `$gpu` (GPU identity) and `$uuid` (physical GPU),
+plus one `$<name>` per entry of `METRICS`. A metric rename is a one-line change to `METRICS`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from string import Template
+from typing import Literal
+
+# Sample names as exposed (DCGM has no `_total` suffix even on counters; vLLM counters do).
+# `model_name!=""` keeps vLLM engine series and drops the production-stack router's look-alikes.
+METRICS: dict[str, str] = {
+    "prof_busy": "DCGM_FI_PROF_GR_ENGINE_ACTIVE",  # ratio 0..1, preferred
+    "util": "DCGM_FI_DEV_GPU_UTIL",  # percent 0..100, fallback where the profiling metric is absent
+    "fb_used": "DCGM_FI_DEV_FB_USED",  # MiB
+    "energy": "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",  # mJ since boot (a counter)
+    "vllm_prompt": 'vllm:prompt_tokens_total{model_name!=""}',
+    "vllm_generation": 'vllm:generation_tokens_total{model_name!=""}',
+    "vllm_requests": 'vllm:request_success_total{model_name!=""}',
+    "gw_prompt": 'finops_gateway_tokens_total{kind="prompt"}',
+    "gw_generation": 'finops_gateway_tokens_total{kind="generation"}',
+    "gw_requests": "finops_gateway_requests_total",
+}
+
+# GPU identity: the physical GPU's UUID plus the MIG instance id on MIG series.
+UUID_LABEL = "UUID"
+GPU_ID_LABELS: tuple[str, ...] = (UUID_LABEL, "GPU_I_ID")
+# Host name label: `Hostname` up to dcgm-exporter 4.5.3-4.8.2, `hostname` after.
+HOST_LABELS: tuple[str, ...] = ("Hostname", "hostname")
+# gpu_hours column -> DCGM labels, first present wins.
+GPU_INFO_LABELS: dict[str, tuple[str, ...]] = {
+    "gpu_index": ("gpu",),
+    "gpu_model": ("modelName",),
+    "mig_profile": ("GPU_I_PROFILE",),
+    "mig_instance": ("GPU_I_ID",),
+}
+# Workload columns -> labels, first present wins: `exported_*` when the scrape did not honour the
+# exporter's labels (then `pod`/`namespace` name the exporter), old-namespace names last.
+WORKLOAD_LABELS: dict[str, tuple[str, ...]] = {
+    "namespace": ("exported_namespace", "namespace", "pod_namespace"),
+    "pod": ("exported_pod", "pod", "pod_name"),
+    "container": ("exported_container", "container", "container_name"),
+}
+# token_hours location columns -> labels (vLLM and gateway series).
+SERVER_LABELS: dict[str, tuple[str, ...]] = {
+    "instance": ("instance",),
+    "namespace": ("exported_namespace", "namespace"),
+    "pod": ("exported_pod", "pod"),
+}
+MODEL_NAME_LABEL = "model_name"
+
+Fact = Literal["gpu", "gpu_labels", "vllm", "gateway"]
+
+
+@dataclass(frozen=True)
+class Query:
+    """One range query: the fact it feeds, the measure (column) it fills, and its PromQL template."""
+
+    fact: Fact
+    measure: str
+    template: str
+
+
+QUERIES: tuple[Query, ...] = (
+    # Per GPU (max over the copies a GPU shared by k pods is emitted as), per hour.
+    Query("gpu", "busy",
+          "max by ($gpu) (avg_over_time($prof_busy[$range]))"
+          " or on ($uuid) (max by ($gpu) (avg_over_time($util[$range])) / 100)"),
+    Query("gpu", "samples",
+          "max by ($gpu) (count_over_time($prof_busy[$range]))"
+          " or on ($uuid) max by ($gpu) (count_over_time($util[$range]))"),
+    Query("gpu", "memory_used_mib", "max by ($gpu) (max_over_time($fb_used[$range]))"),
+    Query("gpu", "energy_kwh", "max by ($gpu) (increase($energy[$range])) / 3.6e9"),
+    # Every label set a GPU reported in the hour (host, model, workloads, dims): read in Python.
+    Query("gpu_labels", "labels",
+          "group by ($by) (last_over_time($prof_busy[$range]))"
+          " or group by ($by) (last_over_time($util[$range]))"),
+    # Per model server, summed over `engine` (data parallel) and `finished_reason`.
+    Query("vllm", "prompt_tokens", "sum by ($by) (increase($vllm_prompt[$range]))"),
+    Query("vllm", "generation_tokens", "sum by ($by) (increase($vllm_generation[$range]))"),
+    Query("vllm", "requests", "sum by ($by) (increase($vllm_requests[$range]))"),
+    # The metering gateway's per-caller counters (requests of every status).
+    Query("gateway", "prompt_tokens", "sum by ($by) (increase($gw_prompt[$range]))"),
+    Query("gateway", "generation_tokens", "sum by ($by) (increase($gw_generation[$range]))"),
+    Query("gateway", "requests", "sum by ($by) (increase($gw_requests[$range]))"),
+)
+
+# Which token facts each `token_source` setting queries.
+TOKEN_FACTS: dict[str, tuple[Fact, ...]] = {
+    "vllm": ("vllm",),
+    "gateway": ("gateway",),
+    "gateway_then_vllm": ("gateway", "vllm"),
+}
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def label_list(*groups: Iterable[str]) -> str:
+    """Labels of all groups, deduplicated in order, checked to be valid label names."""
+    seen: dict[str, None] = {}
+    for group in groups:
+        for name in group:
+            if not _LABEL_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid Prometheus label name")
+            seen.setdefault(name, None)
+    return ", ".join(seen)
+
+
+def by_labels(fact: Fact, resource_labels: Iterable[str], dim_labels: Mapping[str, Iterable[str]]) -> str:
+    """The `by (...)` list of a fact: its own label tables plus the configured resource and dim labels."""
+    dims = [name for names in dim_labels.values() for name in names]
+    if fact == "gpu":
+        return label_list(GPU_ID_LABELS)
+    if fact == "gpu_labels":
+        workload = [n for names in WORKLOAD_LABELS.values() for n in names]
+        info = [n for names in GPU_INFO_LABELS.values() for n in names]
+        return label_list(GPU_ID_LABELS, HOST_LABELS, info, workload, resource_labels, dims)
+    server = [n for names in SERVER_LABELS.values() for n in names]
+    model = [MODEL_NAME_LABEL] if fact == "vllm" else []
+    return label_list(server, model, resource_labels, dims)
+
+
+def render(query: Query, step_seconds: int, resource_labels: Iterable[str],
+           dim_labels: Mapping[str, Iterable[str]]) -> str:
+    """The PromQL text of `query` for a step (= range) and the configured label mapping."""
+    return Template(query.template).substitute(
+        METRICS,
+        range=f"{step_seconds}s",
+        by=by_labels(query.fact, resource_labels, dim_labels),
+        gpu=label_list(GPU_ID_LABELS),
+        uuid=UUID_LABEL,
+    )

@@ -82,6 +82,9 @@ class AwsSettings(BaseModel):
     retry_mode: Literal["standard", "adaptive"] = "standard"
     export_bucket: str | None = None
     export_prefix: str = ""
+    # Where AWS cost lines come from. Cost Explorer and the Data Exports hold the same spend, so only
+    # one of them is collected: `auto` uses the exports when a bucket is configured, else Cost Explorer.
+    cost_source: Literal["auto", "cost_explorer", "exports"] = "auto"
     # Credentials: a named profile (None: boto3's default chain), then optionally a role to assume.
     profile: str | None = None
     role_session_name: str = "finops"
@@ -105,6 +108,10 @@ class AwsSettings(BaseModel):
     ce_total_tolerance: Decimal = Decimal("0.01")
     # EC2 instance-type patterns (fnmatch) counted as accelerator hosts.
     gpu_instance_patterns: list[str] = Field(default_factory=lambda: ["p*", "g*", "inf*", "trn*", "dl*"])
+
+
+    def costs_from_exports(self) -> bool:
+        return self.cost_source == "exports" or (self.cost_source == "auto" and bool(self.export_bucket))
 
 
 class AzureSettings(BaseModel):

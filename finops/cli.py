@@ -169,3 +169,5 @@ def report_cmd(
 # Sub-commands owned by other modules are registered below, one line each.
 app.add_typer(__import__("finops.simulate.cli", fromlist=["app"]).app, name="simulate")
 app.command("gateway")(__import__("finops.gateway.cli", fromlist=["gateway"]).gateway)
+app.command("serve")(__import__("finops.serve_cli", fromlist=["serve"]).serve)
+app.add_typer(__import__("finops.keys_cli", fromlist=["app"]).app, name="keys")

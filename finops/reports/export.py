@@ -57,7 +57,8 @@ def _csv_table(rows: list[Row]) -> str:
     w = csv.DictWriter(out, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: "" if v is None else tidy(v) for k, v in r.items()})
+        w.writerow({k: "" if v is None else _nested(v) if isinstance(v, list | dict) else tidy(v)
+                    for k, v in r.items()})
     return out.getvalue()
 
 
@@ -78,11 +79,16 @@ def _money_format(currency: str) -> str:
     return f'"{sym}"#,##0.00' if sym else f'#,##0.00 "{currency}"'
 
 
+def _nested(value: Any) -> str:
+    """A list or dict inside a cell (e.g. evidence) as compact JSON."""
+    return str(simplejson.dumps(tidy(value), use_decimal=True, separators=(",", ":")))
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value)  # spreadsheets hold binary floats; the JSON export keeps every digit
     if isinstance(value, list | dict):
-        return str(value)
+        return _nested(value)
     return value
 
 

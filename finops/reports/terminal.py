@@ -18,6 +18,7 @@ KEY_COLUMNS = {
     "untagged-spend": ("provider", "account", "service", "resource_id", "cost", "untagged_cost",
                        "recoverable_cost", "missing_tags"),
     "weekly": ("project", "team", "environment", "model_id", "cost", "previous_cost", "change"),
+    "recommendations": ("kind", "resource", "team", "model_id", "monthly_saving", "confidence", "action"),
 }
 
 

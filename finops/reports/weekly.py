@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 
 from finops.attribution import STEPS, attribute
-from finops.reports import idle_gpus, unit_economics, untagged
+from finops.reports import idle_gpus, recommendations, unit_economics, untagged
 from finops.reports.model import Report, Row, params_dict, ratio, snapshot
 from finops.reports.params import ReportParams
 from finops.settings import Settings
@@ -42,6 +42,7 @@ def _compute(cur: duckdb.DuckDBPyConnection, settings: Settings, p: ReportParams
         "model": unit_economics.build(cur, att, p.model_copy(update={"group_by": ("model_id",)})),
         "idle": idle_gpus.build(cur, att, p),
         "untagged": untagged.build(cur, att, p),
+        "savings": recommendations.build(cur, att, p, settings),
     }
     return out
 
@@ -112,6 +113,7 @@ def weekly(store: Store, settings: Settings, params: ReportParams) -> Report:
                                             ("cost", "generation_tokens", "cost_per_1k_generated_tokens")),
         "idle_gpus": _idle(this["idle"], prev["idle"]),
         "untagged_spend": [r for r in this["untagged"].rows if r["untagged_cost"] > 0],
+        "savings": recommendations.top(this["savings"], settings),
         "reconciliation": recon,
     }
     totals: Row = {

@@ -1,0 +1,62 @@
+"""``finops gateway``: run the metering gateway under uvicorn."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from pydantic import ValidationError
+
+from finops.gateway.config import GatewaySettings
+
+
+def load_gateway_settings(config: Path | None, **overrides: Any) -> GatewaySettings:
+    """Settings from a TOML file (top-level fields, keys under ``[keys."<key>"]``), then flags."""
+    data: dict[str, Any] = {}
+    if config is not None:
+        try:
+            data = tomllib.loads(config.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise typer.BadParameter(f"cannot read {config}: {exc}", param_hint="--config") from None
+        data = data.get("gateway", data)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return GatewaySettings(**data)
+    except ValidationError as exc:
+        # Pydantic's message would include the input; keys are secrets, so list locations and reasons only.
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][:1])}: {e['msg']}" for e in exc.errors())
+        raise typer.BadParameter(f"invalid gateway settings: {problems}") from None
+
+
+def gateway(
+    upstream: Annotated[str | None, typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file with gateway settings and keys")] = None,
+    host: Annotated[str | None, typer.Option(help="listen address")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port")] = None,
+    trust_headers: Annotated[bool | None, typer.Option(
+        "--trust-headers/--no-trust-headers", help="honour X-FinOps-Project/-Team/-Environment")] = None,
+    unknown_callers: Annotated[str | None, typer.Option(help="reject (401) or untagged")] = None,
+    stream_usage: Annotated[str | None, typer.Option(help="final, or continuous (vLLM only)")] = None,
+    upstream_api_key: Annotated[str | None, typer.Option(
+        envvar="FINOPS_GATEWAY_UPSTREAM_API_KEY", help="key the upstream expects", show_default=False)] = None,
+) -> None:
+    """Run the OpenAI-compatible metering gateway in front of vLLM (tokens per project/team/environment)."""
+    import uvicorn
+
+    from finops.gateway.app import create_app
+    from finops.settings import load_settings
+    from finops.tags import TagRules
+
+    s = load_gateway_settings(
+        config, upstream_url=upstream, host=host, port=port, trust_headers=trust_headers,
+        unknown_callers=unknown_callers, stream_usage=stream_usage, upstream_api_key=upstream_api_key,
+    )
+    app = create_app(s, rules=TagRules.from_settings(load_settings()))
+    shown = httpx.URL(s.upstream_url).copy_with(username=None, password=None)  # no credentials in logs
+    typer.echo(f"gateway on http://{s.host}:{s.port} -> {shown} "
+               f"({len(s.keys)} keys, unknown callers: {s.unknown_callers})", err=True)
+    # No access log: /metrics is the record, and a log line per request costs latency.
+    uvicorn.run(app, host=s.host, port=s.port, log_level="info", access_log=False, server_header=False)

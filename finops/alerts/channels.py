@@ -1,0 +1,176 @@
+"""Alert channels: generic webhook (JSON), Slack incoming webhook (Block Kit), Alertmanager v2.
+
+Payloads are built by pure functions (one per channel type, in `PAYLOADS`); `deliver` posts one
+notification with retries and backoff on connection errors, 429 and 5xx. Errors name the channel
+and the HTTP status, never the URL (Slack and webhook URLs carry secrets).
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from finops.timeutil import to_utc_naive
+
+
+class _Channel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    url: SecretStr
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    verify_tls: bool | str = True
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=4, ge=1)
+    backoff_seconds: float = Field(default=1.0, ge=0)
+
+
+class WebhookChannel(_Channel):
+    type: Literal["webhook"] = "webhook"
+
+
+class SlackChannel(_Channel):
+    type: Literal["slack"] = "slack"
+
+
+class AlertmanagerChannel(_Channel):
+    """`url` is Alertmanager's base URL; alerts go to `<url>/api/v2/alerts`."""
+
+    type: Literal["alertmanager"] = "alertmanager"
+
+
+Channel = Annotated[WebhookChannel | SlackChannel | AlertmanagerChannel, Field(discriminator="type")]
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What a channel is told: an alert instance firing (again) or resolved."""
+
+    kind: Literal["firing", "resolved"]
+    key: str
+    rule: str
+    severity: str
+    summary: str
+    dims: dict[str, str]
+    link: str
+    started_at: datetime
+    # Alertmanager keeps a firing alert active until `ends_at`; for a resolved one it is the resolve time.
+    ends_at: datetime
+    amount: Decimal | None = None
+    currency: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    status: Literal["sent", "failed"]
+    attempts: int
+    error: str | None = None
+
+
+def _iso(ts: datetime) -> str:
+    return to_utc_naive(ts).isoformat(timespec="seconds") + "Z"
+
+
+def _money(n: Notification) -> str | None:
+    if n.amount is None:
+        return None
+    return f"{n.amount.quantize(Decimal('0.01'))} {n.currency or ''}".strip()
+
+
+def webhook_payload(n: Notification) -> dict[str, Any]:
+    return {
+        "status": n.kind, "key": n.key, "rule": n.rule, "severity": n.severity, "summary": n.summary,
+        "dims": n.dims, "amount": None if n.amount is None else str(n.amount.quantize(Decimal("0.01"))),
+        "currency": n.currency, "link": n.link, "started_at": _iso(n.started_at),
+        "resolved_at": _iso(n.ends_at) if n.kind == "resolved" else None,
+        "details": {k: _plain(v) for k, v in n.details.items()},
+    }
+
+
+def _plain(v: Any) -> Any:
+    """JSON-safe: money and ratios as exact strings, times as ISO 8601."""
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, datetime):
+        return _iso(v)
+    if isinstance(v, date):
+        return v.isoformat()
+    return v
+
+
+def _slack_link(link: str) -> str:
+    # Slack only renders absolute links; a relative one is shown as code for the reader to open.
+    return f"<{link}|Open the report>" if link.startswith(("http://", "https://")) else f"Report: `{link}`"
+
+
+def slack_payload(n: Notification) -> dict[str, Any]:
+    state = "FIRING" if n.kind == "firing" else "RESOLVED"
+    title = f"[{state}] {n.rule} ({n.severity})"
+    fields = [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in n.dims.items()]
+    money = _money(n)
+    if money:
+        fields.insert(0, {"type": "mrkdwn", "text": f"*amount*\n{money}"})
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": n.summary[:3000]}},
+    ]
+    if fields:
+        blocks.append({"type": "section", "fields": fields[:10]})  # Slack allows at most 10 fields
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _slack_link(n.link)}]})
+    return {"text": f"{title}: {n.summary}"[:3000], "blocks": blocks}
+
+
+def alertmanager_payload(n: Notification) -> list[dict[str, Any]]:
+    """One alert of Alertmanager's v2 API. Labels are the stable identity; figures go in annotations."""
+    labels = {k: v for k, v in {"alertname": n.rule, "severity": n.severity, "alert_key": n.key, **n.dims}.items()
+              if v not in (None, "")}  # an empty label is no label to Alertmanager
+    annotations = {"summary": n.summary, "link": n.link}
+    money = _money(n)
+    if money:
+        annotations["amount"] = money
+    return [{"labels": {k: str(v) for k, v in labels.items()}, "annotations": annotations,
+             "startsAt": _iso(n.started_at), "endsAt": _iso(n.ends_at), "generatorURL": n.link}]
+
+
+PAYLOADS: dict[str, Callable[[Notification], Any]] = {
+    "webhook": webhook_payload, "slack": slack_payload, "alertmanager": alertmanager_payload,
+}
+PATHS = {"webhook": "", "slack": "", "alertmanager": "/api/v2/alerts"}
+RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def deliver(channel: Channel, n: Notification, sleep: Callable[[float], None] = time.sleep) -> Delivery:
+    """POST one notification, retrying transient failures with exponential backoff."""
+    base, path = channel.url.get_secret_value(), PATHS[channel.type]
+    url = base.rstrip("/") + path if path else base
+    headers = {k: v.get_secret_value() for k, v in channel.headers.items()}
+    verify = ssl.create_default_context(cafile=channel.verify_tls) if isinstance(channel.verify_tls, str) \
+        else channel.verify_tls  # a CA bundle path
+    body = PAYLOADS[channel.type](n)
+    error = ""
+    with httpx.Client(timeout=channel.timeout_seconds, verify=verify, headers=headers) as client:
+        for attempt in range(1, channel.max_attempts + 1):
+            try:
+                resp = client.post(url, json=body)
+            except httpx.HTTPError as exc:  # connection refused, timeout, protocol error: transient
+                error = f"{channel.name}: {type(exc).__name__}"
+                retry = True
+            else:
+                if resp.is_success:
+                    return Delivery("sent", attempt)
+                error = f"{channel.name}: HTTP {resp.status_code} {resp.reason_phrase}"
+                retry = resp.status_code in RETRY_STATUS
+            if not retry:
+                return Delivery("failed", attempt, error)
+            if attempt < channel.max_attempts:
+                sleep(channel.backoff_seconds * 2 ** (attempt - 1))
+    return Delivery("failed", channel.max_attempts, error)

@@ -1,0 +1,80 @@
+"""The FOCUS drop folder: ingest files that are new or changed since they were last ingested.
+
+Each file is one run of source `focus` whose scope is the file's resolved path (as `finops ingest
+focus`), so a changed file replaces its rows. What was ingested is remembered in the ledger: a
+successful run's details carry the file's signature (size and modification time). A file that
+failed is tried again only once it changes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC
+from pathlib import Path
+
+from finops.batch import Batch, Task
+from finops.collect import RunResult, run_tasks
+from finops.ingest import SOURCE, file_task
+from finops.schedule import FocusDropSettings
+from finops.store.db import Store
+from finops.tags import TagRules
+
+log = logging.getLogger(__name__)
+
+LATEST_SQL = """
+SELECT scope, status, details, started_at FROM source_runs WHERE source = ?
+QUALIFY row_number() OVER (PARTITION BY scope ORDER BY run_id DESC) = 1
+"""
+
+
+def signature(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def candidates(cfg: FocusDropSettings) -> list[Path]:
+    if cfg.folder is None or not cfg.folder.is_dir():
+        return []
+    return sorted({p.resolve() for pattern in cfg.patterns for p in cfg.folder.glob(pattern) if p.is_file()})
+
+
+def pending(store: Store, cfg: FocusDropSettings, now: float | None = None) -> list[Path]:
+    """Files to ingest now: never ingested, changed since their last success, or changed since a failure."""
+    now = time.time() if now is None else now
+    latest = {scope: (status, details, started) for scope, status, details, started in store.query(LATEST_SQL, [SOURCE])}
+    out = []
+    for path in candidates(cfg):
+        mtime = path.stat().st_mtime
+        if now - mtime < cfg.settle_seconds:
+            continue  # may still be being written
+        last = latest.get(str(path))
+        if last is None:
+            out.append(path)
+            continue
+        status, details, started = last
+        if status == "succeeded" and json.loads(details or "{}").get("signature") != signature(path):
+            out.append(path)
+        elif status == "failed" and mtime > started.replace(tzinfo=UTC).timestamp():
+            out.append(path)
+    return out
+
+
+def _signed(task: Task, sig: str) -> Task:
+    def fetch() -> Batch:
+        batch = task.fetch()
+        batch.details["signature"] = sig
+        return batch
+
+    return Task(task.scope, task.window, fetch)
+
+
+def ingest_pending(store: Store, cfg: FocusDropSettings, rules: TagRules, now: float | None = None) -> list[RunResult]:
+    """Ingest every pending file of the drop folder (raises collect.AlreadyRunning if an ingest runs)."""
+    files = pending(store, cfg, now)
+    results = run_tasks(store, SOURCE, [_signed(file_task(rules, p), signature(p)) for p in files])
+    for r in results:
+        if r.status == "failed":
+            log.warning("FOCUS drop folder: %s", r.error)
+    return results

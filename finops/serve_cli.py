@@ -1,0 +1,30 @@
+"""The `finops serve` command (registered in finops/cli.py)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from finops.settings import load_settings
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    no_scheduler: Annotated[bool, typer.Option("--no-scheduler", help="serve the API only")] = False,
+) -> None:
+    """Run the HTTP API and the scheduler (collections, weekly report, alerts) in one process."""
+    from finops.alerts.config import AlertSettings
+    from finops.schedule import ScheduleSettings
+    from finops.serve import Service
+
+    if not logging.getLogger().handlers:  # our INFO lines (runs, retries, reports) next to uvicorn's
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
+    settings = load_settings()
+    # Settings may carry `schedule` and `alerts` sections; without them the defaults apply.
+    schedule = getattr(settings, "schedule", None) or ScheduleSettings()
+    alerts = getattr(settings, "alerts", None) or AlertSettings()
+    Service(settings, host=host, port=port, scheduler=not no_scheduler, schedule=schedule, alerts=alerts).run()

@@ -1,0 +1,91 @@
+"""The FOCUS drop folder: new and changed files are ingested once, failed files wait for a change,
+files still being written wait, and the scheduler scans the folder on its interval."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+from finops.focus_drop import ingest_pending, pending
+from finops.ingest import SOURCE
+from finops.jobs import Jobs
+from finops.schedule import FocusDropSettings, ScheduleSettings
+from finops.settings import Settings
+from finops.store.db import Store
+from finops.store.ledger import runs
+from finops.tags import TagRules
+from tests.support import example_a
+
+
+def total_cost(store: Store) -> Decimal:
+    return Decimal(store.query("SELECT coalesce(sum(billed_cost), 0) FROM cost_lines")[0][0])
+
+
+def set_mtime(path: Path, ago_seconds: float) -> None:
+    t = time.time() - ago_seconds
+    os.utime(path, (t, t))
+
+
+def test_new_and_changed_files_are_ingested_once(store: Store, rules: TagRules, tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    cfg = FocusDropSettings(folder=drop, settle_seconds=0)
+    bill = drop / "bill.csv"
+    bill.write_text(example_a.focus_csv())
+    (drop / "notes.txt").write_text("not a FOCUS file")
+
+    [r] = ingest_pending(store, cfg, rules)
+    assert (r.status, r.rows) == ("succeeded", len(example_a.BILL))
+    assert total_cost(store) == sum(Decimal(c) for *_, c in example_a.BILL)
+    assert ingest_pending(store, cfg, rules) == []  # remembered through the ledger
+
+    bill.write_text(example_a.focus_csv(bill=example_a.BILL[:2]))
+    set_mtime(bill, 5)
+    [r] = ingest_pending(store, cfg, rules)
+    assert (r.status, r.rows) == ("succeeded", 2)
+    assert total_cost(store) == sum(Decimal(c) for *_, c in example_a.BILL[:2])  # replaced, not added
+
+    bad = drop / "bad.csv"
+    bad.write_text("Foo,Bar\n1,2\n")
+    [r] = ingest_pending(store, cfg, rules)
+    assert r.status == "failed" and r.error
+    assert ingest_pending(store, cfg, rules) == []  # not retried until it changes
+    time.sleep(0.01)
+    bad.write_text("Foo,Bar\n1,3\n")  # changed after the failed run
+    assert pending(store, cfg) == [bad.resolve()]
+
+
+def test_a_file_still_being_written_waits(store: Store, tmp_path: Path) -> None:
+    cfg = FocusDropSettings(folder=tmp_path, settle_seconds=60)
+    (tmp_path / "fresh.csv").write_text(example_a.focus_csv())
+    assert pending(store, cfg) == []
+    assert pending(store, cfg, now=time.time() + 61) == [(tmp_path / "fresh.csv").resolve()]
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_scheduler_scans_the_folder(store: Store, settings: Settings, tmp_path: Path) -> None:
+    schedule = ScheduleSettings()
+    schedule.sources = {}
+    schedule.weekly.enabled = False
+    schedule.focus_drop = FocusDropSettings(folder=tmp_path, every_minutes=0.1 / 60, settle_seconds=0)
+    (tmp_path / "day1.csv").write_text(example_a.focus_csv())
+    jobs = Jobs(store, settings, schedule)
+    jobs.start()
+    try:
+        wait_for(lambda: len(runs(store, SOURCE)) == 1)
+        (tmp_path / "day2.csv").write_text(example_a.focus_csv(example_a.DAY.replace(day=3)))
+        wait_for(lambda: len(runs(store, SOURCE)) == 2)
+        time.sleep(0.3)
+    finally:
+        jobs.shutdown()
+    assert sorted(Path(r.scope).name for r in runs(store, SOURCE)) == ["day1.csv", "day2.csv"]
+    assert all(r.status == "succeeded" for r in runs(store, SOURCE))

@@ -23,7 +23,8 @@ system-deps:
 	  else echo "install Debian's prometheus package (apt-get install prometheus) for the Prometheus tests"; fi; \
 	fi
 
-demo: setup
+# The demo sends its most recent days through a real Prometheus when one is installed (system-deps).
+demo: setup system-deps
 	$(BIN)/finops demo
 
 lint: setup

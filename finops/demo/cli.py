@@ -1,0 +1,132 @@
+"""The `finops demo` command (registered in finops/cli.py): build the demo database, show a summary,
+then serve it with `finops serve` (API only) until interrupted."""
+
+from __future__ import annotations
+
+import socket
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from finops.demo.run import DEFAULT_DB, DemoConfig, DemoFailed, DemoResult, last_full_week, run_demo
+from finops.settings import Settings, load_settings
+from finops.store.db import open_store
+from finops.timeutil import iso_week, parse_date
+
+if TYPE_CHECKING:
+    from finops.serve import Service
+
+console = Console()
+
+
+def money(v: object) -> str:
+    return f"${v:,.2f}"
+
+
+def show_summary(result: DemoResult) -> None:
+    s = result.summary
+    head = Table(title=f"Demo fleet {s.start} .. {s.end} (seed {result.config.seed})", show_header=False)
+    head.add_column(style="bold")
+    head.add_column(justify="right")
+    verdict = "[green]equal to the cent[/green]" if s.matches else "[red]DIFFERENT[/red]"
+    head.add_row("Generated bill (FOCUS lines)", money(s.bill_total))
+    head.add_row("Control total (unit-economics rows)", f"{money(s.control_total)}  {verdict}")
+    head.add_row("GPU-hours / generated tokens", f"{s.gpu_hours:,} / {s.generation_tokens / 1e6:,.0f} M")
+    head.add_row("Idle GPU cost", f"{money(s.idle_gpu_cost)}  ({s.idle_gpu_hours:,} idle GPU-hours)")
+    share = f"{s.untagged_share:.1%}" if s.untagged_share is not None else "n/a"
+    head.add_row("Untagged share of spend", f"{share}  ({money(s.untagged_cost)})")
+    console.print(head)
+    models = Table(title="Cost per 1k generated tokens, by model")
+    for col in ("model", "cost", "generated", "$ / 1k generated", "idle cost"):
+        models.add_column(col, justify="left" if col == "model" else "right")
+    for m in s.by_model:
+        per_1k = f"${m.cost_per_1k_generated_tokens:.6f}" if m.cost_per_1k_generated_tokens is not None else "-"
+        models.add_row(m.model_id, money(m.cost), f"{m.generation_tokens / 1e6:,.0f} M", per_1k, money(m.idle_cost))
+    console.print(models)
+
+
+def demo_key(settings: Settings) -> str:
+    """A new finance key for the demo database (finance may read the weekly report and download XLSX)."""
+    from finops.keys import create_key
+
+    store = open_store(settings.db, settings.duckdb)
+    try:
+        return create_key(store, "finance", name="finops demo")[1]
+    finally:
+        store.close()
+
+
+def service(settings: Settings, host: str, port: int) -> Service:
+    """`finops serve` on the demo database: the API only (the scheduler would collect from real clouds)."""
+    from finops.serve import Service
+
+    return Service(settings, host=host, port=port, scheduler=False)
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def show_urls(settings: Settings, base: str, key: str, week: date) -> None:
+    xlsx = f"{base}/v1/reports/weekly?week={iso_week(week)}&format=xlsx"
+    lines = [
+        f"\n[bold]Serving {settings.db}[/bold] (finops serve, API only; Ctrl+C stops it)",
+        f"  API docs:       {base}/docs   (Authorize with the key below)",
+        f"  Weekly report:  {xlsx}",
+        f"  Finance key:    {key}   (created for this demo; shown once)",
+        f'  Download:       curl -H "Authorization: Bearer {key}" -o weekly.xlsx "{xlsx}"',
+        f"  Notebooks:      FINOPS_API_URL={base} FINOPS_API_KEY={key} jupyter lab notebooks/",
+        f"                  (with the service stopped, FINOPS_DB={settings.db} reads a read-only snapshot)\n",
+    ]
+    for line in lines:
+        console.print(line, soft_wrap=True)  # no hard line breaks inside URLs and commands
+
+
+def demo(
+    seed: Annotated[int, typer.Option(help="randomness of the fleet; the same seed gives the same numbers")] = 7,
+    db: Annotated[Path | None, typer.Option(help=f"database to build (default ./{DEFAULT_DB}; FINOPS_DB is not "
+                                            "used, so the demo never writes into your store)")] = None,
+    days: Annotated[int, typer.Option(min=14, max=366, help="days of history, ending today (UTC)")] = 35,
+    end: Annotated[str | None, typer.Option(help="day after the last day of data, YYYY-MM-DD "
+                                            "(default today, UTC)")] = None,
+    prometheus_days: Annotated[int, typer.Option(min=1, help="most recent days sent through a real "
+                                                 "Prometheus when it is installed")] = 7,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="build and summarise only")] = False,
+    host: Annotated[str, typer.Option(help="address to serve on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to serve on")] = 8000,
+) -> None:
+    """A realistic fleet fed through the real ingestion paths into a fresh DuckDB, then served."""
+    try:
+        end_day = parse_date(end, "--end") if end else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--end") from None
+    cfg = DemoConfig(db=db or DEFAULT_DB, seed=seed, days=days, end=end_day, prometheus_days=prometheus_days)
+    settings = load_settings(db=cfg.db)
+    if not no_serve and not port_free(host, port):
+        console.print(f"[red]{host}:{port} is in use: pass --port (or --no-serve)[/red]")
+        raise typer.Exit(1)
+    console.print(f"Demo database: [bold]{cfg.db}[/bold] (built fresh; files in {cfg.files_dir}/)")
+    try:
+        result = run_demo(cfg, settings, say=lambda m: console.print(f"  {m}", soft_wrap=True))
+    except DemoFailed as exc:
+        console.print(f"[red]demo failed: {exc}[/red]")
+        raise typer.Exit(1) from None
+    show_summary(result)
+    console.print(f"Built in {result.seconds:.1f} s; summary in {cfg.files_dir / 'summary.json'}")
+    if not result.summary.matches:
+        console.print("[red]The control total differs from the generated bill.[/red]")
+        raise typer.Exit(1)
+    if no_serve:
+        return
+    key = demo_key(settings)
+    show_urls(settings, f"http://{host}:{port}", key, last_full_week(result.fleet.end))
+    service(settings, host, port).run()

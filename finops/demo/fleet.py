@@ -1,0 +1,224 @@
+"""A deterministic synthetic fleet: GPU instances on AWS and Azure, their bills and their telemetry.
+
+The fleet is described as data (`RESOURCES`); `Fleet` turns it into daily FOCUS bills (CSV text) and
+hourly telemetry facts: the busy fraction of every GPU, the tokens every vLLM server generated and,
+for the shared server, the tokens each calling team sent through the metering gateway.
+`finops.demo.telemetry` renders those facts as dcgm-exporter / vLLM / gateway series and as
+Prometheus query answers. Every number follows from `seed`; money is Decimal.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from functools import cached_property
+
+HOURS_PER_DAY = 24
+# Generated tokens per GPU-hour at 100% busy, per model (vLLM throughput of that model on that GPU).
+THROUGHPUT: dict[str, int] = {"llama-70b": 1_100_000, "mistral-7b": 9_000_000, "qwen-7b": 3_600_000,
+                              "llama-8b": 3_400_000}
+PROMPT_PER_GENERATED = 3  # prompt tokens per generated token
+GENERATED_PER_REQUEST = 300
+GPU_MEMORY_MIB = {"NVIDIA A100-SXM4-40GB": 40960, "NVIDIA A100 80GB PCIe": 81920, "NVIDIA A10G": 23028,
+                  "Tesla V100-SXM2-16GB": 16384}
+PRICE_CHANGE = (Decimal("0.80"), "p4d", 2)  # from the third week on, p4d instances bill 20% less
+ABANDONED_AFTER_DAYS = 9  # the training box's job ends; the instance keeps running, idle
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A team calling a shared model through the metering gateway, with its share of the traffic."""
+
+    project: str
+    team: str
+    environment: str
+    share: Decimal
+
+
+@dataclass(frozen=True)
+class Resource:
+    rid: str  # the ResourceId on the bill
+    provider: str  # FOCUS ProviderName
+    service: str
+    instance_type: str
+    hourly: Decimal  # on-demand price per hour
+    gpus: int = 0
+    gpu_model: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    model: str | None = None  # vLLM --served-model-name, if it serves one
+    pattern: str = "steady"  # steady | office (idle nights and weekends) | abandoned | idle
+    sub_account: str = "111111111111"
+    region: str = "us-east-1"
+    callers: tuple[Caller, ...] = ()  # teams reaching `model` through the gateway (a shared server)
+
+    @property
+    def key(self) -> str:
+        """The id telemetry uses: an EC2 instance id or an Azure VM name."""
+        return self.rid.rsplit("/", 1)[-1]
+
+    @property
+    def host(self) -> str:
+        """The host name its exporters report (readable, for the demo's charts)."""
+        return "gpu-" + self.key.removeprefix("i-0").removeprefix("vm-")
+
+
+A100_40, A100_80, A10G, V100 = "NVIDIA A100-SXM4-40GB", "NVIDIA A100 80GB PCIe", "NVIDIA A10G", "Tesla V100-SXM2-16GB"
+AZ = "/subscriptions/5f1c0000-0000-0000-0000-00000000abcd/resourceGroups/rg-search/providers/Microsoft.Compute/virtualMachines/"
+EC2, EBS, S3 = "Amazon Elastic Compute Cloud", "Amazon Elastic Block Store", "Amazon Simple Storage Service"
+CHATBOT = {"Project": "chatbot", "Team": "coreai", "Environment": "prod", "ModelID": "llama-70b"}
+RESOURCES: tuple[Resource, ...] = (
+    Resource("i-0chat01", "AWS", EC2, "p4d.24xlarge", Decimal("32.7726"), 8, A100_40, CHATBOT, "llama-70b"),
+    # Same service, tagged by another pipeline: lower-case keys, mixed-case values, no ModelID.
+    Resource("i-0chat02", "AWS", EC2, "p4d.24xlarge", Decimal("32.7726"), 8, A100_40,
+             {"project": "ChatBot", "team": "CoreAI", "environment": "prod"}, "llama-70b"),
+    Resource(AZ + "vm-search-01", "Microsoft", "Virtual Machines", "Standard_NC24ads_A100_v4", Decimal("3.673"), 1,
+             A100_80, {"Project": "search", "Team": "platform", "Environment": "prod", "ModelID": "mistral-7b"},
+             "mistral-7b", sub_account="5f1c0000-0000-0000-0000-00000000abcd", region="eastus"),
+    Resource("i-0rag01", "AWS", EC2, "g5.12xlarge", Decimal("5.672"), 4, A10G,
+             {"Project": "rag", "Team": "research", "Environment": "dev", "ModelID": "qwen-7b"}, "qwen-7b", "office"),
+    # One model server shared by two teams through the gateway; the bill knows only the environment.
+    Resource("i-0shared01", "AWS", EC2, "g5.12xlarge", Decimal("5.672"), 4, A10G, {"Environment": "prod"},
+             "llama-8b", callers=(Caller("chatbot", "coreai", "prod", Decimal("0.6")),
+                                  Caller("search", "platform", "prod", Decimal("0.4")))),
+    # A training box nobody tagged: busy for a while, then left running idle.
+    Resource("i-0train01", "AWS", EC2, "p3.8xlarge", Decimal("12.24"), 4, V100, {}, None, "abandoned"),
+    Resource("vol-0coreai01", "AWS", EBS, "gp3", Decimal("0.11"), tags={"Team": "coreai"}),
+    Resource("logs-bucket", "AWS", S3, "bucket", Decimal("0.55")),
+    Resource("chat-data", "AWS", S3, "bucket", Decimal("0.21"), tags=CHATBOT),
+)
+
+
+@dataclass(frozen=True)
+class TokenHour:
+    prompt: int
+    generation: int
+    requests: int
+
+
+@dataclass
+class Fleet:
+    """The fleet over `days` days ending (exclusive) at `end`, with randomness from `seed`."""
+
+    end: date
+    days: int = 35
+    seed: int = 7
+    resources: tuple[Resource, ...] = RESOURCES
+
+    @property
+    def start(self) -> date:
+        return self.end - timedelta(days=self.days)
+
+    def hours(self) -> Iterator[datetime]:
+        t = datetime.combine(self.start, datetime.min.time())
+        for _ in range(self.days * HOURS_PER_DAY):
+            yield t
+            t += timedelta(hours=1)
+
+    def _rng(self, *key: object) -> random.Random:
+        return random.Random(f"{self.seed}:" + ":".join(map(str, key)))
+
+    def _busy(self, r: Resource, gpu: int, hour: datetime) -> float:
+        if r.pattern == "idle":
+            return 0.0
+        rng = self._rng(r.rid, gpu, hour)
+        if r.pattern == "abandoned":
+            in_job = (hour.date() - self.start).days < ABANDONED_AFTER_DAYS
+            return round(rng.uniform(0.86, 0.97), 4) if in_job else 0.0
+        if r.pattern == "office" and not (9 <= hour.hour < 18 and hour.weekday() < 5):
+            return round(rng.uniform(0.0, 0.02), 4)
+        diurnal = 0.55 + 0.3 * math.sin((hour.hour - 9) / 24 * 2 * math.pi)
+        return round(min(0.98, max(0.02, diurnal + rng.uniform(-0.08, 0.08))), 4)
+
+    @cached_property
+    def gpu_busy(self) -> dict[tuple[str, int], list[float]]:
+        """(resource id, GPU index) -> busy fraction of every hour, in order."""
+        hours = list(self.hours())
+        return {(r.rid, g): [self._busy(r, g, h) for h in hours] for r in self.resources for g in range(r.gpus)}
+
+    def busy(self, r: Resource, gpu: int, hour: datetime) -> float:
+        """Mean busy fraction of one GPU in one hour."""
+        return self.gpu_busy[(r.rid, gpu)][self._index(hour)]
+
+    def _index(self, hour: datetime) -> int:
+        i = int((hour - datetime.combine(self.start, datetime.min.time())).total_seconds()) // 3600
+        if not 0 <= i < self.days * HOURS_PER_DAY:
+            raise ValueError(f"{hour} is outside the fleet's {self.days} days from {self.start}")
+        return i
+
+    @cached_property
+    def server_tokens(self) -> dict[str, list[TokenHour]]:
+        """Resource id -> tokens its vLLM server handled in every hour (servers only)."""
+        out = {}
+        for r in self.resources:
+            if r.model is None:
+                continue
+            series = []
+            for i in range(self.days * HOURS_PER_DAY):
+                busy = sum(self.gpu_busy[(r.rid, g)][i] for g in range(r.gpus)) / r.gpus
+                gen = int(THROUGHPUT[r.model] * r.gpus * busy) if busy > 0.05 else 0
+                series.append(TokenHour(gen * PROMPT_PER_GENERATED, gen, gen // GENERATED_PER_REQUEST))
+            out[r.rid] = series
+        return out
+
+    def tokens(self, r: Resource, hour: datetime) -> TokenHour:
+        """Tokens served by `r` in one hour (zero for a resource that serves no model)."""
+        if r.model is None:
+            return TokenHour(0, 0, 0)
+        return self.server_tokens[r.rid][self._index(hour)]
+
+    def caller_tokens(self, r: Resource, hour: datetime) -> list[tuple[Caller, TokenHour]]:
+        """A shared server's tokens of one hour split over its callers (the last takes the remainder)."""
+        total = self.tokens(r, hour)
+        out, left = [], total
+        for i, c in enumerate(r.callers):
+            if i == len(r.callers) - 1:
+                part = left
+            else:
+                part = TokenHour(*(int(v * c.share) for v in (total.prompt, total.generation, total.requests)))
+                left = TokenHour(left.prompt - part.prompt, left.generation - part.generation,
+                                 left.requests - part.requests)
+            out.append((c, part))
+        return out
+
+    def day_cost(self, r: Resource, day: date) -> Decimal:
+        price = r.hourly
+        factor, family, from_week = PRICE_CHANGE
+        if (day - self.start).days // 7 >= from_week and r.instance_type.startswith(family):
+            price *= factor
+        return (price * HOURS_PER_DAY).quantize(Decimal("0.0001"))
+
+    def total_cost(self) -> Decimal:
+        """The bill: every resource's cost over every day, exactly."""
+        return sum((self.day_cost(r, self.start + timedelta(days=d)) for r in self.resources
+                    for d in range(self.days)), Decimal(0))
+
+    def focus_csv(self, provider: str) -> str:
+        """Daily FOCUS 1.0 rows for one provider's resources."""
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(["BilledCost", "EffectiveCost", "ListCost", "BillingCurrency", "ChargePeriodStart",
+                    "ChargePeriodEnd", "ChargeCategory", "ServiceName", "ServiceCategory", "BillingAccountId",
+                    "SubAccountId", "ProviderName", "RegionId", "ResourceId", "ResourceType", "PricingCategory",
+                    "Tags"])
+        for d in range(self.days):
+            day = self.start + timedelta(days=d)
+            for r in self.resources:
+                if r.provider != provider:
+                    continue
+                cost = self.day_cost(r, day)
+                w.writerow([cost, cost, (r.hourly * HOURS_PER_DAY).quantize(Decimal("0.0001")), "USD",
+                            f"{day}T00:00:00Z", f"{day + timedelta(days=1)}T00:00:00Z", "Usage", r.service,
+                            "Compute" if r.gpus else "Storage", "payer-001", r.sub_account, provider, r.region,
+                            r.rid, r.instance_type, "Standard", json.dumps(r.tags) if r.tags else "NULL"])
+        return out.getvalue()
+
+    @property
+    def providers(self) -> list[str]:
+        return sorted({r.provider for r in self.resources})

@@ -1,0 +1,79 @@
+"""The demo's summary: what the reports say about the demo database, next to the generated bill."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import simplejson
+
+from finops import reports
+from finops.demo.fleet import Fleet
+from finops.reports.params import build_params
+from finops.settings import Settings
+from finops.store.db import Store
+
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class ModelLine:
+    model_id: str
+    cost: Decimal
+    generation_tokens: int
+    cost_per_1k_generated_tokens: Decimal | None
+    usage_cost: Decimal
+    idle_cost: Decimal
+
+
+@dataclass(frozen=True)
+class Summary:
+    start: date
+    end: date
+    bill_total: Decimal  # generated: Fleet.total_cost()
+    control_total: Decimal  # sum of the unit-economics rows (all four dims, whole window)
+    ingested_total: Decimal
+    gpu_hours: int
+    prompt_tokens: int
+    generation_tokens: int
+    idle_gpu_cost: Decimal
+    idle_gpu_hours: int
+    untagged_cost: Decimal
+    untagged_share: Decimal | None
+    by_model: list[ModelLine]
+
+    @property
+    def matches(self) -> bool:
+        return self.control_total.quantize(CENT) == self.bill_total.quantize(CENT)
+
+    def to_json(self) -> str:
+        """JSON with money as exact decimal numbers (parse with `parse_float=Decimal`)."""
+        doc = asdict(self) | {"control_total_matches_bill": self.matches}
+        return str(simplejson.dumps(doc, use_decimal=True, default=str, indent=2))
+
+
+def summarize(store: Store, settings: Settings, fleet: Fleet) -> Summary:
+    """Run the reports over the fleet's whole window and pick the headline numbers."""
+
+    def report(name: str, **kw: Any) -> Any:
+        params = build_params(start=fleet.start, end=fleet.end, default_required=settings.required_tags,
+                              idle_threshold=settings.idle_threshold, shared_cost_key=settings.shared_cost_key, **kw)
+        return reports.get(name)(store, settings, params)
+
+    ue = report("unit-economics", granularity="total")
+    by_model = report("unit-economics", granularity="total", group_by="model_id")
+    idle = report("idle-gpus")
+    untagged = report("untagged-spend")
+    return Summary(
+        start=fleet.start, end=fleet.end, bill_total=fleet.total_cost(),
+        control_total=sum((r["cost"] for r in ue.rows), Decimal(0)),
+        ingested_total=ue.totals["ingested_total"],
+        gpu_hours=ue.totals["gpu_hours"], prompt_tokens=ue.totals["prompt_tokens"],
+        generation_tokens=ue.totals["generation_tokens"],
+        idle_gpu_cost=idle.totals["idle_cost"], idle_gpu_hours=idle.totals["idle_hours"],
+        untagged_cost=untagged.totals["untagged_cost"], untagged_share=untagged.totals["untagged_share"],
+        by_model=[ModelLine(r["model_id"], r["cost"], r["generation_tokens"], r["cost_per_1k_generated_tokens"],
+                            r["usage_cost"], r["idle_cost"]) for r in by_model.rows],
+    )

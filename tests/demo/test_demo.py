@@ -1,0 +1,149 @@
+"""`finops demo`: the control total equals the generated bill, the same seed gives the same database,
+GPU and token facts arrive exactly, a non-demo database is never touched, and the demo's service
+answers with the weekly report as XLSX."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openpyxl
+import pytest
+from typer.testing import CliRunner
+
+from finops.cli import app
+from finops.demo.fleet import RESOURCES, Fleet
+from finops.demo.run import DemoConfig, DemoFailed, run_demo
+from finops.ingest import ingest_focus
+from finops.settings import Settings
+from finops.store.db import open_store
+from finops.tags import TagRules
+from finops.timeutil import iso_week
+from tests.conftest import FOCUS_SAMPLE
+from tests.demo.conftest import DAYS, SEED, Demo, Served, monday_before
+
+FACT_TABLES = ("cost_lines", "gpu_hours", "token_hours")
+# Columns that name a run or a file path rather than data.
+NOT_DATA = {"run_id", "scope", "line_id"}
+
+
+def facts(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every fact row of the database, without run ids and file paths, sorted."""
+    store = open_store(db, read_only=True)
+    try:
+        out = {}
+        for table in FACT_TABLES:
+            cols = [r[0] for r in store.query(f"DESCRIBE {table}") if r[0] not in NOT_DATA]
+            out[table] = sorted(store.query(f"SELECT {', '.join(cols)} FROM {table}"), key=repr)
+        return out
+    finally:
+        store.close()
+
+
+def billed_in_files(folder: Path) -> Decimal:
+    """The sum of BilledCost over the FOCUS files the demo wrote, read with the csv module."""
+    total = Decimal(0)
+    for path in sorted(folder.glob("demo-focus-*.csv")):
+        total += sum((Decimal(row["BilledCost"]) for row in csv.DictReader(io.StringIO(path.read_text()))), Decimal(0))
+    return total
+
+
+def test_control_total_equals_the_generated_bill(demo: Demo) -> None:
+    fleet = Fleet(end=demo.end, days=DAYS, seed=SEED)
+    bill = fleet.total_cost()
+    assert bill == billed_in_files(demo.db.parent / "demo-files") > 0
+    assert demo.summary["bill_total"] == bill
+    assert demo.summary["control_total"] == bill  # exact; hence to the cent
+    assert demo.summary["control_total"].quantize(Decimal("0.01")) == bill.quantize(Decimal("0.01"))
+    assert demo.summary["control_total_matches_bill"] is True
+    shown = " ".join(demo.output.split())  # rich wraps at the terminal width
+    assert f"${bill:,.2f}" in shown and "equal to the cent" in shown
+
+
+def test_gpu_and_token_facts_came_through_exactly(demo: Demo) -> None:
+    fleet = Fleet(end=demo.end, days=DAYS, seed=SEED)
+    gpu_hours = sum(r.gpus for r in RESOURCES) * DAYS * 24
+    generated = sum(t.generation for tokens in fleet.server_tokens.values() for t in tokens)
+    store = open_store(demo.db, read_only=True)
+    try:
+        [(stored_hours, busy_sum)] = store.query("SELECT count(*), sum(busy) FROM gpu_hours")
+        [(stored_generated,)] = store.query("SELECT sum(generation_tokens) FROM token_hours")
+        runs = store.query("SELECT status, details FROM source_runs WHERE source = 'prometheus' ORDER BY run_id")
+    finally:
+        store.close()
+    assert stored_hours == gpu_hours > 0
+    assert stored_generated == generated > 0
+    assert abs(busy_sum - sum(sum(v) for v in fleet.gpu_busy.values())) < 1e-6
+    assert demo.summary["gpu_hours"] == gpu_hours and demo.summary["generation_tokens"] == generated
+    assert runs and all(status == "succeeded" for status, _ in runs)
+    if shutil.which("prometheus") and shutil.which("promtool"):
+        # Older days from recorded responses, the last week from a real Prometheus.
+        shown = " ".join(demo.output.split())
+        assert len(runs) == 2 and "through a real Prometheus" in shown and "recorded query responses" in shown
+
+
+def test_same_seed_same_database_whichever_metrics_path(demo: Demo, tmp_path: Path) -> None:
+    """A second run with the same seed, over an older copy of the demo database and without Prometheus
+    (every metric from recorded responses), gives the same facts and the same summary."""
+    db = tmp_path / "again.duckdb"
+    shutil.copy(demo.snapshot, db)  # a previous demo database there: replaced, never added to
+    result = run_demo(DemoConfig(db=db, seed=SEED, days=DAYS, end=demo.end, use_prometheus=False),
+                      Settings(db=db))
+    assert facts(db) == facts(demo.snapshot)
+    assert [p.path for p in result.metrics] == ["recorded"]
+    again = result.summary
+    assert (again.control_total, again.bill_total, again.gpu_hours, again.generation_tokens, again.idle_gpu_cost,
+            again.untagged_share) == (demo.summary["control_total"], demo.summary["bill_total"],
+                                      demo.summary["gpu_hours"], demo.summary["generation_tokens"],
+                                      demo.summary["idle_gpu_cost"], demo.summary["untagged_share"])
+
+
+def test_a_database_the_demo_did_not_create_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "real.duckdb"
+    settings = Settings(db=db)
+    store = open_store(db, settings.duckdb)
+    try:
+        [run] = ingest_focus(store, TagRules.from_settings(settings), [FOCUS_SAMPLE])
+        assert run.status == "succeeded"
+        before = store.query("SELECT count(*) FROM cost_lines")
+    finally:
+        store.close()
+    result = CliRunner().invoke(app, ["demo", "--no-serve", "--db", str(db)])
+    assert result.exit_code == 1
+    assert "holds data the demo did not create" in " ".join(result.output.split())
+    store = open_store(db, read_only=True)
+    try:
+        assert store.query("SELECT count(*) FROM cost_lines") == before
+    finally:
+        store.close()
+
+
+def test_the_service_answers_and_serves_the_weekly_report_as_xlsx(demo: Demo, served: Served) -> None:
+    assert httpx.get(f"{served.url}/docs", timeout=10).status_code == 200
+    week = iso_week(monday_before(demo.end))
+    resp = httpx.get(f"{served.url}/v1/reports/weekly", params={"week": week, "format": "xlsx"},
+                     headers={"Authorization": f"Bearer {served.key}"}, timeout=60)
+    assert resp.status_code == 200, resp.text
+    assert resp.content[:2] == b"PK"
+    book = openpyxl.load_workbook(io.BytesIO(resp.content), read_only=True)
+    assert {"summary", "chargeback_team", "Reconciliation"} <= set(book.sheetnames)
+    weekly = json.loads(httpx.get(f"{served.url}/v1/reports/weekly", params={"week": week},
+                                  headers={"Authorization": f"Bearer {served.key}"}, timeout=60).text,
+                        parse_float=Decimal)
+    fleet = Fleet(end=demo.end, days=DAYS, seed=SEED)
+    days = [monday_before(demo.end) + timedelta(days=i) for i in range(7)]
+    week_bill = sum((fleet.day_cost(r, d) for r in RESOURCES for d in days), Decimal(0))
+    assert weekly["totals"]["ingested_total"] == week_bill
+    assert weekly["totals"]["control_total_matches"] is True
+
+
+def test_a_database_in_use_is_refused(demo: Demo, served: Served) -> None:
+    with pytest.raises(DemoFailed, match="is a service using it"):
+        run_demo(DemoConfig(db=demo.db, seed=SEED, days=DAYS, end=demo.end), Settings(db=demo.db))

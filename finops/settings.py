@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 DEFAULT_DIMS = ("project", "team", "environment", "model_id")
+BILLING_TAG_KEYS = {"project": "Project", "team": "Team", "environment": "Environment", "model_id": "ModelID"}
 
 
 class DuckDBSettings(BaseModel):
@@ -69,14 +70,8 @@ class AwsSettings(BaseModel):
     endpoint_url: str | None = None
     effective_metric: Literal["AmortizedCost", "NetAmortizedCost"] = "AmortizedCost"
     billed_metric: str = "UnblendedCost"
-    tag_keys: dict[str, str] = Field(
-        default_factory=lambda: {
-            "project": "Project",
-            "team": "Team",
-            "environment": "Environment",
-            "model_id": "ModelID",
-        }
-    )
+    # The tag key queried on the provider's API for each dim (the API matches keys case-sensitively).
+    tag_keys: dict[str, str] = Field(default_factory=lambda: dict(BILLING_TAG_KEYS))
     restatement_days: int = 3
     max_attempts: int = 5
     retry_mode: Literal["standard", "adaptive"] = "standard"
@@ -120,14 +115,8 @@ class AzureSettings(BaseModel):
     scopes: list[str] = Field(default_factory=list)
     base_url: str = "https://management.azure.com"
     verify_tls: bool | str = True
-    tag_keys: dict[str, str] = Field(
-        default_factory=lambda: {
-            "project": "Project",
-            "team": "Team",
-            "environment": "Environment",
-            "model_id": "ModelID",
-        }
-    )
+    # The tag key queried on the provider's API for each dim (the API matches keys case-sensitively).
+    tag_keys: dict[str, str] = Field(default_factory=lambda: dict(BILLING_TAG_KEYS))
     restatement_days: int = 3
     max_attempts: int = 6
     max_wait_seconds: float = 120.0

@@ -49,8 +49,20 @@ def _rates(cur: duckdb.DuckDBPyConnection, params: ReportParams, settings: Setti
     return target, {c: r for c, r in rates.items() if r is not None}
 
 
-def attribute(cur: duckdb.DuckDBPyConnection, params: ReportParams, settings: Settings) -> Attribution:
-    """Build the att_* temp tables for `params` on `cur` (inside the caller's read transaction)."""
+def stages(hourly: bool = True) -> tuple[str, ...]:
+    """The SQL stages in order. Cost is always attributed from the daily rollups; `hourly` prices
+    hour-level GPU rows (att_gpu_cost one row per GPU-hour, for idle streaks and peaks), else the
+    daily rows (one per GPU and day, `hours` and `idle_hours` counted in them)."""
+    tail = (sql.GPU_HOURLY, sql.HOUR_COST_HOURLY) if hourly else (sql.HOUR_COST_DAILY,)
+    return sql.STAGES + tail
+
+
+def attribute(cur: duckdb.DuckDBPyConnection, params: ReportParams, settings: Settings,
+              hourly: bool = True) -> Attribution:
+    """Build the att_* temp tables for `params` on `cur` (inside the caller's read transaction).
+
+    `hourly=False` never reads hourly facts (unit economics and untagged spend need no hours).
+    """
     currency, rates = _rates(cur, params, settings)
     cur.register("att_rates_arrow", pa.table({"currency": list(rates), "rate": pa.array(list(rates.values()), pa.decimal128(38, 12))}))
     cur.execute("CREATE OR REPLACE TEMP TABLE att_rates AS SELECT * FROM att_rates_arrow")
@@ -59,7 +71,7 @@ def attribute(cur: duckdb.DuckDBPyConnection, params: ReportParams, settings: Se
         "start": params.start, "end": params.end, "basis": params.cost_basis,
         "shared_key": params.shared_cost_key, "idle": params.idle_threshold,
     }
-    for stage in sql.STAGES:
+    for stage in stages(hourly):
         # Statements end with ";" at the end of a line (comments may hold semicolons).
         for statement in filter(str.strip, re.split(r";\s*\n", stage)):
             names = [n for n in binds if f"${n}" in statement]

@@ -47,30 +47,58 @@ FROM att_cost WHERE resource_key IS NOT NULL GROUP BY ALL
 """
 
 # 2. Telemetry with its dims: labels first, then the billed resource's tags, then the inventory.
+# Attribution works per day, so it reads the daily rollups (kept at ingest, finops/store/load.py).
 TOKENS = """
 CREATE OR REPLACE TEMP TABLE att_tok AS
-SELECT CAST(t.hour_start AS DATE) AS day, t.hour_start,
-       coalesce(hm.resource_key, t.resource_key) AS rkey, t.namespace, t.pod, t.model_name,
+SELECT t.day, coalesce(hm.resource_key, t.resource_key) AS rkey, t.namespace, t.pod, t.model_name,
        coalesce(t.project, b.project, i.project) AS project,
        coalesce(t.team, b.team, i.team) AS team,
        coalesce(t.environment, b.environment, i.environment) AS environment,
        coalesce(t.model_id, lower(t.model_name), b.model_id, i.model_id) AS model_id,
        t.prompt_tokens, t.generation_tokens, t.requests
-FROM token_hours t
+FROM token_daily t
 LEFT JOIN att_hosts hm ON hm.host = t.resource_key
-LEFT JOIN att_bill b ON b.day = CAST(t.hour_start AS DATE) AND b.resource_key = coalesce(hm.resource_key, t.resource_key)
+LEFT JOIN att_bill b ON b.day = t.day AND b.resource_key = coalesce(hm.resource_key, t.resource_key)
 LEFT JOIN att_inv i ON i.resource_key = coalesce(hm.resource_key, t.resource_key)
-WHERE t.hour_start >= $start AND t.hour_start < $end
+WHERE t.day >= $start AND t.day < $end
 """
 
-GPU = """
-CREATE OR REPLACE TEMP TABLE att_gpu_raw AS
-SELECT CAST(g.hour_start AS DATE) AS day, g.hour_start, coalesce(hm.resource_key, g.resource_key) AS rkey,
-       g.host, g.gpu_uuid, coalesce(g.mig_instance, '') AS mig_instance, g.gpu_model, g.mig_profile,
-       g.namespace, g.pod, g.project, g.team, g.environment, g.model_id, g.busy, g.samples
-FROM gpu_hours g LEFT JOIN att_hosts hm ON hm.host = g.resource_key
-WHERE g.hour_start >= $start AND g.hour_start < $end;
+# GPU rows with their dims: label, else the model of the same pod that day, else the single model
+# of the resource that day, else the bill, else the inventory. `{src}` is the rows of the window
+# (daily rollup rows, or hourly rows for reports that need hours), `{name}` the table it builds.
+_GPU_DIMS = """
+CREATE OR REPLACE TEMP TABLE {name} AS
+SELECT g.day, g.rkey, g.host, g.gpu_uuid, g.mig_instance, g.gpu_model, g.mig_profile, g.namespace, g.pod,
+       {measures},
+       coalesce(g.project, pm.project, b.project, i.project) AS project,
+       coalesce(g.team, pm.team, b.team, i.team) AS team,
+       coalesce(g.environment, pm.environment, b.environment, i.environment) AS environment,
+       coalesce(g.model_id, pm.model_id, rm.model_id, b.model_id, i.model_id) AS model_id
+FROM ({src}) g
+LEFT JOIN att_pod_model pm ON pm.day = g.day AND pm.namespace = g.namespace AND pm.pod = g.pod
+LEFT JOIN att_res_model rm ON rm.day = g.day AND rm.rkey = g.rkey
+LEFT JOIN att_bill b ON b.day = g.day AND b.resource_key = g.rkey
+LEFT JOIN att_inv i ON i.resource_key = g.rkey;
+"""
 
+_GPU_COLUMNS = """coalesce(hm.resource_key, g.resource_key) AS rkey, g.host, g.gpu_uuid,
+       coalesce(g.mig_instance, '') AS mig_instance, g.gpu_model, g.mig_profile, g.namespace, g.pod,
+       g.project, g.team, g.environment, g.model_id"""
+
+GPU_DAILY_ROWS = f"""
+SELECT g.day, {_GPU_COLUMNS}, g.hours, g.busy_sum, g.busy_hourly, g.samples
+FROM gpu_daily g LEFT JOIN att_hosts hm ON hm.host = g.resource_key
+WHERE g.day >= $start AND g.day < $end
+"""  # noqa: S608 - constants only
+
+GPU_HOURLY_ROWS = f"""
+SELECT CAST(g.hour_start AS DATE) AS day, g.hour_start, {_GPU_COLUMNS}, 1 AS hours, g.busy, g.busy AS busy_sum,
+       g.samples
+FROM gpu_hours g LEFT JOIN att_hosts hm ON hm.host = g.resource_key
+WHERE g.hour_start >= $start AND g.hour_start < $end
+"""  # noqa: S608 - constants only
+
+GPU = """
 -- The model a pod served that day (the vLLM and DCGM series meet on namespace + pod).
 CREATE OR REPLACE TEMP TABLE att_pod_model AS
 SELECT day, namespace, pod, max(model_id) AS model_id, max(project) AS project, max(team) AS team,
@@ -80,26 +108,18 @@ FROM att_tok WHERE pod IS NOT NULL GROUP BY ALL;
 CREATE OR REPLACE TEMP TABLE att_res_model AS
 SELECT day, rkey, min(model_id) AS model_id FROM att_tok WHERE rkey IS NOT NULL
 GROUP BY ALL HAVING count(DISTINCT model_id) = 1;
+""" + _GPU_DIMS.format(name="att_gpu", src=GPU_DAILY_ROWS,
+                        measures="g.hours, g.busy_sum, g.busy_hourly, g.samples")
 
-CREATE OR REPLACE TEMP TABLE att_gpu AS
-SELECT g.day, g.hour_start, g.rkey, g.host, g.gpu_uuid, g.mig_instance, g.gpu_model, g.mig_profile,
-       coalesce(g.project, pm.project, b.project, i.project) AS project,
-       coalesce(g.team, pm.team, b.team, i.team) AS team,
-       coalesce(g.environment, pm.environment, b.environment, i.environment) AS environment,
-       coalesce(g.model_id, pm.model_id, rm.model_id, b.model_id, i.model_id) AS model_id,
-       g.busy, g.samples
-FROM att_gpu_raw g
-LEFT JOIN att_pod_model pm ON pm.day = g.day AND pm.namespace = g.namespace AND pm.pod = g.pod
-LEFT JOIN att_res_model rm ON rm.day = g.day AND rm.rkey = g.rkey
-LEFT JOIN att_bill b ON b.day = g.day AND b.resource_key = g.rkey
-LEFT JOIN att_inv i ON i.resource_key = g.rkey;
-"""
+# Hour-level GPU rows, for the reports that need hours (idle streaks, peaks); same dims as att_gpu.
+GPU_HOURLY = _GPU_DIMS.format(name="att_gpu_h", src=GPU_HOURLY_ROWS,
+                              measures="g.hour_start, g.hours, g.busy, g.busy_sum, g.samples")
 
 # Groups seen in telemetry per resource and day, with their GPU-hours and generated tokens.
 CANDIDATES = """
 CREATE OR REPLACE TEMP TABLE att_cand AS
 SELECT day, rkey, project, team, environment, model_id, sum(gh) AS gh, sum(gen) AS gen FROM (
-    SELECT day, rkey, project, team, environment, model_id, 1 AS gh, 0 AS gen FROM att_gpu
+    SELECT day, rkey, project, team, environment, model_id, hours AS gh, 0 AS gen FROM att_gpu
     UNION ALL
     SELECT day, rkey, project, team, environment, model_id, 0, generation_tokens FROM att_tok
 ) WHERE rkey IS NOT NULL GROUP BY ALL
@@ -137,7 +157,7 @@ groups AS (
         SELECT day, project, team, environment, model_id, 0 AS gh, 0 AS gen FROM att_cost c WHERE {all_keyed('c')}
         UNION ALL SELECT c.day, t.project, t.team, t.environment, t.model_id, 0, 0
                   FROM tele_keyed t JOIN att_cost c USING (line_id)
-        UNION ALL SELECT day, project, team, environment, model_id, 1, 0 FROM att_gpu g WHERE {all_keyed('g')}
+        UNION ALL SELECT day, project, team, environment, model_id, hours, 0 FROM att_gpu g WHERE {all_keyed('g')}
         UNION ALL SELECT day, project, team, environment, model_id, 0, generation_tokens FROM att_tok t WHERE {all_keyed('t')}
     ) GROUP BY ALL
 ),
@@ -194,24 +214,27 @@ FROM rounded
 
 # Cost of each GPU-hour (SPEC 4.2): the resource's cost that day over its GPU-hours that day; for a
 # GPU on no billed resource, its group's attributed cost that day over the group's GPU-hours.
-HOUR_COST = """
+# Rates come from the daily rows; `{rows}` are the rows priced (att_gpu, or att_gpu_h for hours).
+# `hours` GPU-hours of a row, `idle_hours` of them below the idle threshold.
+_HOUR_COST = """
 CREATE OR REPLACE TEMP TABLE att_gpu_cost AS
 WITH res_cost AS (
     SELECT day, resource_key AS rkey, sum(cost) AS cost FROM att_cost WHERE resource_key IS NOT NULL GROUP BY ALL
 ),
-res_hours AS (SELECT day, rkey, count(*) AS hours FROM att_gpu GROUP BY ALL),
+res_hours AS (SELECT day, rkey, sum(hours)::BIGINT AS hours FROM att_gpu GROUP BY ALL),
 grp_cost AS (
     SELECT day, project, team, environment, model_id, sum(amount) AS cost FROM att_alloc GROUP BY ALL
 ),
 grp_hours AS (
-    SELECT day, project, team, environment, model_id, count(*) AS hours FROM att_gpu g
+    SELECT day, project, team, environment, model_id, sum(hours)::BIGINT AS hours FROM att_gpu g
     WHERE g.rkey IS NULL OR g.rkey NOT IN (SELECT rkey FROM res_cost) GROUP BY ALL
 )
 SELECT g.*,
-       CAST(CASE WHEN rc.cost IS NOT NULL THEN rc.cost / rh.hours
-                 ELSE coalesce(gc.cost / gh.hours, 0) END AS DECIMAL(38,12)) AS hour_cost,
-       g.busy < $idle AS idle
-FROM att_gpu g
+       -- DuckDB divides DECIMAL as DOUBLE; spelled out so other engines (Spark) divide the same way.
+       CAST(CASE WHEN rc.cost IS NOT NULL THEN CAST(rc.cost AS DOUBLE) / rh.hours
+                 ELSE coalesce(CAST(gc.cost AS DOUBLE) / gh.hours, 0) END AS DECIMAL(38,12)) AS hour_cost,
+       {idle_hours} AS idle_hours{idle}
+FROM {rows} g
 LEFT JOIN res_cost rc ON rc.day = g.day AND rc.rkey = g.rkey
 LEFT JOIN res_hours rh ON rh.day = g.day AND rh.rkey = g.rkey
 LEFT JOIN grp_cost gc ON rc.cost IS NULL AND gc.day = g.day AND gc.project IS NOT DISTINCT FROM g.project
@@ -222,4 +245,12 @@ LEFT JOIN grp_hours gh ON rc.cost IS NULL AND gh.day = g.day AND gh.project IS N
      AND gh.model_id IS NOT DISTINCT FROM g.model_id
 """
 
-STAGES = (COST, INVENTORY, BILL_TAGS, TOKENS, GPU, CANDIDATES, PIECES, ALLOC, HOUR_COST)
+# Daily rows: idle hours counted from the day's hourly busy values, so any threshold is exact.
+HOUR_COST_DAILY = _HOUR_COST.format(rows="att_gpu", idle="",
+                                    idle_hours="len(list_filter(g.busy_hourly, lambda x: x < $idle))")
+# Hourly rows (one GPU-hour each) also carry `idle`.
+HOUR_COST_HOURLY = _HOUR_COST.format(rows="att_gpu_h", idle=",\n       g.busy < $idle AS idle",
+                                     idle_hours="CAST(g.busy < $idle AS INTEGER)")
+
+# Stages of every attribution; then GPU_HOURLY + HOUR_COST_HOURLY, or HOUR_COST_DAILY.
+STAGES = (COST, INVENTORY, BILL_TAGS, TOKENS, GPU, CANDIDATES, PIECES, ALLOC)

@@ -70,9 +70,10 @@ def fetch_rows(cur: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] 
 
 
 def with_attribution(store: Store, settings: Settings, params: ReportParams,
-                     build: Callable[[duckdb.DuckDBPyConnection, Attribution], Report]) -> Report:
+                     build: Callable[[duckdb.DuckDBPyConnection, Attribution], Report], hourly: bool = True) -> Report:
+    """Attribute `params` in one snapshot and build a report; `hourly=False` reads daily rollups only."""
     with snapshot(store) as cur:
-        att = attribute(cur, params, settings)
+        att = attribute(cur, params, settings, hourly=hourly)
         return build(cur, att)
 
 

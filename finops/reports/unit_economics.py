@@ -61,8 +61,8 @@ def query(params: ReportParams) -> str:
         FROM att_tok WHERE {where}
         UNION ALL
         SELECT {bucket}
-               {_dims(params, False)}, 0, 0, 0, 0, 1, busy, hour_cost * CAST(busy AS DECIMAL(38,12)),
-               CASE WHEN idle THEN hour_cost ELSE 0 END
+               {_dims(params, False)}, 0, 0, 0, 0, hours, busy_sum, hour_cost * CAST(busy_sum AS DECIMAL(38,12)),
+               hour_cost * idle_hours
         FROM att_gpu_cost WHERE {where}
     )
     SELECT period{keys}, sum(cost) AS cost, sum(prompt_tokens)::BIGINT AS prompt_tokens,
@@ -117,4 +117,5 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
 
 
 def unit_economics(store: Store, settings: Settings, params: ReportParams) -> Report:
-    return with_attribution(store, settings, params, lambda cur, att: build(cur, att, params))
+    # Periods are days or longer: priced from the daily rollups, never the hourly facts.
+    return with_attribution(store, settings, params, lambda cur, att: build(cur, att, params), hourly=False)

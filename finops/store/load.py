@@ -23,7 +23,25 @@ TIME_COLUMN = {
     "token_hours": "hour_start",
     "inventory": "observed_at",
 }
-
+# The UTC day of a row, per table kept in a daily rollup.
+DAY_COLUMN = {
+    "cost_lines": "charge_date",
+    "gpu_hours": "CAST(hour_start AS DATE)",
+    "token_hours": "CAST(hour_start AS DATE)",
+}
+# Hourly table -> (daily rollup, key columns, measures). Same SQL as migration 0003's backfill.
+GPU_KEYS = ("source", "scope", "host", "resource_id", "resource_key", "gpu_uuid", "gpu_index", "gpu_model",
+            "mig_profile", "mig_instance", "namespace", "pod", "container", "project", "team", "environment",
+            "model_id")
+TOKEN_KEYS = ("source", "scope", "instance", "resource_id", "resource_key", "namespace", "pod", "model_name",
+              "project", "team", "environment", "model_id")
+ROLLUPS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "gpu_hours": ("gpu_daily", GPU_KEYS,
+                  "count(*), sum(busy), list(busy ORDER BY hour_start), sum(samples), max(memory_used_mib), "
+                  "sum(energy_kwh)"),
+    "token_hours": ("token_daily", TOKEN_KEYS,
+                    "count(*), sum(prompt_tokens), sum(generation_tokens), sum(requests)"),
+}
 
 
 class BatchOutsideWindow(ValueError):
@@ -73,16 +91,19 @@ def replace_window(cur: duckdb.DuckDBPyConnection, table: str, *, run_id: int, s
         )
         if outside:
             raise BatchOutsideWindow(f"{table}: {outside} rows fall outside the collected window {window}")
-    if table == "cost_lines":
+    if table in DAY_COLUMN:
         affected |= _affected_days(cur, table, "run_id = ?", [run_id])
+    if table == "cost_lines":
         refresh_cost_daily(cur, sorted(affected))
+    elif table in ROLLUPS:
+        refresh_rollup(cur, table, source, scope, sorted(affected))
     return inserted
 
 
 def _affected_days(cur: duckdb.DuckDBPyConnection, table: str, where: str, params: list[Any]) -> set[datetime]:
-    if table != "cost_lines":
+    if table not in DAY_COLUMN:
         return set()
-    rows = cur.execute(f"SELECT DISTINCT charge_date FROM cost_lines WHERE {where}", params).fetchall()  # noqa: S608
+    rows = cur.execute(f"SELECT DISTINCT {DAY_COLUMN[table]} FROM {table} WHERE {where}", params).fetchall()  # noqa: S608
     return {r[0] for r in rows}
 
 
@@ -106,6 +127,28 @@ def refresh_cost_daily(cur: duckdb.DuckDBPyConnection, days: list[Any]) -> None:
         """,
         [days],
     )
+
+
+def rollup_select(table: str, where: str) -> str:
+    """SELECT building rollup rows of hourly `table` from its rows matching `where` (constants only)."""
+    _, keys, measures = ROLLUPS[table]
+    return (f"SELECT CAST(hour_start AS DATE) AS day, {', '.join(keys)}, {measures} "  # noqa: S608
+            f"FROM {table} WHERE {where} GROUP BY ALL")
+
+
+def refresh_rollup(cur: duckdb.DuckDBPyConnection, table: str, source: str, scope: str, days: list[Any]) -> None:
+    """Rebuild one source/scope's daily rollup of hourly `table` for the given days (same transaction).
+
+    Only that source and scope are touched, so a day that retention has already trimmed elsewhere
+    keeps the other sources' rollup rows.
+    """
+    if not days:
+        return
+    rollup = ROLLUPS[table][0]
+    cur.execute(f"DELETE FROM {rollup} WHERE source = ? AND scope = ? AND day IN (SELECT unnest(?::DATE[]))",  # noqa: S608
+                [source, scope, days])
+    where = "source = ? AND scope = ? AND CAST(hour_start AS DATE) IN (SELECT unnest(?::DATE[]))"
+    cur.execute(f"INSERT INTO {rollup} {rollup_select(table, where)}", [source, scope, days])  # noqa: S608
 
 
 def insert_quarantine(cur: duckdb.DuckDBPyConnection, run_id: int, source: str,

@@ -1,0 +1,121 @@
+"""FOCUS ingest of a large Parquet file against DuckDB's bare CREATE TABLE AS on the same file.
+
+    python benchmarks/bench_ingest.py                  # 1M rows (default on a small machine)
+    python benchmarks/bench_ingest.py --scale full     # 10M rows
+    python benchmarks/bench_ingest.py --rows 3000000
+
+Each side runs in its own process (so peak RSS is its own), same run, same file, same DuckDB
+limits (the store's defaults: 4 GiB, 2 threads), writing into a fresh database file:
+- bound: `CREATE TABLE t AS SELECT * FROM read_parquet(file)`;
+- ours: `finops.collect.run_task(store, "focus", finops.ingest.file_task(rules, file))`, i.e. the
+  FOCUS reader (validation, quarantine, tag normalisation, resource keys) and the atomic landing
+  (replace the file's scope, insert, rebuild cost_daily) in one transaction;
+- parse only: `finops.sources.focus.parse_focus_file`, to show where the time goes.
+Goals: ours <= 1.5x the bound; peak RSS <= 3 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import OUT, Measure, peak_rss_mb, print_table, write_json  # noqa: E402
+from benchmarks.generate import Fleet, write_focus  # noqa: E402
+
+ROWS = {"small": 1_000_000, "full": 10_000_000}
+
+
+def phase(name: str, file: Path, db: Path) -> dict[str, float]:
+    """Run one side in this process; returns seconds, rows and peak RSS."""
+    import duckdb
+
+    from finops.settings import DuckDBSettings
+
+    limits = DuckDBSettings()
+    t0 = time.perf_counter()
+    if name == "bound":
+        con = duckdb.connect(str(db), config={"memory_limit": limits.memory_limit, "threads": limits.threads})
+        con.execute("CREATE TABLE t AS SELECT * FROM read_parquet(?)", [str(file)])
+        [(rows,)] = con.execute("SELECT count(*) FROM t").fetchall()
+        con.close()
+    elif name == "parse":
+        from finops.settings import Settings
+        from finops.sources.focus import parse_focus_file
+        from finops.tags import TagRules
+
+        parsed = parse_focus_file(file, TagRules.from_settings(Settings(db=db)))
+        rows = parsed.rows.num_rows
+    else:
+        from finops.collect import run_task
+        from finops.ingest import file_task
+        from finops.settings import Settings
+        from finops.store.db import open_store
+        from finops.tags import TagRules
+
+        settings = Settings(db=db)
+        store = open_store(db, settings.duckdb)
+        t0 = time.perf_counter()  # schema migration is not part of the ingest
+        result = run_task(store, "focus", file_task(TagRules.from_settings(settings), file))
+        if result.status != "succeeded":
+            raise SystemExit(f"ingest failed: {result.error}")
+        rows = result.rows
+        store.close()
+    return {"seconds": time.perf_counter() - t0, "rows": float(rows), "rss_mb": peak_rss_mb()}
+
+
+def run_phase(name: str, file: Path, workdir: Path) -> dict[str, float]:
+    db = workdir / f"{name}.duckdb"
+    proc = subprocess.run([sys.executable, __file__, "--phase", name, "--file", str(file), "--db", str(db)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"phase {name} failed:\n{proc.stderr[-3000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="FOCUS ingest vs bare DuckDB CREATE TABLE AS")
+    p.add_argument("--scale", choices=sorted(ROWS), default="small")
+    p.add_argument("--rows", type=int)
+    p.add_argument("--phase", choices=["bound", "ours", "parse"], help=argparse.SUPPRESS)
+    p.add_argument("--file", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--db", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.phase:
+        print(json.dumps(phase(args.phase, args.file, args.db)))
+        return
+    rows = args.rows or ROWS[args.scale]
+    with tempfile.TemporaryDirectory(prefix="finops-bench-ingest-", dir=OUT if OUT.exists() else None) as tmp:
+        work = Path(tmp)
+        file = work / "focus.parquet"
+        t0 = time.perf_counter()
+        n = write_focus(file, Fleet(gpus=10_000, days=365, start=date(2025, 1, 6)), rows)
+        print(f"generated {n:,} FOCUS rows ({file.stat().st_size / 2**20:.0f} MiB Parquet) in "
+              f"{time.perf_counter() - t0:.1f} s")
+        bound = run_phase("bound", file, work)
+        ours = run_phase("ours", file, work)
+        parse = run_phase("parse", file, work)
+    measures = [
+        Measure("ingest time", ours["seconds"], "s", bound["seconds"], "<= 1.5x bound",
+                ours["seconds"] <= 1.5 * bound["seconds"],
+                note=f"parse alone {parse['seconds']:.1f} s, landing (delete, insert, cost_daily) "
+                     f"{ours['seconds'] - parse['seconds']:.1f} s"),
+        Measure("rows per second", ours["rows"] / ours["seconds"], "rows/s", bound["rows"] / bound["seconds"]),
+        Measure("peak RSS", ours["rss_mb"], "MiB", bound["rss_mb"], "<= 3072 MiB", ours["rss_mb"] <= 3072),
+        Measure("peak RSS, parse only", parse["rss_mb"], "MiB", bound["rss_mb"]),
+    ]
+    if ours["rows"] != bound["rows"]:
+        measures.append(Measure("rows landed", ours["rows"], "rows", bound["rows"], "= file rows", False))
+    print_table(f"FOCUS ingest of {n:,} rows (Parquet)", measures)
+    write_json("bench_ingest", {"rows": n, "scale": args.scale}, measures)
+
+
+if __name__ == "__main__":
+    main()

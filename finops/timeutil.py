@@ -56,9 +56,9 @@ def parse_week(text: str) -> Window:
         raise ValueError(f"week: {text!r} is not an ISO week (expected YYYY-Www, e.g. 2026-W47)")
     try:
         monday = date.fromisocalendar(int(m.group(1)), int(m.group(2)), 1)
-    except ValueError:
+        return Window.from_dates(monday, monday + timedelta(days=7))
+    except (ValueError, OverflowError):  # OverflowError: the week ends after 9999-12-31
         raise ValueError(f"week: {text!r} does not exist") from None
-    return Window.from_dates(monday, monday + timedelta(days=7))
 
 
 def iso_week(d: date) -> str:

@@ -17,6 +17,9 @@ SharedKey = Literal["gpu_hours", "tokens", "even"]
 
 # Longest window a report may cover; a bound on work per request.
 MAX_DAYS = 3 * 366
+# Dates a report may name: no bill lies outside, and reports reach a window back (the previous
+# week), which must stay within what a date can hold.
+MIN_DATE, MAX_DATE = date(1900, 1, 1), date(2999, 12, 31)
 
 
 class ParamError(ValueError):
@@ -45,6 +48,13 @@ class ReportParams(BaseModel):
     currency: str | None = None
     # Row filters on dims, e.g. {"team": "coreai"} for a team-scoped API key.
     filters: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _in_range(cls, v: date) -> date:
+        if not MIN_DATE <= v <= MAX_DATE:
+            raise ValueError(f"{v} is out of range ({MIN_DATE} to {MAX_DATE})")
+        return v
 
     @field_validator("group_by", "required_tags")
     @classmethod
@@ -118,6 +128,8 @@ def build_params(*, start: str | date | None = None, end: str | date | None = No
             s = parse_date(start, "start") if isinstance(start, str) else (start or e - timedelta(days=default_window_days))
         except ValueError as exc:
             raise ParamError("start", str(exc).split(": ", 1)[1]) from None
+        except OverflowError:  # the default start, days before an `end` near 0001-01-01
+            raise ParamError("end", f"{e} is out of range ({MIN_DATE} to {MAX_DATE})") from None
     values: dict[str, object] = {"start": s, "end": e, **{k: v for k, v in other.items() if v is not None}}
     gb = _split(group_by)
     if gb is not None:
@@ -132,5 +144,7 @@ def build_params(*, start: str | date | None = None, end: str | date | None = No
         first = errors()[0]
         loc = [str(p) for p in first.get("loc", ())]
         param = loc[0] if loc else "end"  # model-level checks are about the window
+        if week is not None and param in ("start", "end"):
+            param = "week"
         msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
         raise ParamError(param, msg) from None

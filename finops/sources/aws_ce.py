@@ -35,6 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from finops.batch import Batch, Progress, SourceFailed, Task
 from finops.settings import AwsSettings, Settings
+from finops.sources import money
 from finops.sources.aws_client import AwsSession, RequestCount, endpoint_for, failure
 from finops.tags import TagRules
 from finops.timeutil import Window, utcnow
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 SCOPE = "aws_ce"
 WHAT = "Cost Explorer GetCostAndUsage"
 MAX_PAGES = 1000
-PICO = Decimal("1e-12")
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class Cell:
 
 
 def _amount(m: dict[str, Any], metric: str) -> tuple[Decimal, str | None]:
-    if metric not in m:
+    if not isinstance(m.get(metric), dict):
         raise ValueError(f"metric {metric} missing from a result")
     raw = m[metric].get("Amount")
     try:
@@ -129,23 +129,57 @@ def _amount(m: dict[str, Any], metric: str) -> tuple[Decimal, str | None]:
         raise ValueError(f"{metric} amount {raw!r} is not a decimal number") from None
     if not value.is_finite():
         raise ValueError(f"{metric} amount {raw!r} is not finite")
-    return value, m[metric].get("Unit")
+    if not money.in_range(value):
+        raise ValueError(f"{metric} amount {raw!r} is out of range (under {money.LIMIT_TEXT})")
+    unit = m[metric].get("Unit")
+    return value, unit if isinstance(unit, str) else None
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"malformed answer: {what} is not a list")
+    return value
+
+
+def _day(result: Any) -> date:
+    try:
+        return date.fromisoformat(result["TimePeriod"]["Start"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"malformed answer: a result without a valid TimePeriod.Start: {str(result)[:120]}") from None
+
+
+def _group(g: Any, group_by: Sequence[Key], day: date) -> tuple[tuple[str | None, ...], dict[str, Any]]:
+    keys = g.get("Keys") if isinstance(g, dict) else None
+    if not isinstance(keys, list) or len(keys) != len(group_by) or not all(isinstance(k, str) for k in keys):
+        raise ValueError(f"malformed answer: {day}: a group's Keys {str(keys)[:80]} are not "
+                         f"{len(group_by)} text value(s)")
+    metrics_ = g.get("Metrics") or {}
+    if not isinstance(metrics_, dict):
+        raise ValueError(f"malformed answer: {day}: a group's Metrics is not an object")
+    return tuple(k.value(raw) for k, raw in zip(group_by, keys, strict=True)), metrics_
 
 
 def parse_pages(pages: Sequence[dict[str, Any]], group_by: Sequence[Key],
                 metric_names: tuple[str, str]) -> dict[tuple[date, tuple[str | None, ...]], Cell]:
-    """Merge pages by TimePeriod into {(day, key values): amounts}; `Total` when ungrouped."""
+    """Merge pages by TimePeriod into {(day, key values): amounts}; `Total` when ungrouped.
+
+    Raises ValueError naming what is wrong when an answer is not in Cost Explorer's shape."""
     billed_m, effective_m = metric_names
     out: dict[tuple[date, tuple[str | None, ...]], Cell] = {}
     for page in pages:
-        for result in page.get("ResultsByTime", []):
-            day = date.fromisoformat(result["TimePeriod"]["Start"])
+        if not isinstance(page, dict):
+            raise ValueError("malformed answer: a page is not an object")
+        for result in _list(page.get("ResultsByTime"), "ResultsByTime"):
+            day = _day(result)
             estimated = bool(result.get("Estimated", False))
             if group_by:
-                entries = [(tuple(k.value(raw) for k, raw in zip(group_by, g["Keys"], strict=True)),
-                            g.get("Metrics") or {}) for g in result.get("Groups", [])]
+                entries = [_group(g, group_by, day) for g in _list(result.get("Groups"), "Groups")]
             else:
                 total = result.get("Total") or {}
+                if not isinstance(total, dict):
+                    raise ValueError(f"malformed answer: {day}: Total is not an object")
                 entries = [((), total)] if total else []
             for values, m in entries:
                 billed, unit = _amount(m, billed_m)
@@ -331,7 +365,7 @@ def to_rows(cells: dict[tuple[date, Combo], Cell], totals: dict[date, Cell], aws
             "charge_period_start": start, "charge_period_end": start + timedelta(days=1), "charge_date": day,
             "provider_name": "AWS", "billing_account_id": None, "sub_account_id": None, "service_name": None,
             "resource_id": None, "resource_key": None,
-            "billed_cost": cell.billed.quantize(PICO), "effective_cost": cell.effective.quantize(PICO),
+            "billed_cost": money.to_store(cell.billed), "effective_cost": money.to_store(cell.effective),
             "billing_currency": cell.unit or "USD",
             "estimated": cell.estimated or (day in totals and totals[day].estimated),
             "tags": json.dumps(tags, sort_keys=True) if tags else None,

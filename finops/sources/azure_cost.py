@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from functools import partial
 from typing import Any, Literal, NamedTuple
 
@@ -38,6 +38,7 @@ from finops.batch import Batch, Progress, SourceFailed, Task
 from finops.currency import ISO_4217
 from finops.resources import resource_key
 from finops.settings import AzureSettings, Settings
+from finops.sources import money
 from finops.sources.azure_client import (
     CostQueries,
     Pacer,
@@ -56,7 +57,6 @@ PROVIDER = "Microsoft"  # FOCUS ProviderName for Azure
 DIM_COLUMNS = ("project", "team", "environment", "model_id")
 COST_COLUMNS = ("Cost", "totalCost")  # the aggregation's column, as named in the answer
 MONEY = pa.decimal128(38, 12)
-CENTS_12 = Decimal("1e-12")  # the store keeps 12 decimals; a double carries up to 17 digits
 _SCOPE = re.compile(
     r"^(subscriptions/[^/]+(/resourcegroups/[^/]+)?"
     r"|providers/microsoft\.billing/billingaccounts/[^/]+"
@@ -158,6 +158,8 @@ def _amount(v: Any) -> Decimal:
     d = Decimal(v) if isinstance(v, int) else Decimal(repr(v))  # repr: the shortest exact reading of the double
     if not d.is_finite():
         raise ValueError(f"Cost: not finite: {v!r}")
+    if not money.in_range(d):
+        raise ValueError(f"Cost: out of range (under {money.LIMIT_TEXT}): {v!r}")
     return d
 
 
@@ -292,8 +294,8 @@ def cost_lines(plan_list: Sequence[Plan], billed: Joined, effective: Joined, spe
         cols["service_name"].append(attrs.get("service_name"))
         cols["resource_id"].append(key.resource_id or None)
         cols["resource_key"].append(resource_key(key.resource_id))
-        cols["billed_cost"].append(b.quantize(CENTS_12, ROUND_HALF_EVEN))
-        cols["effective_cost"].append(e.quantize(CENTS_12, ROUND_HALF_EVEN))
+        cols["billed_cost"].append(money.to_store(b))
+        cols["effective_cost"].append(money.to_store(e))
         cols["billing_currency"].append(key.currency)
         # Azure's numbers for the open invoice month may still change.
         cols["estimated"].append(key.day >= open_month)

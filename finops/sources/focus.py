@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from finops.currency import ISO_4217
 from finops.resources import RESOURCE_KEY_SQL
+from finops.sources import money
 from finops.tags import TagRules
 
 # FOCUS column(s) feeding each cost-line column, first present wins, and how the value is read.
@@ -53,6 +54,7 @@ REQUIRED_COLUMNS: tuple[tuple[str, ...], ...] = (
 REQUIRED_VALUES = ("charge_period_start", "charge_period_end", "provider_name", "billed_cost",
                    "effective_cost", "billing_currency")
 MONEY = "DECIMAL(38,12)"
+TIMESTAMP_RANGE = "TIMESTAMP '0001-01-01 00:00:00' AND TIMESTAMP '9999-12-31 23:59:59.999999'"
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,9 @@ def _csv_header(path: Path) -> list[str]:
         finally:
             fh.detach()
     names = [h.strip() for h in header]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    # DuckDB column names are case-insensitive: `BilledCost` and `billedcost` would collide there.
+    folded = [n.casefold() for n in names]
+    dupes = sorted({n for n in names if folded.count(n.casefold()) > 1})
     if dupes:
         raise FocusFileError(f"{path}: duplicate column(s) in the header: {', '.join(dupes)}")
     return names
@@ -180,6 +184,13 @@ def _problem_sql(name: str, kind: str, col: str, value: str, source_col: str, sp
     if kind in ("timestamp", "money"):
         what = "a timestamp" if kind == "timestamp" else "a finite number within DECIMAL(38,12)"
         checks.append(f"WHEN {col} IS NOT NULL AND {value} IS NULL THEN {label} || ': not {what}: ' || left({raw}, 60)")
+    if kind == "money":
+        checks.append(f"WHEN abs({value}) >= {money.LIMIT} "
+                      f"THEN {label} || ': out of range (under {money.LIMIT_TEXT}): ' || left({raw}, 60)")
+    if kind == "timestamp":
+        # DuckDB reads years far outside 1..9999, which Python and the daily rollup cannot hold.
+        checks.append(f"WHEN NOT ({value} BETWEEN {TIMESTAMP_RANGE}) "
+                      f"THEN {label} || ': out of range (years 1 to 9999): ' || left({raw}, 60)")
     if kind == "currency":
         checks.append(f"WHEN {value} IS NOT NULL AND {value} NOT IN (SELECT code FROM iso) "
                       f"THEN {label} || ': unknown currency ' || left({raw}, 20)")
@@ -262,7 +273,11 @@ def parse_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS) 
                        for line, reason, raw in _reject_details(con, kind)]
         return ParsedFile(rows, sorted(quarantine, key=lambda q: q["line"] or 0), total + len(rejects))
     except duckdb.Error as exc:
-        raise FocusFileError(f"{path}: cannot read the file: {str(exc).splitlines()[0]}") from None
+        first = str(exc).splitlines()[0]
+        if "state machine reached an invalid state" in first:
+            # DuckDB's words for a structure it cannot follow, e.g. quoted values with mixed line endings.
+            first = "the CSV structure is inconsistent (mixed line endings, or a quote that is never closed)"
+        raise FocusFileError(f"{path}: cannot read the file: {first}") from None
     finally:
         con.close()
 

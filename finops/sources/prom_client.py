@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from finops.settings import PrometheusSettings
@@ -103,12 +104,20 @@ def run_range(client: PrometheusConnect, expr: str, start: datetime, end: dateti
     except requests.Timeout:
         raise QueryFailed(f"{safe_url(client.url)} did not answer in time") from None
     except requests.RequestException as exc:
+        if _timed_out(exc):
+            raise QueryFailed(f"{safe_url(client.url)} did not answer in time") from None
         raise QueryFailed(f"{safe_url(client.url)} is unreachable ({type(exc).__name__})") from None
     except (KeyError, TypeError):
         raise QueryFailed(f"{safe_url(client.url)} answered without data.result") from None
     if not isinstance(result, list):
         raise QueryFailed(f"{safe_url(client.url)} answered with a result that is not a list")
     return result
+
+
+def _timed_out(exc: requests.RequestException) -> bool:
+    """A read timeout that exhausted urllib3's retries: requests reports it as a ConnectionError."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, ReadTimeoutError)
 
 
 @dataclass(frozen=True)

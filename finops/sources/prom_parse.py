@@ -24,6 +24,9 @@ class Series:
     points: list[tuple[int, float]]
 
 
+MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime can hold
+
+
 class MalformedResult(ValueError):
     """A query_range result that is not a Prometheus matrix."""
 
@@ -39,8 +42,10 @@ def parse_matrix(result: Any) -> list[Series]:
             raise MalformedResult(f"series {i} has no metric/values (not a matrix)")
         try:
             points = [(int(float(ts)), float(v)) for ts, v in item["values"]]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise MalformedResult(f"series {i} has a point that is not [time, \"value\"]") from None
+        if any(not 0 <= ts <= MAX_TIME for ts, _ in points):
+            raise MalformedResult(f"series {i} has a point time outside the years 1970 to 9999")
         out.append(Series({str(k): str(v) for k, v in item["metric"].items()}, points))
     return out
 

@@ -32,6 +32,11 @@ TOKEN_SCHEMA = pa.schema([
 ])
 
 
+# Largest hourly increase taken as a count: floats are exact integers up to 2^53, and a
+# broken exporter's absurd values would not fit the store's BIGINT anyway.
+MAX_COUNT = float(2**53)
+
+
 def count(value: float) -> int:
     """A token or request count from `increase()`, which is a float: round half up."""
     return int(math.floor(value + 0.5))
@@ -56,7 +61,7 @@ def token_rows(measures: Mapping[str, Sequence[Series]], lm: LabelMap, step_seco
             where.update(lm.resource(s.labels))
             fixed = (*(where[c] for c in LOCATION), model_name, *(dims[d] for d in FACT_DIMS))
             for ts, v in s.points:
-                if not math.isfinite(v) or v < 0:
+                if not math.isfinite(v) or v < 0 or v > MAX_COUNT:
                     quarantine.append(quarantine_row(f"prometheus:{origin}/{measure}",
                                                      f"{measure} increase {v!r} is not a count", s.labels, ts, v))
                     continue

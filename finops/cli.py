@@ -171,3 +171,5 @@ app.add_typer(__import__("finops.simulate.cli", fromlist=["app"]).app, name="sim
 app.command("gateway")(__import__("finops.gateway.cli", fromlist=["gateway"]).gateway)
 app.command("serve")(__import__("finops.serve_cli", fromlist=["serve"]).serve)
 app.add_typer(__import__("finops.keys_cli", fromlist=["app"]).app, name="keys")
+app.add_typer(__import__("finops.lake_cli", fromlist=["app"]).app, name="export")
+app.command("demo")(__import__("finops.demo.cli", fromlist=["demo"]).demo)

@@ -1,0 +1,95 @@
+"""`create_app`: the FastAPI application, built per call from explicit settings (no module-level app)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI
+
+from finops import reports
+from finops.api import admin, alerts, files, health, metrics, sources
+from finops.api import reports as reports_router
+from finops.api.auth import require, require_unscoped
+from finops.api.cache import DataVersion, ReportCache
+from finops.api.config import ApiSettings
+from finops.api.errors import install, query_names, reject_unknown_query, responses
+from finops.api.keystore import KeyCache, LastUsed
+from finops.api.runs import RunRegistry
+from finops.api.scope import restrict
+from finops.api.state import AppState, Clock, system_clock
+from finops.api.telemetry import KpiCollector, MetricsMiddleware, RequestMetrics
+from finops.keys import FailureLimiter
+from finops.reports.model import Report
+from finops.reports.params import ReportParams
+from finops.settings import Settings
+from finops.store.db import Store, open_store
+from finops.tags import TagRules
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """FinOps for self-hosted LLM inference: the reports of `finops report`, source freshness,
+collections, alerts and Prometheus metrics. Authenticate with `Authorization: Bearer <key>`.
+Errors answer `{"error": {"param": ..., "message": ...}}`."""
+
+
+def create_app(settings: Settings, store: Store | None = None, clock: Clock | None = None,
+               api: ApiSettings | None = None) -> FastAPI:
+    """Build the API. Without `store` the database is opened at startup and closed at shutdown;
+    a store passed in belongs to the caller. `api` defaults to `settings.api` when Settings has one."""
+    api = api or getattr(settings, "api", None) or ApiSettings()
+
+    def compute(name: str, params: ReportParams) -> Report:
+        return restrict(reports.get(name)(state.db(), settings, params), params.filters)
+
+    state = AppState(
+        settings=settings, api=api, clock=clock or system_clock, rules=TagRules.from_settings(settings),
+        cache=ReportCache(compute, api.report_cache_entries), limiter=FailureLimiter(api.auth_failures_per_minute),
+        keys=KeyCache(api.key_cache_seconds), store=store,
+    )
+
+    def cached_report(name: str, params: ReportParams) -> Report:
+        return state.cache.get(name, params, state.data_version().get()).report
+
+    request_metrics = RequestMetrics(state.registry)
+    state.registry.register(KpiCollector(state.db, settings, state.now, cached_report, api.metrics_window_days,
+                                         sources.LISTED))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        owned = state.store is None
+        if owned:
+            state.store = open_store(settings.db, settings.duckdb)
+        db = state.db()
+        state.runs = RunRegistry(db, settings, state.now)
+        state.last_used = LastUsed(db)
+        state.version = DataVersion(db, api.data_version_max_age_seconds)
+        try:
+            yield
+        finally:
+            if not state.runs.join(api.shutdown_wait_seconds):
+                log.warning("collections still running at shutdown; the ledger marks them interrupted on restart")
+            state.last_used.close()
+            if owned:
+                db.close()
+                state.store = None
+
+    app = FastAPI(title="finops", version="1", description=DESCRIPTION, lifespan=lifespan,
+                  dependencies=[Depends(reject_unknown_query)])
+    app.state.finops = state
+    install(app)
+    app.add_middleware(MetricsMiddleware, metrics=request_metrics)
+    closed: dict[str, Any] = {"responses": responses(401, 403, 429)}
+    app.include_router(health.router, **({} if api.open_health else {
+        **closed, "dependencies": [Depends(require("viewer"))]}))
+    app.include_router(metrics.router, **({} if api.open_metrics else {
+        **closed, "dependencies": [Depends(require_unscoped)]}))
+    app.include_router(files.router)
+    app.include_router(reports_router.router)
+    app.include_router(sources.router)
+    app.include_router(alerts.router)
+    app.include_router(admin.router)
+    app.state.query_names = query_names(app.openapi())
+    return app

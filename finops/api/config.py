@@ -1,0 +1,30 @@
+"""Settings of the HTTP API (a section the service's Settings carries as `api`)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ApiSettings(BaseModel):
+    """What the HTTP API exposes without a key, and its limits."""
+
+    # /healthz and /readyz answer without a key (probes rarely carry credentials).
+    open_health: bool = True
+    # /metrics answers without a key; set False to require an unscoped key (its KPIs span all teams).
+    open_metrics: bool = True
+    # Failed authentications per client address and minute before further attempts answer 429.
+    auth_failures_per_minute: int = Field(default=10, ge=1)
+    # Report results kept in memory, per (report, parameters, format, data version).
+    report_cache_entries: int = Field(default=128, ge=0)
+    # A verified key is trusted this long without reading the key table again (revoking through
+    # the API takes effect at once; the CLI cannot revoke while the server holds the database).
+    key_cache_seconds: float = Field(default=10.0, ge=0)
+    # The data version (newest succeeded run) is re-read when the database files change, and at
+    # least this often regardless.
+    data_version_max_age_seconds: float = Field(default=1.0, ge=0)
+    # Trailing window of the FinOps KPIs exposed on /metrics.
+    metrics_window_days: int = Field(default=7, ge=1, le=93)
+    # Longest window a collection started through the API may cover.
+    max_run_days: int = Field(default=366, ge=1)
+    # How long shutdown waits for collections started through the API.
+    shutdown_wait_seconds: float = Field(default=30.0, ge=0)

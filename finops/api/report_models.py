@@ -1,0 +1,220 @@
+"""Report response models: what the OpenAPI document promises for each report, field by field.
+
+Report bodies are produced by `finops.reports.export.to_json` (exact decimals), not by these
+models; they describe that output so clients and schemathesis can check it. Money and exact
+ratios are JSON numbers with every digit kept (parse them as decimals).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, WithJsonSchema
+
+Money = Annotated[Decimal, WithJsonSchema({"type": "number", "description": "exact decimal, report currency"})]
+Num = Annotated[Decimal, WithJsonSchema({"type": "number", "description": "exact decimal"})]
+# Report timestamps are naive UTC in ISO 8601 (no offset), e.g. 2026-11-02T11:00:00.
+Stamp = Annotated[str, WithJsonSchema({"type": "string", "description": "UTC time, ISO 8601 without offset"})]
+Dim = Annotated[str | None, Field(description="present when `group_by` includes this dim; "
+                                              "`__untagged__` or `__unallocated__` for those groups")]
+
+
+class ParamsOut(BaseModel):
+    """The parameters a report was computed with (after defaults)."""
+
+    start: date
+    end: date
+    group_by: list[str]
+    granularity: str
+    cost_basis: str
+    idle_threshold: float
+    required_tags: list[str]
+    scope: str
+    shared_cost_key: str
+    currency: str
+    filters: dict[str, str] = Field(description="dims rows are restricted to (a team-scoped key adds its team)")
+
+
+class Grouped(BaseModel):
+    project: Dim = None
+    team: Dim = None
+    environment: Dim = None
+    model_id: Dim = None
+
+
+class UnitMeasures(BaseModel):
+    cost: Money
+    prompt_tokens: int
+    generation_tokens: int
+    total_tokens: int
+    requests: int
+    gpu_hours: int
+    avg_gpu_busy: float | None = Field(description="GPU-hour weighted busy fraction; null without GPU metrics")
+    cost_per_1k_generated_tokens: Money | None
+    cost_per_1k_tokens: Money | None
+    cost_per_request: Money | None
+    usage_cost: Money
+    idle_cost: Money
+
+
+class UnitRow(Grouped, UnitMeasures):
+    period_start: date
+    period_end: date
+    note: Literal["no_tokens", "no_gpu_metrics"] | None = Field(description="why a ratio is null")
+
+
+class UnitTotals(UnitMeasures):
+    ingested_total: Money = Field(description="cost ingested in the window (within the filters)")
+
+
+class UnitEconomicsReport(BaseModel):
+    rows: list[UnitRow]
+    totals: UnitTotals
+    params: ParamsOut
+
+
+class IdleRow(BaseModel):
+    host: str | None
+    gpu_uuid: str
+    mig_instance: str | None
+    mig_profile: str | None
+    gpu_model: str | None
+    project: str
+    team: str
+    environment: str
+    model_id: str
+    hours_observed: int
+    idle_hours: int
+    avg_busy: float | None
+    idle_cost: Money
+    longest_idle_streak_hours: int
+    last_busy_at: Stamp | None
+    no_tokens_served: bool | None = Field(description="the GPU's resource served no generated tokens")
+    idle_fraction: float | None
+
+
+class IdleTotals(BaseModel):
+    gpus: int
+    hours_observed: int
+    idle_hours: int
+    idle_fraction: float | None
+    idle_cost: Money
+    gpus_without_tokens: int
+
+
+class IdleGpusReport(BaseModel):
+    rows: list[IdleRow]
+    totals: IdleTotals
+    params: ParamsOut
+
+
+class UntaggedRow(BaseModel):
+    provider: str | None
+    account: str | None
+    service: str | None
+    resource_id: str | None
+    cost: Money
+    untagged_cost: Money
+    recoverable_cost: Money = Field(description="untagged cost that telemetry or the shared split attributes")
+    missing_tags: str | None = Field(description="comma-separated required dims missing on the bill")
+
+
+class TrendRow(BaseModel):
+    day: date
+    total_cost: Money
+    untagged_cost: Money
+    untagged_share: Num | None
+
+
+class UntaggedTotals(BaseModel):
+    total_cost: Money
+    untagged_cost: Money
+    untagged_share: Num | None
+    recoverable_cost: Money
+    cost: Money
+
+
+class UntaggedSpendReport(BaseModel):
+    rows: list[UntaggedRow]
+    totals: UntaggedTotals
+    params: ParamsOut
+    top_resources: list[UntaggedRow]
+    trend: list[TrendRow]
+
+
+class Change(BaseModel):
+    cost: Money
+    previous_cost: Money
+    change: Money | None
+    change_pct: Num | None
+
+
+class WeeklyRow(Grouped, Change):
+    pass
+
+
+class SummaryRow(BaseModel):
+    metric: str
+    unit: Literal["money", "ratio", "tokens"]
+    this_week: Num | None
+    previous_week: Num | None
+    change: Num | None
+    change_pct: Num | None
+
+
+class TeamRow(Change):
+    team: str
+
+
+class ProjectRow(Change):
+    project: str
+
+
+class ModelRow(Change):
+    model_id: str
+    generation_tokens: int | None
+    previous_generation_tokens: int | None
+    generation_tokens_change: int | None
+    generation_tokens_change_pct: Num | None
+    cost_per_1k_generated_tokens: Money | None
+    previous_cost_per_1k_generated_tokens: Money | None
+    cost_per_1k_generated_tokens_change: Money | None
+    cost_per_1k_generated_tokens_change_pct: Num | None
+
+
+class WeeklyIdleRow(IdleRow):
+    previous_idle_cost: Money
+
+
+class ReconciliationRow(BaseModel):
+    item: str
+    amount: Money
+
+
+class WeeklyTotals(BaseModel):
+    cost: Money
+    previous_cost: Money
+    ingested_total: Money
+    control_total_matches: bool
+    week: str | None = Field(description="the ISO week when the window is one, e.g. 2026-W45")
+
+
+class WeeklyReport(BaseModel):
+    rows: list[WeeklyRow]
+    totals: WeeklyTotals
+    params: ParamsOut
+    summary: list[SummaryRow]
+    chargeback_team: list[TeamRow]
+    chargeback_project: list[ProjectRow]
+    unit_economics_by_model: list[ModelRow]
+    idle_gpus: list[WeeklyIdleRow]
+    untagged_spend: list[UntaggedRow]
+    reconciliation: list[ReconciliationRow]
+
+
+REPORT_MODELS: dict[str, type[BaseModel]] = {
+    "unit-economics": UnitEconomicsReport, "idle-gpus": IdleGpusReport,
+    "untagged-spend": UntaggedSpendReport, "weekly": WeeklyReport,
+}

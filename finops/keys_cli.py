@@ -1,0 +1,83 @@
+"""`finops keys create|list|revoke`: manage API keys in the database (while no server holds it).
+
+While `finops serve` runs it owns the database file; manage keys through the API then
+(`POST /v1/keys`, `GET /v1/keys`, `DELETE /v1/keys/{key_id}` with an admin key).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Column, Table
+
+from finops.keys import ROLES, check_team, create_key, list_keys, revoke_key
+from finops.settings import load_settings
+from finops.store.db import open_store
+from finops.tags import TagRules
+
+app = typer.Typer(help="API keys (stored as hashes; a new key is shown once).", no_args_is_help=True)
+err = Console(stderr=True)
+
+
+@app.command("create")
+def create_cmd(
+    role: Annotated[str, typer.Option(help="viewer, finance or admin")],
+    team: Annotated[str | None, typer.Option(help="restrict the key to one team's rows")] = None,
+    name: Annotated[str | None, typer.Option(help="a label to recognise the key by")] = None,
+) -> None:
+    """Create a key. The key is printed alone on the last line; it cannot be shown again."""
+    s = load_settings()
+    if role not in ROLES:
+        raise typer.BadParameter(f"{role!r} is not one of {', '.join(ROLES)}", param_hint="--role")
+    if team is not None:
+        normalised = TagRules.from_settings(s).value(team)
+        if normalised is None:
+            raise typer.BadParameter(f"{team!r} means a missing tag, not a team", param_hint="--team")
+        team = normalised
+    try:
+        check_team(team, role)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).split(": ", 1)[1], param_hint="--team") from None
+    store = open_store(s.db, s.duckdb)
+    try:
+        record, key = create_key(store, role, team, name)
+    finally:
+        store.close()
+    scope = f", team {record.team}" if record.team else ""
+    err.print(f"created key {record.key_id} (role {record.role}{scope}); store it now, it is not shown again:")
+    typer.echo(key)
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List keys (ids, roles, teams, last use); never the keys themselves."""
+    s = load_settings()
+    store = open_store(s.db, s.duckdb)
+    try:
+        keys = list_keys(store)
+    finally:
+        store.close()
+    table = Table("role", "team", "name", "created", "last used", "revoked")
+    table.columns.insert(0, Column("key id", no_wrap=True))
+    for k in keys:
+        table.add_row(k.key_id, k.role, k.team or "", k.name or "", f"{k.created_at:%Y-%m-%d %H:%M}",
+                      f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "",
+                      f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "")
+    Console().print(table)
+
+
+@app.command("revoke")
+def revoke_cmd(key_id: Annotated[str, typer.Argument(help="the key id shown by `finops keys list`")]) -> None:
+    """Revoke a key at once; requests with it answer 401 from then on."""
+    s = load_settings()
+    store = open_store(s.db, s.duckdb)
+    try:
+        done = revoke_key(store, key_id)
+    finally:
+        store.close()
+    if not done:
+        err.print(f"[red]no active key with id {key_id!r}[/red]")
+        raise typer.Exit(1)
+    err.print(f"revoked {key_id}")

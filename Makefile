@@ -22,6 +22,12 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
 	  else echo "install Debian's prometheus package (apt-get install prometheus) for the Prometheus tests"; fi; \
 	fi
+	@# Java for the Spark (local mode) tests of the lake export.
+	@if ! command -v java >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; \
+	  else echo "install a Java 17 runtime for the Spark tests"; fi; \
+	fi
 
 # The demo sends its most recent days through a real Prometheus when one is installed (system-deps).
 demo: setup system-deps

@@ -166,10 +166,17 @@ def report_cmd(
         raise typer.BadParameter(f"{kind} output is binary: give --out FILE", param_hint="--out")
 
 
-# Sub-commands owned by other modules are registered below, one line each.
-app.add_typer(__import__("finops.simulate.cli", fromlist=["app"]).app, name="simulate")
-app.command("gateway")(__import__("finops.gateway.cli", fromlist=["gateway"]).gateway)
-app.command("serve")(__import__("finops.serve_cli", fromlist=["serve"]).serve)
-app.add_typer(__import__("finops.keys_cli", fromlist=["app"]).app, name="keys")
-app.add_typer(__import__("finops.lake_cli", fromlist=["app"]).app, name="export")
-app.command("demo")(__import__("finops.demo.cli", fromlist=["demo"]).demo)
+# Sub-commands that live with the modules they drive (imported last: they import this module's app).
+from finops.demo.cli import demo  # noqa: E402
+from finops.gateway.cli import gateway  # noqa: E402
+from finops.keys_cli import app as keys_app  # noqa: E402
+from finops.lake_cli import app as lake_app  # noqa: E402
+from finops.serve_cli import serve  # noqa: E402
+from finops.simulate.cli import app as simulate_app  # noqa: E402
+
+app.command("demo")(demo)
+app.command("serve")(serve)
+app.command("gateway")(gateway)
+app.add_typer(keys_app, name="keys")
+app.add_typer(lake_app, name="export")
+app.add_typer(simulate_app, name="simulate")

@@ -24,10 +24,11 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from finops import catchup, focus_drop, weekly_files
+from finops import catchup, focus_drop, retention, weekly_files
 from finops.alerts.config import AlertSettings
 from finops.alerts.evaluate import AlertEngine, Evaluation
 from finops.collect import SOURCES, AlreadyRunning, RunResult, collect
@@ -116,6 +117,9 @@ class Jobs:
             if self.schedule.weekly.enabled:
                 self.scheduler.add_job(self.run_weekly, weekly_files.trigger(self.schedule.weekly), id="weekly",
                                        name="weekly report", **kw)
+            if self.settings.retention_keep_hourly_days is not None:
+                self.scheduler.add_job(self.run_retention, CronTrigger(hour=3, minute=30, timezone=UTC),
+                                       id="retention", name="hourly detail retention")
         if self.alerts is not None:
             every = self.alerts.config.evaluate_every_minutes * 60
             self.scheduler.add_job(self.run_alerts, IntervalTrigger(seconds=every, timezone=UTC), id="alerts",
@@ -190,6 +194,11 @@ class Jobs:
 
     def run_weekly(self) -> list[weekly_files.ReportFile]:
         return weekly_files.run(self.store, self.settings, self.schedule.weekly, self.clock(), self.s3)
+
+    def run_retention(self) -> None:
+        """Drop hourly GPU/token detail past the retention (daily rollups stay)."""
+        result = retention.apply_retention(self.store, self.settings.retention_keep_hourly_days, self.clock())
+        log.info("retention: %s", result)
 
     def run_focus_drop(self) -> list[RunResult]:
         try:

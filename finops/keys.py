@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import threading
@@ -170,3 +171,18 @@ class FailureLimiter:
                 q = self._fails[client] = deque()
             q.append(now)
             return len(q)
+
+
+_ANY_KEY = re.compile(r"fk_[0-9a-f]{16}_[A-Za-z0-9_-]{20,128}")
+
+
+class RedactKeys(logging.Filter):
+    """Masks API keys in log records (e.g. a key pasted into a URL shows up in the access log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(_ANY_KEY.sub("fk_[redacted]", a) if isinstance(a, str) else a
+                                for a in (record.args if isinstance(record.args, tuple) else (record.args,)))
+        if isinstance(record.msg, str):
+            record.msg = _ANY_KEY.sub("fk_[redacted]", record.msg)
+        return True

@@ -21,6 +21,7 @@ import uvicorn
 
 from finops.alerts.config import AlertSettings
 from finops.jobs import Jobs
+from finops.keys import RedactKeys
 from finops.schedule import ScheduleSettings
 from finops.settings import Settings
 from finops.store.db import Store, open_store
@@ -61,6 +62,8 @@ class Service:
         factory = self.app_factory or api_factory()
         app = factory(self.settings, store=self.store, clock=self.clock)
         config = uvicorn.Config(app, host=self.host, port=self.port, log_level=self.log_level, lifespan="auto")
+        for name in ("uvicorn.access", "uvicorn.error"):  # after uvicorn configured its loggers
+            logging.getLogger(name).addFilter(RedactKeys())
         self.server = uvicorn.Server(config)
         if self.with_scheduler:
             self.jobs = Jobs(self.store, self.settings, self.schedule, self.alerts, clock=self.clock)

@@ -24,7 +24,7 @@ def serve(
         logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
     settings = load_settings()
-    # Settings may carry `schedule` and `alerts` sections; without them the defaults apply.
-    schedule = getattr(settings, "schedule", None) or ScheduleSettings()
-    alerts = getattr(settings, "alerts", None) or AlertSettings()
+    # The `schedule` and `alerts` sections of the settings; empty sections mean the defaults.
+    schedule = ScheduleSettings.model_validate(settings.schedule)
+    alerts = AlertSettings.model_validate(settings.alerts)
     Service(settings, host=host, port=port, scheduler=not no_scheduler, schedule=schedule, alerts=alerts).run()

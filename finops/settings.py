@@ -160,6 +160,16 @@ class Settings(BaseSettings):
     aws: AwsSettings = Field(default_factory=AwsSettings)
     azure: AzureSettings = Field(default_factory=AzureSettings)
     reports_dir: Path = Path("./reports")
+    # Hourly GPU/token detail older than this many days is dropped daily by the scheduler; the daily
+    # rollups are kept forever (finops.retention). None keeps everything.
+    retention_keep_hourly_days: int | None = None
+    # Sections validated by the module that owns them (their models import the rest of the package,
+    # so they cannot be imported here): finops.api.config.ApiSettings, finops.schedule.ScheduleSettings,
+    # finops.alerts.config.AlertSettings, finops.reports.recommendations.RecommendationSettings.
+    api: dict[str, Any] = Field(default_factory=dict)
+    schedule: dict[str, Any] = Field(default_factory=dict)
+    alerts: dict[str, Any] = Field(default_factory=dict)
+    recommendations: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("dims", "required_tags")
     @classmethod

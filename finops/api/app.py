@@ -39,7 +39,7 @@ def create_app(settings: Settings, store: Store | None = None, clock: Clock | No
                api: ApiSettings | None = None) -> FastAPI:
     """Build the API. Without `store` the database is opened at startup and closed at shutdown;
     a store passed in belongs to the caller. `api` defaults to `settings.api` when Settings has one."""
-    api = api or getattr(settings, "api", None) or ApiSettings()
+    api = api or ApiSettings.model_validate(settings.api)
 
     def compute(name: str, params: ReportParams) -> Report:
         return restrict(reports.get(name)(state.db(), settings, params), params.filters)

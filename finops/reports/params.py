@@ -141,7 +141,9 @@ def build_params(*, start: str | date | None = None, end: str | date | None = No
         errors = getattr(exc, "errors", None)
         if not callable(errors):
             raise
-        first = errors()[0]
+        # Without context and input: the context holds the raised error, whose traceback would keep
+        # this frame alive in a reference cycle for every bad request.
+        first = errors(include_url=False, include_context=False, include_input=False)[0]
         loc = [str(p) for p in first.get("loc", ())]
         param = loc[0] if loc else "end"  # model-level checks are about the window
         if week is not None and param in ("start", "end"):

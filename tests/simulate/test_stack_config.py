@@ -62,7 +62,7 @@ def test_a_broken_compose_file_fails_the_check(tmp_path: Path) -> None:
 
 def test_profiles_swap_the_real_exporters_for_the_simulators() -> None:
     cpu, gpu = normalised("cpu")["services"], normalised("gpu")["services"]
-    always = {"prometheus", "grafana", "finops", "alertmanager"}
+    always = {"prometheus", "grafana", "finops", "alertmanager", "gateway"}
     assert set(gpu) == always | {"vllm", "dcgm-exporter"}
     assert set(cpu) == always | {"vllm-sim", "dcgm-sim", "load"}
     # The simulators answer on the names Prometheus scrapes.
@@ -173,3 +173,11 @@ def test_dockerfile_runs_the_service_as_a_non_root_user() -> None:
     assert "pip install" in text and "finops" in re.findall(r"^CMD (.*)", text, re.M)[-1]
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".git", ".venv", "*.duckdb"} <= set(ignored)
+
+
+def test_gateway_config_of_the_stack_loads_and_points_at_vllm() -> None:
+    from finops.gateway.cli import load_gateway_settings
+
+    gw = load_gateway_settings(REPO / "deploy" / "gateway" / "gateway.toml")
+    assert gw.upstream_url.rstrip("/") == "http://vllm:8000"
+    assert len(gw.keys) == 2

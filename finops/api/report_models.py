@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema
 
@@ -214,7 +214,30 @@ class WeeklyReport(BaseModel):
     reconciliation: list[ReconciliationRow]
 
 
+class RecommendationRow(Grouped):
+    kind: Literal["idle_shutdown", "consolidation", "spot", "commitment", "unit_cost_outlier"]
+    resource: str | None = Field(description="the resource the action is about; null for a group")
+    monthly_saving: Money
+    confidence: Literal["high", "medium", "low"]
+    action: str = Field(description="what to do, in one sentence")
+    evidence: dict[str, Any] = Field(description="the numbers behind the estimate and their window")
+    assumptions: str
+
+
+class RecommendationTotals(BaseModel):
+    recommendations: int
+    monthly_saving: Money
+    by_kind: dict[str, Money]
+
+
+class RecommendationsReport(BaseModel):
+    rows: list[RecommendationRow]
+    totals: RecommendationTotals
+    params: ParamsOut
+
+
 REPORT_MODELS: dict[str, type[BaseModel]] = {
     "unit-economics": UnitEconomicsReport, "idle-gpus": IdleGpusReport,
     "untagged-spend": UntaggedSpendReport, "weekly": WeeklyReport,
+    "recommendations": RecommendationsReport,
 }

@@ -1,4 +1,4 @@
-"""GET /v1/reports/{unit-economics,idle-gpus,untagged-spend,weekly}: the CLI's reports over HTTP.
+"""GET /v1/reports/{unit-economics,idle-gpus,untagged-spend,weekly,recommendations}: the CLI's reports over HTTP.
 
 Parameters are validated by `build_params`, as in `finops report`, so both answer alike. A
 team-scoped key gets its team as a filter; asking for another team is refused (403).
@@ -168,13 +168,14 @@ def _endpoint(name: str) -> Callable[..., Awaitable[Response]]:
     return endpoint
 
 
-# The four reports of SPEC section 5 (other reports join once their output schema is written down).
-ROUTED = ("unit-economics", "idle-gpus", "untagged-spend", "weekly")
+# The four reports of SPEC section 5, and savings recommendations.
+ROUTED = ("unit-economics", "idle-gpus", "untagged-spend", "weekly", "recommendations")
 SUMMARIES = {
     "unit-economics": "Unit economics: cost, tokens and GPU-hours per group and period (SPEC 4.1)",
     "idle-gpus": "Idle GPUs: idle hours and their cost per GPU (SPEC 4.2)",
     "untagged-spend": "Untagged spend: cost missing required tags, and what rules recover (SPEC 4.3)",
     "weekly": "Weekly finance report for one ISO week against the week before (SPEC 4.4; finance keys)",
+    "recommendations": "Savings recommendations with their monthly saving, evidence and assumptions",
 }
 for _name in ROUTED:
     router.add_api_route(f"/{_name}", _endpoint(_name), methods=["GET"], summary=SUMMARIES[_name],

@@ -33,6 +33,7 @@ ACCESS: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/reports/idle-gpus"): "viewer",
     ("GET", "/v1/reports/untagged-spend"): "viewer",
     ("GET", "/v1/reports/weekly"): "finance",
+    ("GET", "/v1/reports/recommendations"): "viewer",
     ("GET", "/v1/reports/weekly/files"): "finance",
     ("GET", "/v1/reports/weekly/files/{file_id}"): "finance",
     ("GET", "/v1/sources"): "viewer",

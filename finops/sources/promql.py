@@ -68,6 +68,22 @@ class Query:
     template: str
 
 
+def counted(counter: str) -> str:
+    """Growth of a counter over each step, without extrapolation where it can be avoided.
+
+    `increase()` stretches a period's growth to the period's edges, so hourly values summed over a
+    day drift from the true total. Where the counter did not reset and has a value in the previous
+    period, the growth is its last value minus the previous period's last value: consecutive
+    periods then add up exactly to the counter's growth. Otherwise (a restart, a new series) it
+    falls back to `increase()`, which counts across resets.
+    """
+    last, before = f"last_over_time({counter}[$range])", f"last_over_time({counter}[$range] offset $range)"
+    # A window holding only the previous period's edge sample is no growth, as for increase().
+    single = f"count_over_time({counter}[$range]) < 2"
+    return (f"(({last} - {before}) unless resets({counter}[$range]) > 0 unless {single})"
+            f" or increase({counter}[$range])")
+
+
 QUERIES: tuple[Query, ...] = (
     # Per GPU (max over the copies a GPU shared by k pods is emitted as), per hour.
     Query("gpu", "busy",
@@ -83,13 +99,13 @@ QUERIES: tuple[Query, ...] = (
           "group by ($by) (last_over_time($prof_busy[$range]))"
           " or group by ($by) (last_over_time($util[$range]))"),
     # Per model server, summed over `engine` (data parallel) and `finished_reason`.
-    Query("vllm", "prompt_tokens", "sum by ($by) (increase($vllm_prompt[$range]))"),
-    Query("vllm", "generation_tokens", "sum by ($by) (increase($vllm_generation[$range]))"),
-    Query("vllm", "requests", "sum by ($by) (increase($vllm_requests[$range]))"),
+    Query("vllm", "prompt_tokens", "sum by ($by) (" + counted("$vllm_prompt") + ")"),
+    Query("vllm", "generation_tokens", "sum by ($by) (" + counted("$vllm_generation") + ")"),
+    Query("vllm", "requests", "sum by ($by) (" + counted("$vllm_requests") + ")"),
     # The metering gateway's per-caller counters (requests of every status).
-    Query("gateway", "prompt_tokens", "sum by ($by) (increase($gw_prompt[$range]))"),
-    Query("gateway", "generation_tokens", "sum by ($by) (increase($gw_generation[$range]))"),
-    Query("gateway", "requests", "sum by ($by) (increase($gw_requests[$range]))"),
+    Query("gateway", "prompt_tokens", "sum by ($by) (" + counted("$gw_prompt") + ")"),
+    Query("gateway", "generation_tokens", "sum by ($by) (" + counted("$gw_generation") + ")"),
+    Query("gateway", "requests", "sum by ($by) (" + counted("$gw_requests") + ")"),
 )
 
 # Which token facts each `token_source` setting queries.

@@ -80,6 +80,9 @@ def test_load_through_prometheus_to_the_collector(tmp_path: Path, settings: Sett
         wait_for(lambda: len(query(prom, "up == 1")) == 2
                  and len(query(prom, 'vllm:generation_tokens_total{project="Chatbot"} == 0')) == 1
                  and len(query(prom, "DCGM_FI_PROF_GR_ENGINE_ACTIVE")) == 2, 15, "the first scrapes")
+        # Zeros scraped for over two collector periods (3 s) before the load: the collector then has a
+        # previous value for every period with growth, as for any long-running server.
+        wait_for(lambda: len(raw_samples(prom, "vllm:prompt_tokens_total")) >= 8, 15, "zeros before the load")
         load_start = time.time()
         result = asyncio.run(run_load(vllm, "steady", duration=3.0, concurrency=4, max_tokens=24, seed=3))
         load_end = time.time()
@@ -141,17 +144,16 @@ def check_dashboard_queries(prom: str, at: float) -> None:
 def check_collector(prom: str, settings: Settings, store: Store, usage: dict[str, int], since: float) -> None:
     """The Prometheus collector over the test's few seconds, at a 3-second step instead of an hour.
 
-    It collects only periods that have ended and evaluates `increase()` over each, so its tokens are
-    Prometheus's per-period increases, rounded. Those equal the usage only up to how Prometheus
-    stretches each period's raw growth towards the period's edges: over seconds-long periods with a
-    load that starts and stops abruptly the stretch is a sizeable share (over hour-long periods of a
-    continuously scraped server it averages out). So the test computes each period's increase itself
-    from the raw samples (which end exactly at the usage) and requires the collector to match every
-    period exactly; the sum is only checked to be near the usage.
+    The collector takes each period's growth as the counter's last value minus the previous period's
+    (falling back to `increase()` only across restarts and new series), so its periods add up to the
+    counter's growth exactly: the collected tokens equal the usage the load generator received.
     """
     step = 3
+    # The raw samples up to the one holding the final value (the usage), then the period after it ends.
+    wait_for(lambda: all(any(v == usage[m] for _, v in raw_samples(prom, m)) for m in TOKENS), 10,
+             "the final value in the raw samples")
     so_far = {m: raw_samples(prom, m) for m in TOKENS}
-    last_growth = max(t for m in TOKENS for (t, v), (_, w) in zip(so_far[m], so_far[m][1:], strict=False) if w > v)
+    last_growth = max(t for m in TOKENS for (_, v), (t, w) in zip(so_far[m], so_far[m][1:], strict=False) if w > v)
     start = (int(since) - step) // step * step
     end = (int(last_growth) // step + 1) * step  # the end of the period holding the last growth
     wait_for(lambda: time.time() > end + 0.5, step * 3, "the last period to end")
@@ -168,14 +170,9 @@ def check_collector(prom: str, settings: Settings, store: Store, usage: dict[str
     assert {r[1:7] for r in rows} == {(MODEL, "chatbot", "coreai", "dev", MODEL, "i-0sim00000000001")}
     for column, metric in ((7, "vllm:prompt_tokens_total"), (8, "vllm:generation_tokens_total")):
         collected = {r[0]: r[column] for r in rows}
-        expected = {}
-        for period in range(start, end, step):
-            value = prometheus_increase(samples[metric], period, period + step)
-            if value is not None:
-                expected[period] = math.floor(value + 0.5)
-        assert collected == expected, metric
         assert samples[metric][0][1] == 0 and samples[metric][-1][1] == usage[metric]
-        assert abs(sum(collected.values()) - usage[metric]) <= 0.4 * usage[metric], metric
+        assert all(v >= 0 for v in collected.values()), metric
+        assert sum(collected.values()) == usage[metric], (metric, collected)
 
     gpus = dict(store.query("SELECT gpu_index, max(busy) FROM gpu_hours GROUP BY gpu_index"))
     assert set(gpus) == {"0", "1"}

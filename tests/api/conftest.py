@@ -19,8 +19,8 @@ from finops.settings import Settings
 from finops.store.db import Store
 from finops.tags import TagRules
 from tests.api.fake_prometheus import FakePrometheus, fake_prometheus
-from tests.api.server import serve
 from tests.support.example_a import load
+from tests.support.uvicorn_server import serve
 
 # The API's clock: a week after example A's day, so the default window [now - 7 days, today) holds it.
 NOW = datetime(2026, 11, 9, 12, 0, tzinfo=UTC)

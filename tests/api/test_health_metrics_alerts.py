@@ -20,8 +20,8 @@ from finops.store.db import open_store
 from finops.store.migrate import head_revision
 from finops.tags import TagRules
 from tests.api.conftest import NOW, Api, Keys
-from tests.api.server import serve
 from tests.support.example_a import BILL, DAY, GPUS, TOKENS, focus_csv
+from tests.support.uvicorn_server import serve
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -25,8 +25,8 @@ from finops.store.db import open_store
 from finops.tags import TagRules
 from tests.api.conftest import NOW
 from tests.api.fake_prometheus import fake_prometheus
-from tests.api.server import serve
 from tests.support.example_a import load
+from tests.support.uvicorn_server import serve
 
 MAX_EXAMPLES = 25
 API = ApiSettings(auth_failures_per_minute=10_000)  # the fuzzer's unauthenticated probes must not lock it out

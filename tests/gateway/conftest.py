@@ -13,8 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from finops.gateway import CallerTags, GatewaySettings, create_app
-from tests.gateway.servers import serve
 from tests.gateway.upstream import FakeUpstream
+from tests.support.uvicorn_server import serve
 
 ALPHA_KEY = "sk-alpha-0123456789"
 BETA_KEY = "sk-beta-9876543210"

@@ -7,7 +7,7 @@ import pytest
 
 from finops.gateway import GatewaySettings, create_app
 from tests.gateway.conftest import ALPHA, ALPHA_KEY, BETA, BETA_KEY, KEYS, scrape, total
-from tests.gateway.servers import serve
+from tests.support.uvicorn_server import serve
 
 sim = pytest.importorskip("finops.simulate.vllm")  # another module's simulator: use it if it is there
 

@@ -1,6 +1,6 @@
 """A minimal OpenAI-compatible upstream for the gateway's tests, speaking vLLM's wire format.
 
-A raw ASGI app (run it under uvicorn with ``tests.gateway.servers.serve``). It counts its own tokens
+A raw ASGI app (run it under uvicorn with ``tests.support.uvicorn_server.serve``). It counts its own tokens
 the way vLLM's counters do: prompt tokens when a request starts, generation tokens one by one as they
 are produced, aborted requests included. Its "tokenizer" is whitespace: one word, one token.
 Knobs: ``fail`` (answer every request with that status), ``token_delay`` (seconds per decode step, so a

@@ -44,6 +44,7 @@ class Task:
 class SourceFailed(Exception):
     """A source could not produce its batch. The message is shown to users: never put secrets in it."""
 
-    def __init__(self, message: str, requests: int = 0):
+    def __init__(self, message: str, requests: int = 0, details: dict[str, Any] | None = None):
         super().__init__(message)
         self.requests = requests
+        self.details = details or {}

@@ -10,6 +10,7 @@ import importlib
 import logging
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from finops.batch import Batch, Progress, SourceFailed, Task
@@ -21,7 +22,7 @@ from finops.timeutil import Window
 
 log = logging.getLogger(__name__)
 
-# Source id -> module. Each module provides `tasks(settings, window, progress=None) -> list[Task]`.
+# Source id -> module. Each module provides `tasks(settings, window, progress=None, *, now) -> list[Task]`.
 # The id is also the stored `source` value and the settings section's name where it has one.
 SOURCES: dict[str, str] = {
     "prometheus": "finops.sources.prometheus",
@@ -40,7 +41,8 @@ GROUPS: dict[str, list[str]] = {
 
 
 class SourceModule(Protocol):
-    def tasks(self, settings: Settings, window: Window, progress: Progress | None = None) -> list[Task]: ...
+    def tasks(self, settings: Settings, window: Window, progress: Progress | None = None, *,
+              now: datetime) -> list[Task]: ...
 
 
 @dataclass(frozen=True)
@@ -82,12 +84,12 @@ def run_task(store: Store, source: str, task: Task) -> RunResult:
                 for table, data in batch.facts.items()
             )
             quarantined = insert_quarantine(cur, run_id, source, batch.quarantine)
-            succeed_run(cur, run_id, rows, quarantined, batch.requests, batch.details)
+            succeed_run(cur, run_id, rows, quarantined, batch.requests, batch.details, store.clock())
     except Exception as exc:  # every failure is recorded in the ledger and returned as a result
         requests = getattr(exc, "requests", requests)
         message = str(exc) if isinstance(exc, SourceFailed) else f"{type(exc).__name__}: {exc}"
         log.warning("run %s of %s failed: %s", run_id, source, message)
-        fail_run(store, run_id, message, requests)
+        fail_run(store, run_id, message, requests, exc.details if isinstance(exc, SourceFailed) else None)
         return RunResult(run_id, source, "failed", requests=requests, error=message)
     return RunResult(run_id, source, "succeeded", rows, quarantined, batch.requests, None, batch.details)
 
@@ -113,7 +115,7 @@ def collect(store: Store, settings: Settings, source: str, window: Window,
             progress: Progress | None = None) -> list[RunResult]:
     """Plan and run one source over `window`. Planning errors are recorded as a failed run too."""
     try:
-        tasks = source_module(source).tasks(settings, window, progress)
+        tasks = source_module(source).tasks(settings, window, progress, now=store.clock())
     except Exception as exc:
         failed = Task(scope=source, window=window, fetch=_raiser(exc))
         return [run_task(store, source, failed)]

@@ -1,9 +1,9 @@
 """The FOCUS drop folder: ingest files that are new or changed since they were last ingested.
 
 Each file is one run of source `focus` whose scope is the file's resolved path (as `finops ingest
-focus`), so a changed file replaces its rows. What was ingested is remembered in the ledger: a
-successful run's details carry the file's signature (size and modification time). A file that
-failed is tried again only once it changes.
+focus`), so a changed file replaces its rows. What was ingested is remembered in the ledger: every
+run's details carry the file's signature (size and modification time), so a file is ingested again
+only once it changes, whether its last run succeeded or failed.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import UTC
 from pathlib import Path
 
-from finops.batch import Batch, Task
+from finops.batch import Batch, SourceFailed, Task
 from finops.collect import RunResult, run_tasks
 from finops.ingest import SOURCE, file_task
 from finops.schedule import FocusDropSettings
@@ -24,7 +23,7 @@ from finops.tags import TagRules
 log = logging.getLogger(__name__)
 
 LATEST_SQL = """
-SELECT scope, status, details, started_at FROM source_runs WHERE source = ?
+SELECT scope, details FROM source_runs WHERE source = ?
 QUALIFY row_number() OVER (PARTITION BY scope ORDER BY run_id DESC) = 1
 """
 
@@ -41,29 +40,30 @@ def candidates(cfg: FocusDropSettings) -> list[Path]:
 
 
 def pending(store: Store, cfg: FocusDropSettings, now: float | None = None) -> list[Path]:
-    """Files to ingest now: never ingested, changed since their last success, or changed since a failure."""
+    """Files to ingest now: never ingested, or changed since their last run (succeeded or failed).
+
+    `now` (epoch seconds, as file modification times) tells files still being written apart."""
     now = time.time() if now is None else now
-    latest = {scope: (status, details, started) for scope, status, details, started in store.query(LATEST_SQL, [SOURCE])}
+    latest = {scope: details for scope, details in store.query(LATEST_SQL, [SOURCE])}
     out = []
     for path in candidates(cfg):
         mtime = path.stat().st_mtime
         if now - mtime < cfg.settle_seconds:
             continue  # may still be being written
-        last = latest.get(str(path))
-        if last is None:
-            out.append(path)
-            continue
-        status, details, started = last
-        if status == "succeeded" and json.loads(details or "{}").get("signature") != signature(path):
-            out.append(path)
-        elif status == "failed" and mtime > started.replace(tzinfo=UTC).timestamp():
+        scope = str(path)
+        if scope not in latest or json.loads(latest[scope] or "{}").get("signature") != signature(path):
             out.append(path)
     return out
 
 
 def _signed(task: Task, sig: str) -> Task:
     def fetch() -> Batch:
-        batch = task.fetch()
+        try:
+            batch = task.fetch()
+        except SourceFailed as exc:
+            raise SourceFailed(str(exc), exc.requests, {**exc.details, "signature": sig}) from exc
+        except Exception as exc:
+            raise SourceFailed(f"{type(exc).__name__}: {exc}", 0, {"signature": sig}) from exc
         batch.details["signature"] = sig
         return batch
 

@@ -58,7 +58,7 @@ class Service:
 
     def _prepare(self) -> uvicorn.Server:
         if self.store is None:
-            self.store = open_store(self.settings.db, self.settings.duckdb)
+            self.store = open_store(self.settings.db, self.settings.duckdb, clock=self.clock)
         factory = self.app_factory or api_factory()
         app = factory(self.settings, store=self.store, clock=self.clock)
         config = uvicorn.Config(app, host=self.host, port=self.port, log_level=self.log_level, lifespan="auto")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -67,4 +68,10 @@ def iso_week(d: date) -> str:
 
 
 def utcnow() -> datetime:
+    """The system clock, as naive UTC. Built into a `Clock` once at an entry point and passed down;
+    nothing below the entry points calls it directly."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+Clock = Callable[[], datetime]
+"""Returns the current time as naive UTC. `utcnow` in production; a fixed or stepped clock in tests."""

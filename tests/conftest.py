@@ -10,10 +10,11 @@ import pytest
 from finops.settings import Settings
 from finops.store.db import Store, open_store
 from finops.tags import TagRules
+from tests.support.clock import FixedClock
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-FOCUS_SAMPLE = SHARED / "data" / "focus-1.0-sample.csv"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FOCUS_SAMPLE = FIXTURES / "focus" / "focus-1.0-sample.csv"  # the FinOps Foundation's, CC BY 4.0
+SCRAPES = FIXTURES / "scrapes"  # real dcgm-exporter and vLLM /metrics captures
 
 
 @pytest.fixture
@@ -22,8 +23,14 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    s = open_store(settings.db, settings.duckdb)
+def clock() -> FixedClock:
+    """The injected clock of the store, the scheduler and the API: fixed at TEST_NOW, never the calendar."""
+    return FixedClock()
+
+
+@pytest.fixture
+def store(settings: Settings, clock: FixedClock) -> Iterator[Store]:
+    s = open_store(settings.db, settings.duckdb, clock=clock)
     yield s
     s.close()
 

@@ -38,7 +38,7 @@ from finops.settings import AwsSettings, Settings
 from finops.sources import money
 from finops.sources.aws_client import AwsSession, RequestCount, endpoint_for, failure
 from finops.tags import TagRules
-from finops.timeutil import Window, utcnow
+from finops.timeutil import Window
 
 log = logging.getLogger(__name__)
 
@@ -421,7 +421,8 @@ def cache_dir(settings: Settings) -> Path | None:
     return settings.aws.ce_cache_dir or Path(settings.db).parent / "cache" / "aws_ce"
 
 
-def tasks(settings: Settings, window: Window, progress: Progress | None = None) -> list[Task]:
+def tasks(settings: Settings, window: Window, progress: Progress | None = None, *,
+          now: datetime) -> list[Task]:
     """One task per calendar-month piece of the (whole-day) window; scope `aws_ce`. Pieces that
     start after today are left out: Cost Explorer rejects a start in the future."""
     aws = settings.aws
@@ -432,14 +433,14 @@ def tasks(settings: Settings, window: Window, progress: Progress | None = None) 
     session = AwsSession(aws)
     identity = f"{aws.profile}|{aws.role_arn}|{endpoint_for(aws, 'ce')}"
     cache = ResponseCache(cache_dir(settings), identity)
-    today = utcnow().date()
+    today = now.date()
     chunks = [c for c in month_chunks(day_window(window)) if c.start.date() <= today]
 
     def make(i: int, chunk: Window) -> Task:
         def fetch() -> Batch:
             count = RequestCount()
             ce = session.client("ce", count, region=aws.ce_region)
-            batch = collect_window(ce, settings, chunk, count, cache, utcnow().date())
+            batch = collect_window(ce, settings, chunk, count, cache, today)
             if progress:
                 progress(i + 1, len(chunks))
             return batch

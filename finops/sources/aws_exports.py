@@ -290,7 +290,8 @@ def collect_period(s3: Any, listing: list[S3Object], settings: Settings, period:
                           "manifest_last_modified": manifest.last_modified.isoformat()})
 
 
-def tasks(settings: Settings, window: Window, progress: Progress | None = None) -> list[Task]:
+def tasks(settings: Settings, window: Window, progress: Progress | None = None, *,
+          now: datetime) -> list[Task]:
     """One task per billing period overlapping the window; the prefix is listed once, lazily."""
     aws = settings.aws
     if not aws.export_bucket or not aws.costs_from_exports():

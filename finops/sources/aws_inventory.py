@@ -22,7 +22,7 @@ from finops.resources import resource_key
 from finops.settings import Settings
 from finops.sources.aws_client import AwsSession, RequestCount, failure, tag_rules
 from finops.tags import TagRules
-from finops.timeutil import Window, to_utc_naive, utcnow
+from finops.timeutil import Window, to_utc_naive
 
 SOURCE = "aws_inventory"
 # Accelerators per instance type where DescribeInstanceTypes has neither GpuInfo nor NeuronInfo
@@ -131,7 +131,8 @@ def _gpu_counts(ec2: Any, types: Sequence[str], what: str, fail: Any) -> dict[st
     return counts
 
 
-def collect_region(ec2: Any, settings: Settings, region: str, window: Window, count: RequestCount) -> Batch:
+def collect_region(ec2: Any, settings: Settings, region: str, window: Window, count: RequestCount,
+                   now: datetime) -> Batch:
     aws = settings.aws
     what = f"EC2 {region}"
 
@@ -145,13 +146,14 @@ def collect_region(ec2: Any, settings: Settings, region: str, window: Window, co
     instances = parse_instances(pages, aws.gpu_instance_patterns)
     types = sorted({i["InstanceType"] for i in instances})
     counts = _gpu_counts(ec2, types, what, fail)
-    observed = observed_time(window, utcnow())
+    observed = observed_time(window, now)
     table = to_rows(instances, counts, region, observed, tag_rules(settings))
     return Batch(facts={"inventory": table}, requests=count.sent,
                  details={"region": region, "instances": len(instances), "instance_types": types})
 
 
-def tasks(settings: Settings, window: Window, progress: Progress | None = None) -> list[Task]:
+def tasks(settings: Settings, window: Window, progress: Progress | None = None, *,
+          now: datetime) -> list[Task]:
     """One task per configured region; scope `ec2:<region>` so a failing region leaves others as they were."""
     session = AwsSession(settings.aws)
     regions = list(dict.fromkeys(settings.aws.regions))
@@ -159,7 +161,8 @@ def tasks(settings: Settings, window: Window, progress: Progress | None = None) 
     def make(i: int, region: str) -> Task:
         def fetch() -> Batch:
             count = RequestCount()
-            batch = collect_region(session.client("ec2", count, region=region), settings, region, window, count)
+            batch = collect_region(session.client("ec2", count, region=region), settings, region, window, count,
+                                   now)
             if progress:
                 progress(i + 1, len(regions))
             return batch

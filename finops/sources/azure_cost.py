@@ -48,7 +48,7 @@ from finops.sources.azure_client import (
     make_client,
 )
 from finops.tags import TagRules
-from finops.timeutil import Window, utcnow
+from finops.timeutil import Window
 
 log = logging.getLogger(__name__)
 
@@ -365,7 +365,7 @@ def fetch_scope(api: CostQueries, scope: str, window: Window, settings: Settings
 
 def tasks(settings: Settings, window: Window, progress: Progress | None = None, *,
           credential: TokenCredential | None = None, sleep: Callable[[float], None] = time.sleep,
-          clock: Callable[[], float] = time.monotonic, today: date | None = None) -> list[Task]:
+          clock: Callable[[], float] = time.monotonic, now: datetime) -> list[Task]:
     """One task per configured scope over the whole days of `window`; `credential` defaults to
     DefaultAzureCredential, `sleep` and `clock` pace and throttle (tests inject them)."""
     try:
@@ -374,7 +374,7 @@ def tasks(settings: Settings, window: Window, progress: Progress | None = None, 
     except ValueError as exc:
         raise SourceFailed(str(exc)) from None
     window = day_window(window)
-    today = today or utcnow().date()
+    today = now.date()
     total = len(scopes) * len(month_chunks(window)) * len(plans(settings.azure)) * len(COST_TYPES)
     done = [0]
     pacer = Pacer(settings.azure.min_seconds_between_queries, clock, sleep)  # one per tenant, across scopes

@@ -30,7 +30,7 @@ from finops.sources.prom_tokens import (
     token_table,
 )
 from finops.sources.promql import MODEL_NAME_LABEL, QUERIES, TOKEN_FACTS, Query, render
-from finops.timeutil import Window, utcnow
+from finops.timeutil import Window
 
 SCOPE = "prometheus"
 
@@ -50,7 +50,7 @@ class Plan:
         return len(self.queries) * len(self.chunks)
 
 
-def plan(settings: Settings, window: Window, now: datetime | None = None) -> Plan:
+def plan(settings: Settings, window: Window, now: datetime) -> Plan:
     """Render the queries for the configured labels and split `window` into chunks.
 
     Only hours that have ended by `now` are collected: a later run over the same window adds the
@@ -61,13 +61,14 @@ def plan(settings: Settings, window: Window, now: datetime | None = None) -> Pla
     facts = ("gpu", "gpu_labels", *TOKEN_FACTS[cfg.token_source])
     queries = [(q, render(q, cfg.step_seconds, cfg.resource_labels, cfg.dim_labels))
                for q in QUERIES if q.fact in facts]
-    chunks = plan_chunks(window, cfg.step_seconds, cfg.max_points_per_query, utcnow() if now is None else now)
+    chunks = plan_chunks(window, cfg.step_seconds, cfg.max_points_per_query, now)
     return Plan(queries, chunks, cfg.step_seconds, cfg.token_source, LabelMap.from_settings(settings))
 
 
-def tasks(settings: Settings, window: Window, progress: Progress | None = None) -> list[Task]:
+def tasks(settings: Settings, window: Window, progress: Progress | None = None, *,
+          now: datetime) -> list[Task]:
     """One task replacing this source's GPU-hours and token-hours within `window`."""
-    the_plan = plan(settings, window)
+    the_plan = plan(settings, window, now)
 
     def fetch() -> Batch:
         client = build_client(settings.prometheus)

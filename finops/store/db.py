@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 
 from finops.settings import DuckDBSettings
+from finops.timeutil import Clock, utcnow
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Store:
     path: Path
     con: duckdb.DuckDBPyConnection
     read_only: bool = False
+    clock: Clock = utcnow  # stamps the ledger and tells sources what "now" is; tests inject their own
     _write_lock: threading.RLock = field(default_factory=threading.RLock)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -72,13 +74,13 @@ def connect(path: Path | str, limits: DuckDBSettings, read_only: bool = False) -
 
 
 def open_store(path: Path | str, limits: DuckDBSettings | None = None, *, read_only: bool = False,
-               migrate: bool = True) -> Store:
+               migrate: bool = True, clock: Clock = utcnow) -> Store:
     """Open (creating if needed) and, unless read-only, upgrade the database to the newest schema."""
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     con = connect(path, limits or DuckDBSettings(), read_only=read_only)
-    store = Store(path, con, read_only=read_only)
+    store = Store(path, con, read_only=read_only, clock=clock)
     if migrate and not read_only:
         from finops.store.ledger import fail_interrupted_runs
         from finops.store.migrate import upgrade

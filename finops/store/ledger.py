@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 
 from finops.store.db import Store
-from finops.timeutil import Window, utcnow
+from finops.timeutil import Window
 
 
 @dataclass(frozen=True)
@@ -38,27 +38,28 @@ def start_run(store: Store, source: str, scope: str, window: Window | None) -> i
         row = cur.execute(
             "INSERT INTO source_runs (source, scope, window_start, window_end, status, started_at) "
             "VALUES (?, ?, ?, ?, 'running', ?) RETURNING run_id",
-            [source, scope, window.start if window else None, window.end if window else None, utcnow()],
+            [source, scope, window.start if window else None, window.end if window else None, store.clock()],
         ).fetchall()
     return int(row[0][0])
 
 
 def succeed_run(cur: duckdb.DuckDBPyConnection, run_id: int, rows: int, quarantined: int, requests: int,
-                details: dict[str, Any] | None = None) -> None:
+                details: dict[str, Any] | None, now: datetime) -> None:
     """Mark a run succeeded inside the transaction that lands its facts."""
     cur.execute(
         "UPDATE source_runs SET status = 'succeeded', rows = ?, quarantined = ?, requests = ?, "
         "details = ?, finished_at = ? WHERE run_id = ?",
-        [rows, quarantined, requests, json.dumps(details or {}, default=str), utcnow(), run_id],
+        [rows, quarantined, requests, json.dumps(details or {}, default=str), now, run_id],
     )
 
 
-def fail_run(store: Store, run_id: int, error: str, requests: int = 0) -> None:
+def fail_run(store: Store, run_id: int, error: str, requests: int = 0,
+             details: dict[str, Any] | None = None) -> None:
     with store.transaction() as cur:
         cur.execute(
-            "UPDATE source_runs SET status = 'failed', error = ?, requests = ?, finished_at = ? "
+            "UPDATE source_runs SET status = 'failed', error = ?, requests = ?, details = ?, finished_at = ? "
             "WHERE run_id = ?",
-            [error[:4000], requests, utcnow(), run_id],
+            [error[:4000], requests, json.dumps(details or {}, default=str), store.clock(), run_id],
         )
 
 
@@ -69,7 +70,7 @@ def fail_interrupted_runs(store: Store) -> int:
             "UPDATE source_runs SET status = 'failed', error = 'interrupted: the process stopped before "
             "the run finished; nothing of it was stored', finished_at = ? WHERE status = 'running' "
             "RETURNING run_id",
-            [utcnow()],
+            [store.clock()],
         ).fetchall()
     return len(rows)
 

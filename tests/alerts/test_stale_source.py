@@ -14,24 +14,14 @@ from finops.schedule import ScheduleSettings, SourceSchedule
 from finops.settings import Settings
 from finops.store.db import Store
 from finops.store.ledger import runs
-from finops.timeutil import utcnow
 from tests.alerts.receivers import Receiver
+from tests.support.clock import FixedClock
 from tests.support.prometheus import PrometheusServer
 
 
-class Clock:
-    """The real time plus an offset the test moves forward."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def __call__(self) -> datetime:
-        return utcnow() + self.offset
-
-
-def test_source_that_stops_answering_raises_stale_alert(store: Store, settings: Settings, tmp_path: Path) -> None:
+def test_source_that_stops_answering_raises_stale_alert(store: Store, settings: Settings, clock: FixedClock,
+                                                        tmp_path: Path) -> None:
     (tmp_path / "tsdb").mkdir()
-    clock = Clock()
     schedule = ScheduleSettings()
     # Re-collect the last 2 hours on every run, so a run after the outage has something to ask.
     schedule.sources = {"prometheus": SourceSchedule(enabled=True, align="hour", restatement_hours=2, initial_days=1,
@@ -50,7 +40,7 @@ def test_source_that_stops_answering_raises_stale_alert(store: Store, settings: 
         assert failed.status == "failed" and failed.error
         assert hook.received == []  # evaluated after the run, but not stale yet: 3 h are allowed
 
-        clock.offset = timedelta(hours=3, minutes=30)
+        clock.advance(timedelta(hours=3, minutes=30))  # the store's clock and the scheduler's are one
         ev = jobs.run_alerts()
         assert ev is not None
         [f] = ev.findings

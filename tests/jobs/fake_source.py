@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from finops.batch import Batch, Progress, SourceFailed, Task
 from finops.settings import Settings
@@ -36,7 +37,8 @@ def reset() -> State:
     return STATE
 
 
-def tasks(settings: Settings, window: Window, progress: Progress | None = None) -> list[Task]:
+def tasks(settings: Settings, window: Window, progress: Progress | None = None, *,
+          now: datetime) -> list[Task]:
     state = STATE
 
     def make(scope: str) -> Task:

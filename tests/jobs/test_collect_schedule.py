@@ -18,13 +18,19 @@ from finops.schedule import ScheduleSettings, SourceSchedule, default_sources
 from finops.settings import Settings
 from finops.store.db import Store
 from finops.store.ledger import runs, start_run, succeed_run, watermark
-from finops.timeutil import Window, utcnow
+from finops.timeutil import Window
 from tests.jobs import fake_source
+from tests.support.clock import TEST_NOW, FixedClock
 
-# Earlier than the real time, so every recorded run started after the windows it collected.
-NOW = (utcnow() - timedelta(days=1)).replace(minute=5, second=0, microsecond=0)
+# The scheduler's and the store's clock: five past an hour, placed by the suite's clock.
+NOW = TEST_NOW.replace(minute=5, second=0, microsecond=0)
 HOUR_END = NOW.replace(minute=0)
 DAY = timedelta(days=1)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
 
 
 @pytest.fixture
@@ -152,15 +158,15 @@ def test_first_run_goes_back_initial_days(store: Store, settings: Settings, fake
                                                      Window(HOUR_END - DAY, HOUR_END)]
 
 
-def test_billing_sources_use_their_restatement_window(store: Store, settings: Settings) -> None:
+def test_billing_sources_use_their_restatement_window(store: Store, settings: Settings, clock: FixedClock) -> None:
     ce = default_sources()["aws_ce"]
-    now = datetime(2026, 11, 23, 7, 30)
+    now = clock.now = datetime(2026, 11, 23, 7, 30)
     today = datetime(2026, 11, 23)
     first = plan(store, settings, "aws_ce", ce, now)
     assert first.reason == "first run" and first.windows[0].start == today - 31 * DAY and first.windows[-1].end == today
     run_id = start_run(store, "aws_ce", "aws_ce", Window(today - 31 * DAY, today))
     with store.transaction() as cur:
-        succeed_run(cur, run_id, 0, 0, 1)
+        succeed_run(cur, run_id, 0, 0, 1, None, now)
     again = plan(store, settings, "aws_ce", ce, now)
     # aws_ce.restatement_window: the last `restatement_days` (3) complete days.
     assert again.windows == [Window(today - 3 * DAY, today)] and again.reason == "restatement"

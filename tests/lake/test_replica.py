@@ -18,6 +18,7 @@ from finops.settings import Settings
 from finops.store.db import Store, open_store
 from finops.tags import TagRules
 from tests.support import example_a
+from tests.support.clock import FixedClock, month_start
 
 DAY2 = example_a.DAY + timedelta(days=1)
 WINDOW = {"start": "2026-11-02", "end": "2026-11-04"}
@@ -92,8 +93,10 @@ def test_reexport_replaces_partitions_and_replica_sees_changes(loaded: Store, se
     assert before == 2 * 534 and after["totals"]["cost"] == 3 * 534
 
 
-def test_export_since_writes_only_later_months(loaded: Store, tmp_path: Path) -> None:
-    result = export_lake(loaded, tmp_path / "lake", since=example_a.DAY.date().replace(month=12))
+def test_export_since_writes_only_later_months(loaded: Store, clock: FixedClock, tmp_path: Path) -> None:
+    # The month after both the data and the ledger's stamps (the store's clock), whatever the date.
+    since = month_start(max(DAY2, clock()).date() + timedelta(days=31))
+    result = export_lake(loaded, tmp_path / "lake", since=since)
     assert sum(result.rows.values()) == 0
     assert not list((tmp_path / "lake").glob("*/source=*"))
 

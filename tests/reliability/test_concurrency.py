@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -149,7 +149,7 @@ def test_collections_of_different_sources_run_at_once(store: Store, settings: Se
         clock = Clock()
         window = Window(datetime(2026, 10, 30), datetime(2026, 11, 3))
         az_tasks = azure_cost.tasks(az, window, credential=FakeCredential(), sleep=clock.sleep, clock=clock.time,
-                                    today=date(2026, 11, 23))
+                                    now=datetime(2026, 11, 23))
         prom_window = Window(D0, D0 + timedelta(hours=HOURS))
         results = in_threads(
             lambda: collect(store, with_prom(settings, prom.url, max_points_per_query=6), "prometheus", prom_window),

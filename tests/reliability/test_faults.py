@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -203,7 +203,7 @@ def azure(store: Store, settings: Settings, fake: AzureFake, cert: tuple[Path, P
     cfg = AzureSettings(scopes=[SCOPE_A], base_url=fake.base_url, verify_tls=str(cert[0]),
                         min_seconds_between_queries=0, **extra)
     tasks = azure_cost.tasks(settings.model_copy(update={"azure": cfg}), window, credential=FakeCredential(),
-                             sleep=clock.sleep, clock=clock.time, today=date(2026, 11, 23))
+                             sleep=clock.sleep, clock=clock.time, now=datetime(2026, 11, 23))
     [r] = run_tasks(store, "azure", tasks)
     return r
 

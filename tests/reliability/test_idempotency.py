@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -100,7 +100,7 @@ def test_prometheus_overlapping_windows_five_times(store: Store, settings: Setti
 # --- AWS Cost Explorer --------------------------------------------------------------------------
 
 def ce_windows() -> list[Window]:
-    d = [D1 + timedelta(days=i) for i in range(4)]  # 11-02 .. 11-05
+    d = [D1 + timedelta(days=i) for i in range(4)]  # four days of a closed month
     return [Window.from_dates(d[0], d[2]), Window.from_dates(d[1], d[3]), Window.from_dates(d[0], d[3]),
             Window.from_dates(d[2], d[3]), Window.from_dates(d[1], d[2])]
 
@@ -128,7 +128,7 @@ def test_cost_explorer_overlapping_windows_five_times(aws_env: None, settings: S
 
 
 def test_cost_explorer_estimated_then_final_replaces(aws_env: None, settings: Settings, store: Store) -> None:
-    window = Window.from_dates(D1, date(2026, 11, 5))
+    window = Window.from_dates(D1, D1 + timedelta(days=3))
     early = [i for i in SCENARIO if i.day != D3] + [item(D3, LLAMA, EC2, A1, "10.00")]
     with CeServer(FakeBill(early, estimated=frozenset({D3}))) as ce:
         [first] = collect(store, aws_settings(settings, endpoint_url=ce.url), "aws_ce", window)
@@ -220,7 +220,8 @@ def azure(store: Store, settings: Settings, fake: AzureFake, cert: tuple[Path, P
     s = settings.model_copy(update={"azure": AzureSettings(scopes=scopes, base_url=fake.base_url,
                                                            verify_tls=str(cert[0]), min_seconds_between_queries=0)})
     clock = Clock()
-    tasks = azure_cost.tasks(s, window, credential=FakeCredential(), sleep=clock.sleep, clock=clock.time, today=today)
+    tasks = azure_cost.tasks(s, window, credential=FakeCredential(), sleep=clock.sleep, clock=clock.time,
+                             now=datetime.combine(today, time()))
     return run_tasks(store, "azure", tasks)
 
 

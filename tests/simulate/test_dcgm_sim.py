@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from finops.simulate.dcgm import DcgmSimConfig, Sampler, busy_fraction, make_gpus, render, running_requests
-from tests.conftest import SHARED
+from tests.conftest import SCRAPES
 from tests.simulate.metrics import Samples, scrape, total
 from tests.simulate.procs import FINOPS, PROMTOOL, free_port, simulator
 
-SAMPLES = SHARED / "reference" / "samples"
+SAMPLES = SCRAPES
 LABEL_NAMES = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="')
 
 

@@ -16,11 +16,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from finops.collect import collect
 from finops.settings import PrometheusSettings, Settings
 from finops.simulate.load import run_load
 from finops.store.db import Store
-from finops.timeutil import Window
+from finops.timeutil import Clock, Window, utcnow
 from tests.simulate.metrics import query, scalar, scrape, total
 from tests.simulate.procs import REPO, prometheus, prometheus_config, services, sim
 
@@ -29,6 +31,12 @@ TARGET_LABELS = {"project": "Chatbot", "team": "coreai", "environment": "dev", "
                  "instance_id": "i-0sim00000000001"}
 TOKENS = ("vllm:prompt_tokens_total", "vllm:generation_tokens_total")
 GRAFANA_VARIABLES = {"$__rate_interval": "4s", "$__range": "60s"}
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """Live simulators and a live Prometheus run on the machine's time, so the store's clock does too."""
+    return utcnow
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

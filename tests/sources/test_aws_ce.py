@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,13 +25,16 @@ from finops.store.db import Store
 from finops.timeutil import Window
 from tests.conftest import FIXTURES
 from tests.support import moto as doubles
+from tests.support.clock import TEST_NOW, month_start
 from tests.support.moto import CeServer, FakeBill, Item, item, queue_ce
 
 moto_server, moto, aws_env = doubles.moto_server, doubles.moto, doubles.aws_env  # fixtures
 
 AWS_FIXTURES = FIXTURES / "aws"
-D1, D2, D3 = date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 4)
-WINDOW = Window.from_dates(D1, date(2026, 11, 5))
+# Days of a month long closed for corrections, placed relative to the suite's clock.
+D1 = month_start(TEST_NOW.date(), 2) + timedelta(days=1)
+D2, D3 = D1 + timedelta(days=1), D1 + timedelta(days=2)
+WINDOW = Window.from_dates(D1, D1 + timedelta(days=3))
 EC2, S3 = "Amazon Elastic Compute Cloud - Compute", "Amazon Simple Storage Service"
 A1, A2 = "111111111111", "222222222222"
 LLAMA = {"Project": "chatbot", "Team": "coreai", "Environment": "prod", "ModelID": "llama-70b"}
@@ -71,7 +74,7 @@ def record(bill: FakeBill, settings: Settings, window: Window) -> list[dict[str,
     aws = settings.aws.model_copy(update={"endpoint_urls": {}, "ce_cache": False})
     with CeServer(bill) as ce:
         rec = settings.model_copy(update={"aws": aws.model_copy(update={"endpoint_url": ce.url})})
-        for task in aws_ce.tasks(rec, window):
+        for task in aws_ce.tasks(rec, window, now=TEST_NOW):
             task.fetch()
     return [answer for _, answer in ce.log]
 
@@ -106,19 +109,21 @@ def stored(store: Store) -> dict[tuple[Any, ...], tuple[Decimal, Decimal]]:
 
 # --- pure parts ---------------------------------------------------------------------------------
 
+R1, R2 = date(2026, 11, 2), date(2026, 11, 3)  # the days of the recorded pages in tests/fixtures/aws
+
 def test_parse_pages_merges_recorded_pages_by_period() -> None:
     pages = [json.loads((AWS_FIXTURES / f"ce_grouped_page{n}.json").read_text()) for n in (1, 2)]
     level = (aws_ce.Key("TAG", "ModelID"), aws_ce.Key("TAG", "Environment"))
     cells = aws_ce.parse_pages(pages, level, ("UnblendedCost", "AmortizedCost"))
-    assert cells[(D1, (None, None))].billed == Decimal("78.0000000001")
-    assert cells[(D1, ("llama-70b", "prod"))].effective == Decimal("200.5")
+    assert cells[(R1, (None, None))].billed == Decimal("78.0000000001")
+    assert cells[(R1, ("llama-70b", "prod"))].effective == Decimal("200.5")
     # 2026-11-03 arrives on both pages: its groups are merged, and it stays estimated.
-    d2 = {values: c for (day, values), c in cells.items() if day == D2}
+    d2 = {values: c for (day, values), c in cells.items() if day == R2}
     assert set(d2) == {(None, "prod"), ("mistral-7b", "prod"), ("llama-70b", "dev")}
     assert all(c.estimated for c in d2.values())
     total = aws_ce.parse_pages([json.loads((AWS_FIXTURES / "ce_total.json").read_text())], (),
                                ("UnblendedCost", "AmortizedCost"))
-    for day in (D1, D2):
+    for day in (R1, R2):
         assert sum(c.billed for (d, _), c in cells.items() if d == day) == total[(day, ())].billed
         assert sum(c.effective for (d, _), c in cells.items() if d == day) == total[(day, ())].effective
 
@@ -139,8 +144,9 @@ def test_group_keys_and_amounts_are_checked() -> None:
 def test_requests_are_built_in_one_place_and_stable() -> None:
     level = (aws_ce.Key("TAG", "Team"), aws_ce.Key("TAG", "Project"))
     combo = ((aws_ce.Key("TAG", "ModelID"), None), (aws_ce.Key("TAG", "Environment"), "prod"))
-    a = aws_ce.build_request(WINDOW, ["UnblendedCost", "AmortizedCost"], level, combo)
-    b = aws_ce.build_request(WINDOW, ("UnblendedCost", "AmortizedCost"), list(level), combo)
+    window = Window.from_dates(date(2026, 11, 2), date(2026, 11, 5))
+    a = aws_ce.build_request(window, ["UnblendedCost", "AmortizedCost"], level, combo)
+    b = aws_ce.build_request(window, ("UnblendedCost", "AmortizedCost"), list(level), combo)
     assert json.dumps(a) == json.dumps(b)
     assert a["TimePeriod"] == {"Start": "2026-11-02", "End": "2026-11-05"}
     assert a["Filter"] == {"And": [{"Tags": {"Key": "ModelID", "MatchOptions": ["ABSENT"]}},
@@ -170,11 +176,13 @@ def test_restatement_window(settings: Settings, today: date, start: date) -> Non
 
 def test_windows_become_whole_days_split_by_month(settings: Settings) -> None:
     window = Window(datetime(2026, 10, 30, 6), datetime(2026, 11, 2, 0, 0))
-    chunks = [t.window for t in aws_ce.tasks(settings, window)]
+    now = datetime(2026, 11, 20, 12)
+    chunks = [t.window for t in aws_ce.tasks(settings, window, now=now)]
     assert chunks == [Window.from_dates(date(2026, 10, 30), date(2026, 11, 1)),
                       Window.from_dates(date(2026, 11, 1), date(2026, 11, 2))]
-    assert {t.scope for t in aws_ce.tasks(settings, window)} == {"aws_ce"}
-    assert aws_ce.tasks(settings, Window.from_dates(date(2999, 1, 1), date(2999, 2, 1))) == []
+    assert {t.scope for t in aws_ce.tasks(settings, window, now=now)} == {"aws_ce"}
+    # Pieces that start after today are left out.
+    assert aws_ce.tasks(settings, Window.from_dates(date(2026, 11, 21), date(2026, 12, 1)), now=now) == []
 
 
 # --- whole runs against moto ---------------------------------------------------------------------

@@ -5,7 +5,7 @@ produce (validation errors, endless paging) through botocore's Stubber on a real
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from finops.sources.aws_client import AwsSession, RequestCount
 from finops.store.db import Store
 from tests.sources.test_aws_ce import A1, D1, EC2, LLAMA, SCENARIO, WINDOW, aws_settings, expected, stored
 from tests.support import moto as doubles
+from tests.support.clock import TEST_NOW
 from tests.support.moto import SECRET, CeServer, FakeBill, item
 
 aws_env = doubles.aws_env  # fixture
@@ -107,7 +108,7 @@ def test_validation_error_fails_with_aws_reason(aws_env: None, settings: Setting
                           http_status_code=400)
     with stub, pytest.raises(SourceFailed, match="ValidationException: Start date") as err:
         aws_ce.collect_window(ce, aws_settings(settings), WINDOW, count,
-                              aws_ce.ResponseCache(tmp_path, "x"), date(2026, 11, 23))
+                              aws_ce.ResponseCache(tmp_path, "x"), TEST_NOW.date())
     assert SECRET not in str(err.value)
 
 
@@ -118,7 +119,7 @@ def test_paging_that_never_ends_fails(aws_env: None, settings: Settings, tmp_pat
     stub.add_response("get_cost_and_usage", dict(page))
     with stub, pytest.raises(SourceFailed, match="paging does not end"):
         aws_ce.collect_window(ce, aws_settings(settings), WINDOW, count,
-                              aws_ce.ResponseCache(None, "x"), date(2026, 11, 23))
+                              aws_ce.ResponseCache(None, "x"), TEST_NOW.date())
 
 
 def test_open_window_answers_are_not_cached(aws_env: None, settings: Settings, tmp_path: Path) -> None:
@@ -128,8 +129,8 @@ def test_open_window_answers_are_not_cached(aws_env: None, settings: Settings, t
         count = RequestCount()
         client = AwsSession(aws_settings(settings, endpoint_url=ce.url).aws).client("ce", count)
         cache = aws_ce.ResponseCache(tmp_path / "c", "x")
-        today = date(2026, 11, 6)  # the window ends 2026-11-05, inside the trailing 3 days
+        today = WINDOW.end.date() + timedelta(days=1)  # the window's end is inside the trailing 3 days
         batch = aws_ce.collect_window(client, s, WINDOW, count, cache, today)
         assert batch.details["closed"] is False and not (tmp_path / "c").exists()
-        aws_ce.collect_window(client, s, WINDOW, count, cache, date(2026, 11, 23))
+        aws_ce.collect_window(client, s, WINDOW, count, cache, TEST_NOW.date())
         assert list((tmp_path / "c").glob("*.json"))

@@ -50,7 +50,8 @@ def test_collect_aws_runs_inventory_and_one_cost_source(moto: str, aws_env: None
         store.close()
 
     monkeypatch.setenv("FINOPS_AWS_COST_SOURCE", "cost_explorer")
-    result = CliRunner().invoke(app, ["collect", "aws", "--start", "2026-11-02", "--end", "2026-11-05"])
+    ce_days = ["--start", f"{WINDOW.start:%Y-%m-%d}", "--end", f"{WINDOW.end:%Y-%m-%d}"]
+    result = CliRunner().invoke(app, ["collect", "aws", *ce_days])
     assert result.exit_code == 0, result.output
     store = open_store(db)
     try:

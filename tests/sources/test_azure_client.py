@@ -63,7 +63,7 @@ def azure_settings(settings: Settings, fake: AzureFake, cert: tuple[Path, Path],
 
 def run(store: Store, s: Settings, clock: Clock, credential: Any = None) -> RunResult:
     tasks = azure_cost.tasks(s, WINDOW, credential=credential or FakeCredential(), sleep=clock.sleep,
-                             clock=clock.time, today=date(2026, 11, 23))
+                             clock=clock.time, now=datetime(2026, 11, 23))
     [result] = run_tasks(store, "azure", tasks)
     return result
 
@@ -199,7 +199,7 @@ def test_progress_counts_queries_across_scopes(settings: Settings, fake: AzureFa
     s = azure_settings(settings, fake, cert, scopes=[SCOPE, "subscriptions/44444444-4444-4444-4444-444444444444"])
     clock = Clock()
     tasks = azure_cost.tasks(s, WINDOW, lambda done, total: seen.append((done, total)), credential=FakeCredential(),
-                             sleep=clock.sleep, clock=clock.time)
+                             sleep=clock.sleep, clock=clock.time, now=datetime(2026, 11, 23))
     for t in tasks:
         t.fetch()
     assert seen == [(n, 2 * QUERIES) for n in range(1, 2 * QUERIES + 1)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,8 @@ def azure_settings(settings: Settings, fake: AzureFake, cert: tuple[Path, Path],
 
 def collect(store: Store, s: Settings, clock: Clock | None = None, window: Window = WINDOW) -> list[RunResult]:
     clock = clock or Clock()
-    tasks = azure_cost.tasks(s, window, credential=FakeCredential(), sleep=clock.sleep, clock=clock.time, today=TODAY)
+    tasks = azure_cost.tasks(s, window, credential=FakeCredential(), sleep=clock.sleep, clock=clock.time,
+                             now=datetime.combine(TODAY, time()))
     return run_tasks(store, "azure", tasks)
 
 

@@ -1,7 +1,7 @@
 """A generated test fleet: three days of dcgm-exporter, vLLM and metering-gateway series, plus the
 truth they were generated from (per GPU-hour and per server-hour), computed here in plain Python.
 
-Shapes follow ../shared/reference/samples and metrics.md:
+Shapes follow the real scrapes in tests/fixtures/scrapes and docs/ (metric names and labels):
 - node-a: GPU Operator install, upper-case `Hostname`, workload labels kept (`pod`, `namespace`,
   `container`); GPU a0 serves vLLM llama, a1 is idle and shows the exporter's own pod labels, a2 is
   shared by two pods (emitted once per pod). An exporter outage from D1 10:00 to 10:30.

@@ -11,8 +11,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY . /app
-# Editable install: the Alembic revisions under /app/migrations are found next to the package.
-RUN pip install --no-cache-dir -e . \
+# A plain install: the Alembic revisions ship inside the package (finops/store/migrations).
+RUN pip install --no-cache-dir . \
  && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin finops \
  && mkdir -p /data \
  && chown finops:finops /data

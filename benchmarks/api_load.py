@@ -43,9 +43,9 @@ GOAL_P99_MS = 100.0
 
 def _prepare(db: Path) -> str:
     """A database with example A on each day of the week, and a finance key (returned)."""
-    from finops.keys import create_key
     from finops.settings import Settings
-    from finops.store.db import open_store
+    from finops.store import open_store
+    from finops.store.keys import create_key
     from finops.tags import TagRules
     from tests.support.example_a import DAY, load
 

@@ -7,7 +7,7 @@
 Each side runs in its own process (so peak RSS is its own), same run, same file, same DuckDB
 limits (the store's defaults: 4 GiB, 2 threads), writing into a fresh database file:
 - bound: `CREATE TABLE t AS SELECT * FROM read_parquet(file)`;
-- ours: `finops.collect.run_task(store, "focus", finops.ingest.file_task(rules, file))`, i.e. the
+- ours: `finops.collect.run_task(store, "focus", finops.collect.file_task(rules, file))`, i.e. the
   FOCUS reader (validation, quarantine, tag normalisation, resource keys) and the atomic landing
   (replace the file's scope, insert, rebuild cost_daily) in one transaction;
 - parse only: `finops.sources.focus.parse_focus_file`, to show where the time goes.
@@ -55,9 +55,9 @@ def phase(name: str, file: Path, db: Path) -> dict[str, float]:
         rows = parsed.rows.num_rows
     else:
         from finops.collect import run_task
-        from finops.ingest import file_task
         from finops.settings import Settings
-        from finops.store.db import open_store
+        from finops.sources.focus import file_task
+        from finops.store import open_store
         from finops.tags import TagRules
 
         settings = Settings(db=db)

@@ -6,7 +6,7 @@
 For each fleet size N, a week (plus an hour) of dcgm-exporter series (engine activity, framebuffer,
 energy counter; 4 dims and workload labels) and vLLM counters (one server per 8 GPUs) is written as
 OpenMetrics, backfilled with promtool into a fresh TSDB and served by /usr/bin/prometheus. Then:
-- ours: `finops.sources.prometheus.collect_window` (the collector's own plan: every PromQL range
+- ours: `finops.sources.prometheus.collect.collect_window` (the collector's own plan: every PromQL range
   query at a 1 h step, chunked; parsing; GPU-hour and token-hour facts) for 1 h and for 1 week;
 - bound: the same range queries as bare HTTP GETs, JSON decoded, nothing else.
 The number of queries depends on the window (chunks) and the configured facts, never on N; time
@@ -39,7 +39,7 @@ SPAN = 7 * 24 * 3600 + 3600
 
 def series(gpus: int, interval: int) -> list[Any]:
     """dcgm-exporter and vLLM series of a fleet of `gpus` GPUs over SPAN seconds."""
-    from finops.prom_backfill import OMSeries
+    from finops.demo.prometheus import OMSeries
 
     times = range(T0 + 30, T0 + SPAN, interval)
     out = []
@@ -65,10 +65,10 @@ def series(gpus: int, interval: int) -> list[Any]:
 
 
 def measure(gpus: int, interval: int, work: Path) -> dict[str, Any]:
-    from finops.prom_backfill import PrometheusServer
+    from finops.demo.prometheus import PrometheusServer
     from finops.settings import PrometheusSettings, Settings
-    from finops.sources.prom_client import build_client
-    from finops.sources.prometheus import collect_window, plan
+    from finops.sources.prometheus.client import build_client
+    from finops.sources.prometheus.collect import collect_window, plan
     from finops.timeutil import Window
 
     t0 = time.perf_counter()

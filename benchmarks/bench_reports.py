@@ -181,7 +181,7 @@ def main() -> None:
     from finops.reports.params import build_params
     from finops.reports.unit_economics import build as ue_build
     from finops.settings import Settings
-    from finops.store.db import open_store
+    from finops.store import open_store
 
     settings = Settings(db=out / "fleet.duckdb")
     store = open_store(settings.db, settings.duckdb)

@@ -13,7 +13,7 @@ untagged): 11 lines per host-day, ~5M a year at full scale. Values come from has
 arguments give the same data.
 
 Everything is generated in DuckDB SQL and written with COPY; the store is filled through the real
-paths (FOCUS ingest via `finops.ingest.file_task`, telemetry via `finops.collect.run_task`, which
+paths (FOCUS ingest via `finops.collect.file_task`, telemetry via `finops.collect.run_task`, which
 keeps cost_daily, gpu_daily and token_daily in the same transactions).
 """
 
@@ -200,9 +200,9 @@ def generate(f: Fleet, out: Path, store_path: Path | None = None, chunk_days: in
     """Write focus.parquet, gpu_hours/ and token_hours/ Parquet under `out`, and fill a store."""
     from finops.batch import Task
     from finops.collect import run_task
-    from finops.ingest import file_task
     from finops.settings import Settings
-    from finops.store.db import open_store
+    from finops.sources.focus import file_task
+    from finops.store import open_store
     from finops.tags import TagRules
     from finops.timeutil import Window
 

@@ -88,9 +88,9 @@ def run_api(sock: socket.socket, db: str) -> None:
 
 def prepare_db(directory: Path) -> tuple[str, str]:
     """A database with worked example A and a viewer key; returns (path, key)."""
-    from finops.keys import create_key
     from finops.settings import Settings
-    from finops.store.db import open_store
+    from finops.store import open_store
+    from finops.store.keys import create_key
     from finops.tags import TagRules
     from tests.support import example_a
 

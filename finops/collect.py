@@ -9,15 +9,20 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from finops.batch import Batch, Progress, SourceFailed, Task
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.sources.focus import SOURCE as FOCUS
+from finops.sources.focus import file_task
+from finops.store import Store
 from finops.store.ledger import fail_run, start_run, succeed_run
 from finops.store.load import insert_quarantine, replace_window
+from finops.tags import TagRules
 from finops.timeutil import Window
 
 log = logging.getLogger(__name__)
@@ -25,11 +30,11 @@ log = logging.getLogger(__name__)
 # Source id -> module. Each module provides `tasks(settings, window, progress=None, *, now) -> list[Task]`.
 # The id is also the stored `source` value and the settings section's name where it has one.
 SOURCES: dict[str, str] = {
-    "prometheus": "finops.sources.prometheus",
-    "aws_ce": "finops.sources.aws_ce",
-    "aws_exports": "finops.sources.aws_exports",
-    "aws_inventory": "finops.sources.aws_inventory",
-    "azure": "finops.sources.azure_cost",
+    "prometheus": "finops.sources.prometheus.collect",
+    "aws_ce": "finops.sources.aws.ce",
+    "aws_exports": "finops.sources.aws.exports",
+    "aws_inventory": "finops.sources.aws.inventory",
+    "azure": "finops.sources.azure.cost",
 }
 # Names accepted by `finops collect NAME` and `POST /v1/sources/{name}/runs`.
 GROUPS: dict[str, list[str]] = {
@@ -126,3 +131,8 @@ def _raiser(exc: Exception) -> Any:
     def fetch() -> Batch:
         raise exc
     return fetch
+
+
+def ingest_focus(store: Store, rules: TagRules, paths: Iterable[Path]) -> list[RunResult]:
+    """FOCUS files into the store: one run per file, each file's rows replaced as a whole."""
+    return run_tasks(store, FOCUS, [file_task(rules, p) for p in paths])

@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,7 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-DEFAULT_DIMS = ("project", "team", "environment", "model_id")
+from finops.tags import DIMS
+
 BILLING_TAG_KEYS = {"project": "Project", "team": "Team", "environment": "Environment", "model_id": "ModelID"}
 
 
@@ -92,7 +93,7 @@ class AwsSettings(BaseModel):
     connect_timeout_seconds: float = 10.0
     read_timeout_seconds: float = 60.0
     # Cost Explorer dimensions collected below the four tags; they cost one request per distinct
-    # tag tuple in the window (query plan: finops/sources/aws_ce.py). [] collects the tags only.
+    # tag tuple in the window (query plan: finops/sources/aws/ce.py). [] collects the tags only.
     ce_dimensions: list[Literal["SERVICE", "LINKED_ACCOUNT"]] = ["SERVICE", "LINKED_ACCOUNT"]
     # In the first N days of a month the previous month is restated too (AWS finalises it then).
     restatement_month_days: int = 5
@@ -145,10 +146,9 @@ class Settings(BaseSettings):
 
     db: Path = Path("./finops.duckdb")
     duckdb: DuckDBSettings = Field(default_factory=DuckDBSettings)
-    dims: list[str] = Field(default_factory=lambda: list(DEFAULT_DIMS))
     # Extra tag keys per dim, added to the built-in aliases of finops.tags.
     tag_aliases: dict[str, list[str]] = Field(default_factory=dict)
-    required_tags: list[str] = Field(default_factory=lambda: list(DEFAULT_DIMS))
+    required_tags: list[str] = Field(default_factory=lambda: list(DIMS))
     lowercase_values: bool = True
     missing_values: list[str] = Field(default_factory=lambda: ["", "null", "none", "n/a"])
     shared_cost_key: Literal["gpu_hours", "tokens", "even"] = "gpu_hours"
@@ -161,20 +161,37 @@ class Settings(BaseSettings):
     azure: AzureSettings = Field(default_factory=AzureSettings)
     reports_dir: Path = Path("./reports")
     # Hourly GPU/token detail older than this many days is dropped daily by the scheduler; the daily
-    # rollups are kept forever (finops.retention). None keeps everything.
+    # rollups are kept forever (finops.store.retention). None keeps everything.
     retention_keep_hourly_days: int | None = None
     # Sections validated by the module that owns them (their models import the rest of the package,
-    # so they cannot be imported here): finops.api.config.ApiSettings, finops.schedule.ScheduleSettings,
+    # so they cannot be imported here): finops.api.config.ApiSettings, finops.scheduler.settings.ScheduleSettings,
     # finops.alerts.config.AlertSettings, finops.reports.recommendations.RecommendationSettings.
     api: dict[str, Any] = Field(default_factory=dict)
     schedule: dict[str, Any] = Field(default_factory=dict)
     alerts: dict[str, Any] = Field(default_factory=dict)
     recommendations: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("dims", "required_tags")
+    @field_validator("required_tags")
     @classmethod
     def _lower_names(cls, v: list[str]) -> list[str]:
-        return [d.strip().lower() for d in v]
+        names = [d.strip().lower() for d in v]
+        unknown = [d for d in names if d not in DIMS]
+        if unknown:
+            raise ValueError(f"unknown dim(s) {', '.join(unknown)}; the dims are {', '.join(DIMS)}")
+        return names
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fixed_dims(cls, data: Any) -> Any:
+        # The four dims are the schema's columns. An old `dims` setting naming others would have
+        # been silently ignored at best; say why instead.
+        if isinstance(data, dict) and "dims" in data and [str(d).strip().lower() for d in data["dims"]] != list(DIMS):
+            raise ValueError(f"dims are fixed to {', '.join(DIMS)}; map other tag keys onto them with tag_aliases")
+        return data
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return DIMS
 
     @classmethod
     def settings_customise_sources(

@@ -1,4 +1,4 @@
-"""Tag key aliases and value normalisation (SPEC section 1), as pure functions over configuration."""
+"""Tag key aliases and value normalisation (docs/definitions.md section 1), as pure functions over configuration."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+# The four dimensions: the store's dim columns and the order of every output. They are fixed (the
+# schema has a column for each); other tag keys map onto them through the alias table.
+DIMS: tuple[str, ...] = ("project", "team", "environment", "model_id")
 
 UNTAGGED = "__untagged__"
 UNALLOCATED = "__unallocated__"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from finops.settings import Settings
-from finops.store.db import Store, open_store
+from finops.store import Store, open_store
 from finops.tags import TagRules
 from tests.support.clock import FixedClock
 

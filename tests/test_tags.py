@@ -1,4 +1,4 @@
-"""SPEC section 1: tag key aliases, value case and missing values."""
+"""docs/definitions.md section 1: tag key aliases, value case and missing values."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
 from finops.timeutil import to_utc_naive
 
@@ -148,29 +149,31 @@ PATHS = {"webhook": "", "slack": "", "alertmanager": "/api/v2/alerts"}
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
+def _post(client: httpx.Client, url: str, body: Any, name: str) -> tuple[str, str]:
+    """One attempt: ("sent", ""), or ("retry" | "failed", the error naming the channel, never its URL)."""
+    try:
+        resp = client.post(url, json=body)
+    except httpx.HTTPError as exc:  # connection refused, timeout, protocol error: transient
+        return "retry", f"{name}: {type(exc).__name__}"
+    if resp.is_success:
+        return "sent", ""
+    return ("retry" if resp.status_code in RETRY_STATUS else "failed"), \
+        f"{name}: HTTP {resp.status_code} {resp.reason_phrase}"
+
+
 def deliver(channel: Channel, n: Notification, sleep: Callable[[float], None] = time.sleep) -> Delivery:
-    """POST one notification, retrying transient failures with exponential backoff."""
+    """POST one notification, retrying transient failures with exponential backoff
+    (`backoff_seconds`, then twice that, ... for up to `max_attempts` attempts)."""
     base, path = channel.url.get_secret_value(), PATHS[channel.type]
     url = base.rstrip("/") + path if path else base
     headers = {k: v.get_secret_value() for k, v in channel.headers.items()}
     verify = ssl.create_default_context(cafile=channel.verify_tls) if isinstance(channel.verify_tls, str) \
         else channel.verify_tls  # a CA bundle path
-    body = PAYLOADS[channel.type](n)
-    error = ""
+    retrying = Retrying(stop=stop_after_attempt(channel.max_attempts),
+                        wait=wait_exponential(multiplier=channel.backoff_seconds),
+                        retry=retry_if_result(lambda outcome: outcome[0] == "retry"), sleep=sleep,
+                        retry_error_callback=lambda state: state.outcome.result() if state.outcome else ("failed", ""))
     with httpx.Client(timeout=channel.timeout_seconds, verify=verify, headers=headers) as client:
-        for attempt in range(1, channel.max_attempts + 1):
-            try:
-                resp = client.post(url, json=body)
-            except httpx.HTTPError as exc:  # connection refused, timeout, protocol error: transient
-                error = f"{channel.name}: {type(exc).__name__}"
-                retry = True
-            else:
-                if resp.is_success:
-                    return Delivery("sent", attempt)
-                error = f"{channel.name}: HTTP {resp.status_code} {resp.reason_phrase}"
-                retry = resp.status_code in RETRY_STATUS
-            if not retry:
-                return Delivery("failed", attempt, error)
-            if attempt < channel.max_attempts:
-                sleep(channel.backoff_seconds * 2 ** (attempt - 1))
-    return Delivery("failed", channel.max_attempts, error)
+        status, error = retrying(_post, client, url, PAYLOADS[channel.type](n), channel.name)
+    attempts = int(retrying.statistics["attempt_number"])
+    return Delivery("sent", attempts) if status == "sent" else Delivery("failed", attempts, error)

@@ -1,4 +1,4 @@
-"""How each rule kind is checked at a point in time: reports (SPEC 4) and the run ledger in, findings out.
+"""How each rule kind is checked at a point in time: reports (docs/definitions.md 5-6) and the run ledger in, findings out.
 
 Windows are whole UTC days. Untagged spend and token cost look at complete days before `now`
 (today's bill is partial); the idle-GPU check includes today, since an idle streak is current.
@@ -30,9 +30,10 @@ from finops.reports import idle_gpus
 from finops.reports.model import fetch_rows, snapshot
 from finops.reports.params import ReportParams, build_params
 from finops.resources import resource_key
-from finops.settings import DEFAULT_DIMS, Settings
-from finops.store.db import Store
-from finops.tags import UNALLOCATED
+from finops.settings import Settings
+from finops.store import Store
+from finops.store.ledger import source_states
+from finops.tags import DIMS, UNALLOCATED
 
 CENT = Decimal("0.01")
 
@@ -144,8 +145,8 @@ def idle_gpu(ctx: Context, rule: IdleGpuRule) -> list[Finding]:
             continue
         identity = {"gpu_uuid": s["gpu_uuid"], **({"mig_instance": s["mig_instance"]} if s["mig_instance"] else {})}
         dims = {**identity, "host": row["host"] or "", "gpu_model": row["gpu_model"] or "",
-                **{d: row[d] for d in DEFAULT_DIMS}}
-        labels = ", ".join(f"{d}={row[d]}" for d in DEFAULT_DIMS)
+                **{d: row[d] for d in DIMS}}
+        labels = ", ".join(f"{d}={row[d]}" for d in DIMS)
         summary = (f"GPU {s['gpu_uuid']} on {row['host']} ({row['gpu_model']}) has been idle for "
                    f"{s['streak_hours']} consecutive hours since {s['streak_start']:%Y-%m-%d %H:%M} UTC; "
                    f"idle cost {money(s['streak_cost'])} {report.currency}; {labels}.")
@@ -157,27 +158,20 @@ def idle_gpu(ctx: Context, rule: IdleGpuRule) -> list[Finding]:
     return out
 
 
-LEDGER_SQL = """
-SELECT source, max(finished_at) FILTER (WHERE status = 'succeeded') AS last_ok,
-       max(window_end) FILTER (WHERE status = 'succeeded') AS watermark, min(started_at) AS first_run,
-       arg_max(error, run_id) FILTER (WHERE status = 'failed') AS last_error,
-       max(run_id) FILTER (WHERE status = 'failed') AS last_failed,
-       max(run_id) FILTER (WHERE status = 'succeeded') AS last_succeeded
-FROM source_runs GROUP BY source
-"""
 
 
 def stale_source(ctx: Context, rule: StaleSourceRule) -> list[Finding]:
-    ledger = {r[0]: r[1:] for r in ctx.store.query(LEDGER_SQL)}
+    ledger = {s.source: s for s in source_states(ctx.store)}
     names = rule.sources if rule.sources is not None else ctx.watched if ctx.watched is not None else sorted(ledger)
     out = []
     for source in (n for n in names if n not in rule.exclude):
-        last_ok, wm, first_run, last_error, last_failed, last_succeeded = ledger.get(source, (None,) * 6)
-        since = last_ok or min((t for t in (first_run, ctx.watching_since) if t is not None), default=None)
+        st = ledger.get(source) or source_states(ctx.store, [source])[0]
+        last_ok, wm, last_error = st.last_success_at, st.watermark, st.last_error
+        since = last_ok or min((t for t in (st.first_run_at, ctx.watching_since) if t is not None), default=None)
         age = (ctx.now - since).total_seconds() / 3600 if since else None
         if age is not None and age <= rule.max_age(source):
             continue
-        failing = last_failed is not None and (last_succeeded is None or last_failed > last_succeeded)
+        failing = st.failing
         summary = (f"Source {source} is stale: " + (f"no successful collection for {age:.1f} h" if age is not None
                                                      else "never collected")
                    + f" (allowed {rule.max_age(source):g} h); last success "

@@ -26,7 +26,7 @@ from finops.alerts.checks import CHECKS, Context
 from finops.alerts.config import AlertSettings
 from finops.alerts.rules import Finding
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
 from finops.timeutil import to_utc_naive, utcnow
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# The canonical dims (finops.settings.DEFAULT_DIMS), repeated so that this configuration module imports
-# nothing of finops and `Settings` can embed it without an import cycle.
-DIMS = ("project", "team", "environment", "model_id")
+from finops.tags import DIMS
 
 Severity = Literal["info", "warning", "critical"]
 
@@ -41,7 +39,7 @@ class _Rule(BaseModel):
 
 
 class UntaggedSpendRule(_Rule):
-    """Untagged spend (SPEC 4.3) over the trailing `window_days` complete days reaches a share or an amount."""
+    """Untagged spend (docs/definitions.md 6.3) over the trailing `window_days` complete days reaches a share or an amount."""
 
     kind: Literal["untagged_spend"] = "untagged_spend"
     window_days: int = Field(default=7, ge=1, le=92)
@@ -58,7 +56,7 @@ class UntaggedSpendRule(_Rule):
 
 
 class IdleGpuRule(_Rule):
-    """A GPU whose current idle streak (SPEC 4.2 idle hours since its last busy hour) is long and costly."""
+    """A GPU whose current idle streak (docs/definitions.md 6.2 idle hours since its last busy hour) is long and costly."""
 
     kind: Literal["idle_gpu"] = "idle_gpu"
     min_hours: int = Field(default=6, ge=1)

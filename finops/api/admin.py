@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from finops.api.deps import AdminDep, StateDep
 from finops.api.errors import ApiError, responses
 from finops.api.schemas import KeyCreate, KeyCreated, KeyOut, utc
-from finops.keys import ApiKey, check_team, create_key, list_keys, revoke_key
+from finops.store.keys import ApiKey, check_team, create_key, list_keys, revoke_key
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 

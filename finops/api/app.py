@@ -21,11 +21,11 @@ from finops.api.runs import RunRegistry
 from finops.api.scope import restrict
 from finops.api.state import AppState, Clock, system_clock
 from finops.api.telemetry import KpiCollector, MetricsMiddleware, RequestMetrics
-from finops.keys import FailureLimiter
 from finops.reports.model import Report
 from finops.reports.params import ReportParams
 from finops.settings import Settings
-from finops.store.db import Store, open_store
+from finops.store import Store, open_store
+from finops.store.keys import FailureLimiter
 from finops.tags import TagRules
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from finops.api.errors import ApiError
 from finops.api.state import AppState
-from finops.keys import Principal, Role, verify_key
+from finops.store.keys import Principal, Role, verify_key
 
 log = logging.getLogger(__name__)
 

@@ -19,15 +19,11 @@ from dataclasses import dataclass, field
 from finops.reports.export import render
 from finops.reports.model import Report
 from finops.reports.params import ReportParams
-from finops.store.db import Store
+from finops.store import Store
+from finops.store.ledger import data_version
 
 Compute = Callable[[str, ReportParams], Report]
 CacheKey = tuple[str, str, int]
-
-
-def data_version(store: Store) -> int:
-    """The id of the newest succeeded run (0 when nothing was ever stored)."""
-    return int(store.query("SELECT coalesce(max(run_id), 0) FROM source_runs WHERE status = 'succeeded'")[0][0])
 
 
 class DataVersion:

@@ -8,8 +8,8 @@ from fastapi import Depends, Request
 
 from finops.api.auth import app_state, authenticate, require, require_unscoped
 from finops.api.state import AppState
-from finops.keys import Principal
-from finops.store.db import Store
+from finops.store import Store
+from finops.store.keys import Principal
 
 
 async def _state(request: Request) -> AppState:

@@ -9,8 +9,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from finops.keys import Principal, touch_key
-from finops.store.db import Store
+from finops.store import Store
+from finops.store.keys import Principal, touch_key
 
 log = logging.getLogger(__name__)
 

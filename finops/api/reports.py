@@ -21,10 +21,10 @@ from finops.api.deps import StateDep, ViewerDep
 from finops.api.errors import ApiError, responses
 from finops.api.report_models import REPORT_MODELS
 from finops.api.state import AppState
-from finops.keys import Principal
 from finops.reports.export import MEDIA_TYPES
 from finops.reports.params import ParamError, ReportParams, build_params
-from finops.settings import DEFAULT_DIMS
+from finops.store.keys import Principal
+from finops.tags import DIMS
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 # Absent, never null: a query parameter cannot be null, so the schema does not offer it.
@@ -45,7 +45,7 @@ class ReportQuery(BaseModel):
     week: str | NoNull = Field(default=None, pattern=r"^\d{4}-W\d{2}$",
                              description="ISO week, e.g. 2026-W45, instead of start/end")
     group_by: str | NoNull = Field(default=None, max_length=200, description="comma-separated subset of "
-                                 f"{', '.join(DEFAULT_DIMS)} (default all four)", examples=["team,project"])
+                                 f"{', '.join(DIMS)} (default all four)", examples=["team,project"])
     granularity: Literal["day", "week", "month", "total"] | NoNull = Field(default=None, description="default total")
     cost_basis: Literal["effective", "billed"] | NoNull = Field(default=None, description="default effective")
     idle_threshold: float | NoNull = Field(default=None, ge=0, le=1,
@@ -88,7 +88,7 @@ async def report_query(request: Request) -> ReportQuery:
 def report_params(state: AppState, name: str, q: ReportQuery, principal: Principal) -> ReportParams:
     """ReportParams for a request: the CLI's validation, then the key's team scope."""
     filters: dict[str, str] = {}
-    for dim in DEFAULT_DIMS:
+    for dim in DIMS:
         raw = getattr(q, dim)
         if raw is None:
             continue
@@ -168,13 +168,13 @@ def _endpoint(name: str) -> Callable[..., Awaitable[Response]]:
     return endpoint
 
 
-# The four reports of SPEC section 5, and savings recommendations.
+# The four reports of docs/definitions.md section 8, and savings recommendations.
 ROUTED = ("unit-economics", "idle-gpus", "untagged-spend", "weekly", "recommendations")
 SUMMARIES = {
-    "unit-economics": "Unit economics: cost, tokens and GPU-hours per group and period (SPEC 4.1)",
-    "idle-gpus": "Idle GPUs: idle hours and their cost per GPU (SPEC 4.2)",
-    "untagged-spend": "Untagged spend: cost missing required tags, and what rules recover (SPEC 4.3)",
-    "weekly": "Weekly finance report for one ISO week against the week before (SPEC 4.4; finance keys)",
+    "unit-economics": "Unit economics: cost, tokens and GPU-hours per group and period (docs/definitions.md 6.1)",
+    "idle-gpus": "Idle GPUs: idle hours and their cost per GPU (docs/definitions.md 6.2)",
+    "untagged-spend": "Untagged spend: cost missing required tags, and what rules recover (docs/definitions.md 6.3)",
+    "weekly": "Weekly finance report for one ISO week against the week before (docs/definitions.md 6.4; finance keys)",
     "recommendations": "Savings recommendations with their monthly saving, evidence and assumptions",
 }
 for _name in ROUTED:

@@ -9,12 +9,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from finops.collect import AlreadyRunning, collect
 from finops.settings import Settings
-from finops.store.db import Store
-from finops.store.ledger import Run
+from finops.store import Store
+from finops.store.ledger import is_running
 from finops.timeutil import Window
 
 log = logging.getLogger(__name__)
@@ -69,7 +68,7 @@ class RunRegistry:
 
     def start(self, name: str, sources: list[str], window: Window) -> Job:
         with self._lock:
-            busy = [s for s in sources if s in self._active or _running_in_ledger(self.store, s)]
+            busy = [s for s in sources if s in self._active or is_running(self.store, s)]
             if busy:
                 raise Busy(busy)
             job = Job(next(self._ids), name, list(sources), window, self.now())
@@ -116,46 +115,3 @@ class RunRegistry:
         for t in list(self._threads):
             t.join(max(deadline - time.monotonic(), 0))
         return not any(t.is_alive() for t in self._threads)
-
-
-def _running_in_ledger(store: Store, source: str) -> bool:
-    return bool(store.query("SELECT count(*) FROM source_runs WHERE source = ? AND status = 'running'",
-                            [source])[0][0])
-
-
-@dataclass(frozen=True)
-class SourceState:
-    """The ledger seen from one source: its newest run, newest success and how far data reaches."""
-
-    source: str
-    last_run: Run | None
-    running: bool
-    data_through: datetime | None
-    last_success_at: datetime | None
-    rows: int | None
-
-
-OVERVIEW = f"""
-WITH agg AS (
-    SELECT source, max(run_id) AS last_id,
-           max(run_id) FILTER (WHERE status = 'succeeded') AS ok_id,
-           max(window_end) FILTER (WHERE status = 'succeeded') AS data_through,
-           bool_or(status = 'running') AS running
-    FROM source_runs GROUP BY source
-)
-SELECT a.source, a.running, a.data_through, o.finished_at, o.rows, {", ".join("l." + c for c in Run.__dataclass_fields__)}
-FROM agg a JOIN source_runs l ON l.run_id = a.last_id LEFT JOIN source_runs o ON o.run_id = a.ok_id
-"""  # noqa: S608 - column names are constants
-
-
-def overview(store: Store, sources: list[str]) -> list[SourceState]:
-    """One state per source in `sources` (in that order), including sources that never ran."""
-    found: dict[str, Any] = {r[0]: r for r in store.query(OVERVIEW)}
-    out = []
-    for s in sources:
-        r = found.get(s)
-        if r is None:
-            out.append(SourceState(s, None, False, None, None, None))
-        else:
-            out.append(SourceState(s, Run(*r[5:]), bool(r[1]), r[2], r[3], r[4]))
-    return out

@@ -13,10 +13,11 @@ from starlette.concurrency import run_in_threadpool
 
 from finops.api.deps import AdminDep, StateDep, ViewerDep
 from finops.api.errors import ApiError, responses
-from finops.api.runs import Busy, Job, overview
+from finops.api.runs import Busy, Job
 from finops.api.schemas import JobOut, OutcomeOut, RunOut, RunRequest, SourceOut, utc
 from finops.collect import GROUPS, SOURCES
-from finops.ingest import SOURCE as FOCUS
+from finops.sources.focus import SOURCE as FOCUS
+from finops.store.ledger import source_states
 from finops.timeutil import Window
 
 router = APIRouter(prefix="/v1/sources", tags=["sources"])
@@ -30,16 +31,16 @@ RUNNABLE = {**GROUPS, **{s: [s] for s in SOURCES}}
 def list_sources(_: ViewerDep, state: StateDep) -> list[SourceOut]:
     now = state.now().replace(tzinfo=None)
     out = []
-    for s in overview(state.db(), LISTED):
+    for s in source_states(state.db(), LISTED):
         run = s.last_run
-        since = s.data_through or s.last_success_at
+        since = s.watermark or s.last_success_at
         out.append(SourceOut(
             source=s.source, status=cast(Status, run.status if run else "never_run"), running=s.running,
             last_run=RunOut(run_id=run.run_id, scope=run.scope, status=run.status,  # type: ignore[arg-type]
                             window_start=utc(run.window_start), window_end=utc(run.window_end), rows=run.rows,
                             quarantined=run.quarantined, requests=run.requests, error=run.error,
                             started_at=utc(run.started_at), finished_at=utc(run.finished_at)) if run else None,
-            last_success_at=utc(s.last_success_at), data_through=utc(s.data_through), rows=s.rows,
+            last_success_at=utc(s.last_success_at), data_through=utc(s.watermark), rows=s.rows,
             error=run.error if run and run.status == "failed" else None,
             freshness_seconds=max((now - since).total_seconds(), 0.0) if since else None,
         ))

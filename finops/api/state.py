@@ -12,9 +12,9 @@ from finops.api.cache import DataVersion, ReportCache
 from finops.api.config import ApiSettings
 from finops.api.keystore import KeyCache, LastUsed
 from finops.api.runs import RunRegistry
-from finops.keys import FailureLimiter
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
+from finops.store.keys import FailureLimiter
 from finops.tags import TagRules
 
 Clock = Callable[[], datetime]

@@ -16,11 +16,12 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from finops.api.runs import overview
 from finops.reports.model import Report
 from finops.reports.params import ParamError, ReportParams, build_params
-from finops.settings import DEFAULT_DIMS, Settings
-from finops.store.db import Store
+from finops.settings import Settings
+from finops.store import Store
+from finops.store.ledger import source_states
+from finops.tags import DIMS
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class KpiCollector(Collector):
                               shared_cost_key=self.settings.shared_cost_key,
                               idle_threshold=self.settings.idle_threshold)
         up = GaugeMetricFamily("finops_kpi_up", "1 if the report behind the KPIs could be computed", labels=["report"])
-        dims = list(DEFAULT_DIMS)
+        dims = list(DIMS)
         for name, build in (("unit-economics", self._unit), ("idle-gpus", self._idle), ("untagged-spend", self._untagged)):
             try:
                 families = build(self.report(name, params), dims)
@@ -140,8 +141,8 @@ class KpiCollector(Collector):
             "Seconds from the end of a source's collected data (or, for files, its last load) to now",
             labels=["source"])
         naive = now.replace(tzinfo=None)
-        for s in overview(self.store(), self.sources):
-            since = s.data_through or s.last_success_at
+        for s in source_states(self.store(), self.sources):
+            since = s.watermark or s.last_success_at
             if since is not None:
                 g.add_metric([s.source], max((naive - since).total_seconds(), 0.0))
         return g

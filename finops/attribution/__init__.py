@@ -1,4 +1,4 @@
-"""SPEC section 3: which cost belongs to which group, in SQL on DuckDB."""
+"""docs/definitions.md section 4: which cost belongs to which group, in SQL on DuckDB."""
 
 from finops.attribution.engine import STEPS, Attribution, attribute
 

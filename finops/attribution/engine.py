@@ -14,8 +14,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from finops import money
 from finops.attribution import sql
-from finops.reports.params import ParamError, ReportParams
+from finops.attribution.query import ParamError, Query
 from finops.settings import Settings
 
 STEPS = ("own_tags", "telemetry", "shared", "unallocated")
@@ -29,7 +30,7 @@ class Attribution:
     ingested_total: Decimal
 
 
-def _rates(cur: duckdb.DuckDBPyConnection, params: ReportParams, settings: Settings) -> tuple[str, dict[str, Decimal]]:
+def _rates(cur: duckdb.DuckDBPyConnection, params: Query, settings: Settings) -> tuple[str, dict[str, Decimal]]:
     found = [r[0] for r in cur.execute(
         "SELECT DISTINCT billing_currency FROM cost_daily WHERE charge_date >= ? AND charge_date < ? ORDER BY 1",
         [params.start, params.end]).fetchall()]
@@ -57,14 +58,14 @@ def stages(hourly: bool = True) -> tuple[str, ...]:
     return sql.STAGES + tail
 
 
-def attribute(cur: duckdb.DuckDBPyConnection, params: ReportParams, settings: Settings,
+def attribute(cur: duckdb.DuckDBPyConnection, params: Query, settings: Settings,
               hourly: bool = True) -> Attribution:
     """Build the att_* temp tables for `params` on `cur` (inside the caller's read transaction).
 
     `hourly=False` never reads hourly facts (unit economics and untagged spend need no hours).
     """
     currency, rates = _rates(cur, params, settings)
-    cur.register("att_rates_arrow", pa.table({"currency": list(rates), "rate": pa.array(list(rates.values()), pa.decimal128(38, 12))}))
+    cur.register("att_rates_arrow", pa.table({"currency": list(rates), "rate": pa.array(list(rates.values()), money.ARROW_MONEY)}))
     cur.execute("CREATE OR REPLACE TEMP TABLE att_rates AS SELECT * FROM att_rates_arrow")
     cur.unregister("att_rates_arrow")
     binds: dict[str, Any] = {

@@ -1,10 +1,11 @@
-"""The SQL of attribution (SPEC section 3), one temp table per stage, read top to bottom.
+"""The SQL of attribution (docs/definitions.md section 4), one temp table per stage, read top to bottom.
 
 Every statement takes its inputs as bound parameters ($start, $end, ...) and the names of columns
 from constants in this file only; nothing a user typed is formatted into SQL.
 """
 
-DIMS = ("project", "team", "environment", "model_id")
+from finops.tags import DIMS
+
 ALL_KEYED = " AND ".join(f"{{a}}.{d} IS NOT NULL" for d in DIMS)
 
 
@@ -212,7 +213,7 @@ SELECT line_id, day, project, team, environment, model_id, step,
 FROM rounded
 """
 
-# Cost of each GPU-hour (SPEC 4.2): the resource's cost that day over its GPU-hours that day; for a
+# Cost of each GPU-hour (docs/definitions.md 6.2): the resource's cost that day over its GPU-hours that day; for a
 # GPU on no billed resource, its group's attributed cost that day over the group's GPU-hours.
 # Rates come from the daily rows; `{rows}` are the rows priced (att_gpu, or att_gpu_h for hours).
 # `hours` GPU-hours of a row, `idle_hours` of them below the idle threshold.

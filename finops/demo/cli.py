@@ -14,11 +14,11 @@ from rich.table import Table
 
 from finops.demo.run import DEFAULT_DB, DemoConfig, DemoFailed, DemoResult, last_full_week, run_demo
 from finops.settings import Settings, load_settings
-from finops.store.db import open_store
+from finops.store import open_store
 from finops.timeutil import iso_week, parse_date
 
 if TYPE_CHECKING:
-    from finops.serve import Service
+    from finops.service import Service
 
 console = Console()
 
@@ -51,7 +51,7 @@ def show_summary(result: DemoResult) -> None:
 
 def demo_key(settings: Settings) -> str:
     """A new finance key for the demo database (finance may read the weekly report and download XLSX)."""
-    from finops.keys import create_key
+    from finops.store.keys import create_key
 
     store = open_store(settings.db, settings.duckdb)
     try:
@@ -62,7 +62,7 @@ def demo_key(settings: Settings) -> str:
 
 def service(settings: Settings, host: str, port: int) -> Service:
     """`finops serve` on the demo database: the API only (the scheduler would collect from real clouds)."""
-    from finops.serve import Service
+    from finops.service import Service
 
     return Service(settings, host=host, port=port, scheduler=False)
 

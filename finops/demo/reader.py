@@ -87,7 +87,7 @@ class SnapshotSource:
         return f"a read-only snapshot of {self.db}"
 
     def _open(self) -> Any:
-        from finops.store.db import open_store
+        from finops.store import open_store
 
         if not self.db.exists():
             raise ReadError(f"{self.db} does not exist; set FINOPS_DB to a finops database, or FINOPS_API_URL "

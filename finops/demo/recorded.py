@@ -20,8 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 from finops.demo.fleet import Fleet
 from finops.demo.telemetry import matrix
 from finops.settings import Settings
-from finops.sources.prometheus import plan
-from finops.sources.promql import by_labels
+from finops.sources.prometheus.collect import plan
+from finops.sources.prometheus.promql import by_labels
 from finops.timeutil import Window
 
 PATH = "/api/v1/query_range"

@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from finops.collect import RunResult, collect
+from finops.collect import RunResult, collect, ingest_focus
 from finops.demo import telemetry
 from finops.demo.fleet import Fleet
+from finops.demo.prometheus import PROMETHEUS, PROMTOOL, PrometheusServer, backfill_series
 from finops.demo.recorded import RecordedPrometheus
 from finops.demo.summary import Summary, summarize
-from finops.ingest import ingest_focus
-from finops.prom_backfill import PROMETHEUS, PROMTOOL, PrometheusServer, backfill_series
 from finops.settings import PrometheusSettings, Settings
-from finops.store.db import Store, open_store
+from finops.store import Store, open_store
+from finops.store.ledger import scopes
 from finops.tags import TagRules
 from finops.timeutil import Window, utcnow
 
@@ -82,7 +82,7 @@ def is_demo_db(path: Path, settings: Settings) -> bool:
     """True when every run recorded in the database at `path` is one the demo makes."""
     store = open_store(path, settings.duckdb, read_only=True)
     try:
-        runs = store.query("SELECT source, scope FROM source_runs")
+        runs = scopes(store)
     except Exception:  # not our schema at all
         return False
     finally:

@@ -13,7 +13,7 @@ from finops import reports
 from finops.demo.fleet import Fleet
 from finops.reports.params import build_params
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
 
 CENT = Decimal("0.01")
 

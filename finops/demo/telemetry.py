@@ -18,7 +18,7 @@ from functools import partial
 from itertools import accumulate
 
 from finops.demo.fleet import GPU_MEMORY_MIB, Caller, Fleet, Resource, TokenHour
-from finops.prom_backfill import OMSeries
+from finops.demo.prometheus import OMSeries
 
 HOUR = 3600
 SAMPLE_OFFSETS = (0, 900, 1800, 2700)  # seconds into the hour; four scrapes an hour

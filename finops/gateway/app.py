@@ -17,8 +17,7 @@ from finops.gateway.identity import Identifier
 from finops.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from finops.gateway.proxy import Gateway, proxy
 from finops.gateway.wire import build_client
-from finops.settings import DEFAULT_DIMS
-from finops.tags import TagRules
+from finops.tags import DIMS, TagRules
 
 # Path -> (methods, metered). /v1/models is proxied (callers need it) but carries no tokens.
 ROUTES: dict[str, tuple[tuple[str, ...], bool]] = {
@@ -48,7 +47,7 @@ def create_app(
     """Build the gateway. Without ``upstream_client`` one is built at startup and closed at shutdown;
     a client passed in belongs to the caller. ``rules`` normalise tag values (default: built-in rules)."""
     metrics = GatewayMetrics()
-    tag_rules = rules or TagRules.build(DEFAULT_DIMS)
+    tag_rules = rules or TagRules.build(DIMS)
     identifier = Identifier(config, tag_rules)
     holder: dict[str, Gateway] = {}
 

@@ -9,10 +9,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from finops.gateway.identity import Caller
-from finops.tags import display
+from finops.tags import DIMS, display
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-DIM_LABELS = ("project", "team", "environment", "model_id")
+DIM_LABELS = DIMS
 
 # LLM latencies span milliseconds (cached prefixes) to minutes (long generations).
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,

@@ -1,4 +1,4 @@
-"""SPEC section 4: one module per report, plus exports. `get(name)` gives a report's builder."""
+"""docs/definitions.md section 5-6: one module per report, plus exports. `get(name)` gives a report's builder."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ if TYPE_CHECKING:  # imported lazily: attribution imports reports.params
     from finops.reports.model import Report
     from finops.reports.params import ReportParams
     from finops.settings import Settings
-    from finops.store.db import Store
+    from finops.store import Store
 
     ReportFn = Callable[[Store, Settings, ReportParams], Report]
 

@@ -1,4 +1,4 @@
-"""Idle GPUs (SPEC 4.2): per GPU, the hours it sat below the idle threshold and what they cost."""
+"""Idle GPUs (docs/definitions.md 6.2): per GPU, the hours it sat below the idle threshold and what they cost."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from finops.attribution import Attribution
 from finops.reports.model import Report, fetch_rows, filter_sql, params_dict, with_attribution
 from finops.reports.params import ReportParams
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
 from finops.tags import UNTAGGED
 
 DIMS = ("project", "team", "environment", "model_id")

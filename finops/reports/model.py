@@ -13,7 +13,7 @@ import duckdb
 from finops.attribution import Attribution, attribute
 from finops.reports.params import ReportParams
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
 
 Row = dict[str, Any]
 # Fields holding money, per name; exports format them as currency.

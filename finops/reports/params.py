@@ -1,4 +1,4 @@
-"""Report parameters (SPEC section 4), validated against fixed lists before any SQL runs."""
+"""Report parameters (docs/definitions.md section 5-6), validated against fixed lists before any SQL runs."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from finops.settings import DEFAULT_DIMS
-from finops.timeutil import Window, parse_date, parse_week
+from finops.attribution.query import ParamError
+from finops.tags import DIMS
+from finops.timeutil import Window, parse_date, parse_week, utcnow
 
 Granularity = Literal["day", "week", "month", "total"]
 CostBasis = Literal["effective", "billed"]
@@ -22,15 +23,6 @@ MAX_DAYS = 3 * 366
 MIN_DATE, MAX_DATE = date(1900, 1, 1), date(2999, 12, 31)
 
 
-class ParamError(ValueError):
-    """A bad report parameter; `param` names it for the CLI and the API (422)."""
-
-    def __init__(self, param: str, message: str):
-        super().__init__(f"{param}: {message}")
-        self.param = param
-        self.message = message
-
-
 class ReportParams(BaseModel):
     """Everything a report depends on. Built by `build_params`, which names the bad parameter."""
 
@@ -38,11 +30,11 @@ class ReportParams(BaseModel):
 
     start: date
     end: date
-    group_by: tuple[str, ...] = DEFAULT_DIMS
+    group_by: tuple[str, ...] = DIMS
     granularity: Granularity = "total"
     cost_basis: CostBasis = "effective"
     idle_threshold: float = Field(0.05, ge=0.0, le=1.0)
-    required_tags: tuple[str, ...] = DEFAULT_DIMS
+    required_tags: tuple[str, ...] = DIMS
     scope: Scope = "all"
     shared_cost_key: SharedKey = "gpu_hours"
     currency: str | None = None
@@ -59,18 +51,18 @@ class ReportParams(BaseModel):
     @field_validator("group_by", "required_tags")
     @classmethod
     def _known_dims(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [d for d in v if d not in DEFAULT_DIMS]
+        unknown = [d for d in v if d not in DIMS]
         if unknown:
-            raise ValueError(f"unknown dimension(s) {', '.join(map(repr, unknown))}; choose from {', '.join(DEFAULT_DIMS)}")
+            raise ValueError(f"unknown dimension(s) {', '.join(map(repr, unknown))}; choose from {', '.join(DIMS)}")
         if len(set(v)) != len(v):
             raise ValueError("a dimension is repeated")
         # Outputs always list dims in the canonical order.
-        return tuple(d for d in DEFAULT_DIMS if d in v)
+        return tuple(d for d in DIMS if d in v)
 
     @field_validator("filters")
     @classmethod
     def _known_filter_dims(cls, v: dict[str, str]) -> dict[str, str]:
-        unknown = [d for d in v if d not in DEFAULT_DIMS]
+        unknown = [d for d in v if d not in DIMS]
         if unknown:
             raise ValueError(f"unknown dimension(s) {', '.join(map(repr, unknown))}")
         return v
@@ -106,7 +98,7 @@ def _split(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...] |
 
 def build_params(*, start: str | date | None = None, end: str | date | None = None, week: str | None = None,
                  group_by: str | list[str] | None = None, required_tags: str | list[str] | None = None,
-                 default_required: tuple[str, ...] | list[str] = DEFAULT_DIMS,
+                 default_required: tuple[str, ...] | list[str] = DIMS,
                  default_window_days: int = 7, today: date | None = None,
                  **other: object) -> ReportParams:
     """Turn user input (strings from CLI or query) into ReportParams, or raise ParamError naming it."""
@@ -119,7 +111,7 @@ def build_params(*, start: str | date | None = None, end: str | date | None = No
             raise ParamError("week", str(exc).split(": ", 1)[1]) from None
         s, e = w.start.date(), w.end.date()
     else:
-        today = today or date.today()
+        today = today or utcnow().date()  # callers with a clock pass `today`; UTC either way
         try:
             e = parse_date(end, "end") if isinstance(end, str) else (end or today)
         except ValueError as exc:

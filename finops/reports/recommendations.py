@@ -28,9 +28,9 @@ from finops.reports import idle_gpus
 from finops.reports.model import Report, Row, fetch_rows, params_dict, ratio, with_attribution
 from finops.reports.params import ReportParams
 from finops.reports.untagged import ACCELERATOR_REGEX
-from finops.settings import DEFAULT_DIMS, Settings
-from finops.store.db import Store
-from finops.tags import UNALLOCATED, UNTAGGED
+from finops.settings import Settings
+from finops.store import Store
+from finops.tags import DIMS, UNALLOCATED, UNTAGGED
 
 KINDS = ("idle_shutdown", "consolidation", "spot", "commitment", "unit_cost_outlier")
 CONFIDENCE = ("high", "medium", "low")
@@ -72,7 +72,7 @@ class RecommendationSettings(BaseModel):
     @field_validator("batch_workloads")
     @classmethod
     def _dims(cls, v: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-        unknown = [d for d in v if d not in DEFAULT_DIMS]
+        unknown = [d for d in v if d not in DIMS]
         if unknown:
             raise ValueError(f"unknown dimension(s) {', '.join(map(repr, unknown))}")
         return {d: tuple(x.strip().lower() for x in vals) for d, vals in v.items()}
@@ -122,7 +122,7 @@ def _name(names: dict[str, str], unit: str) -> str:
 
 
 def _label(dims: dict[str, str]) -> str:
-    return "/".join(dims[d] for d in DEFAULT_DIMS if d in dims)
+    return "/".join(dims[d] for d in DIMS if d in dims)
 
 
 # --- idle shutdown -------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def idle_shutdown(cur: duckdb.DuckDBPyConnection, att: Attribution, p: ReportPar
         if max(g["hours_observed"] for g in rows) < 24:
             confidence = _lower(confidence)
         recs.append(Rec(
-            "idle_shutdown", name, {d: top[d] for d in DEFAULT_DIMS}, saving, monthly(saving, days, rs),
+            "idle_shutdown", name, {d: top[d] for d in DIMS}, saving, monthly(saving, days, rs),
             confidence, action,
             {"window_start": p.start, "window_end": p.end, "days_observed": days, "gpus": len(rows),
              "gpu_hours_observed": hours, "idle_gpu_hours": idle, "idle_cost": saving,
@@ -182,7 +182,7 @@ def idle_shutdown(cur: duckdb.DuckDBPyConnection, att: Attribution, p: ReportPar
 def _keys(p: ReportParams) -> tuple[str, ...]:
     """Dims of a model group: the report's group_by, model_id (groups are compared per model) and the
     filtered dims (so that a team-scoped report can tell its own groups)."""
-    return tuple(d for d in DEFAULT_DIMS if d in p.group_by or d == "model_id" or d in p.filters)
+    return tuple(d for d in DIMS if d in p.group_by or d == "model_id" or d in p.filters)
 
 
 def _consolidation_sql(keys: tuple[str, ...]) -> str:
@@ -251,7 +251,7 @@ def consolidation(cur: duckdb.DuckDBPyConnection, p: ReportParams, rs: Recommend
 
 def _on_demand_sql(rs: RecommendationSettings) -> str:
     dims = ", ".join(f"CASE WHEN a.step = 'unallocated' THEN '{UNALLOCATED}' "
-                     f"ELSE coalesce(a.{d}, '{UNTAGGED}') END AS {d}" for d in DEFAULT_DIMS)
+                     f"ELSE coalesce(a.{d}, '{UNTAGGED}') END AS {d}" for d in DIMS)
     batch = "".join(f" OR list_contains(CAST($batch_{d} AS VARCHAR[]), lower(a.{d}))"
                     for d in rs.batch_workloads)
     return f"""
@@ -296,7 +296,7 @@ def spot(cur: duckdb.DuckDBPyConnection, p: ReportParams, rs: RecommendationSett
     """On-demand compute of non-production or batch workloads, priced at the spot discount."""
     recs = []
     for r in fetch_rows(cur, SPOT, {"claimed": sorted(claimed)}):
-        dims = {d: r[d] for d in DEFAULT_DIMS}
+        dims = {d: r[d] for d in DIMS}
         saving = r["amount"] * rs.spot_discount
         name = _name(names, r["unit"])
         recs.append(Rec(
@@ -330,7 +330,7 @@ def commitment(cur: duckdb.DuckDBPyConnection, p: ReportParams, rs: Recommendati
         base = min(r["amount"] for r in run)
         saving = base * rs.commitment_discount * len(run)
         top = max(run, key=lambda r: r["amount"])
-        dims = dict(zip(DEFAULT_DIMS, top["dims"], strict=True))
+        dims = dict(zip(DIMS, top["dims"], strict=True))
         assumed = any(r["assumed"] for r in run)
         name = _name(names, unit)
         cov = coverage[unit]

@@ -1,4 +1,4 @@
-"""Unit economics (SPEC 4.1): cost, tokens and GPU-hours per group and period, with unit costs."""
+"""Unit economics (docs/definitions.md 6.1): cost, tokens and GPU-hours per group and period, with unit costs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from finops.attribution import Attribution
 from finops.reports.model import Report, Row, fetch_rows, filter_sql, params_dict, ratio, with_attribution
 from finops.reports.params import ReportParams
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
 from finops.tags import UNALLOCATED, UNTAGGED
 
 # Period start of a day `d` per granularity; `total` is one period, the whole window.

@@ -1,4 +1,4 @@
-"""Untagged spend (SPEC 4.3): cost missing required tags on the bill, and how much rules recover."""
+"""Untagged spend (docs/definitions.md 6.3): cost missing required tags on the bill, and how much rules recover."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from finops.attribution import Attribution
 from finops.reports.model import Report, Row, fetch_rows, filter_sql, params_dict, ratio, with_attribution
 from finops.reports.params import ReportParams
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
 
 # What counts as accelerator spend: GPU instance families on AWS (p*, g*, inf*, trn*, dl*) and
 # Azure N-series (NC, ND, NV), matched on instance type, resource type or service name, plus any

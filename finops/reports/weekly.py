@@ -1,4 +1,4 @@
-"""Weekly finance report (SPEC 4.4): one ISO week next to the week before, with a control total."""
+"""Weekly finance report (docs/definitions.md 6.4): one ISO week next to the week before, with a control total."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from finops.reports import idle_gpus, recommendations, unit_economics, untagged
 from finops.reports.model import Report, Row, params_dict, ratio, snapshot
 from finops.reports.params import ReportParams
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
 from finops.tags import UNALLOCATED
 from finops.timeutil import iso_week
 

@@ -17,9 +17,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from finops.currency import ISO_4217
+from finops import money
+from finops.batch import Batch, SourceFailed, Task
 from finops.resources import RESOURCE_KEY_SQL
-from finops.sources import money
 from finops.tags import TagRules
 
 # FOCUS column(s) feeding each cost-line column, first present wins, and how the value is read.
@@ -53,7 +53,7 @@ REQUIRED_COLUMNS: tuple[tuple[str, ...], ...] = (
 )
 REQUIRED_VALUES = ("charge_period_start", "charge_period_end", "provider_name", "billed_cost",
                    "effective_cost", "billing_currency")
-MONEY = "DECIMAL(38,12)"
+MONEY = money.SQL_MONEY
 TIMESTAMP_RANGE = "TIMESTAMP '0001-01-01 00:00:00' AND TIMESTAMP '9999-12-31 23:59:59.999999'"
 
 
@@ -228,7 +228,7 @@ def parse_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS) 
         kind, columns = _read_source(con, path, spec)
         _check_required(path, columns, spec)
         types = {r[0]: r[1] for r in con.execute("DESCRIBE raw").fetchall()}
-        con.register("iso_arrow", pa.table({"code": sorted(ISO_4217)}))
+        con.register("iso_arrow", pa.table({"code": sorted(money.ISO_4217)}))
         con.execute("CREATE TABLE iso AS SELECT * FROM iso_arrow")
         total = int(con.execute("SELECT count(*) FROM raw").fetchone()[0])  # type: ignore[index]
         rejects = _rejected_lines(con, path) if kind == "csv" else []
@@ -311,3 +311,23 @@ def _line_of(rn: int, rejected: list[int]) -> int:
         else:
             break
     return line
+
+
+# --- the FOCUS source: one task per file -------------------------------------------------------
+
+SOURCE = "focus"
+
+
+def file_task(rules: TagRules, path: Path, scope: str | None = None, spec: FileSpec = FOCUS) -> Task:
+    """A task that reads one file; its scope is the file, so re-ingesting replaces, never doubles."""
+    path = Path(path)
+
+    def fetch() -> Batch:
+        try:
+            parsed = parse_focus_file(path, rules, spec)
+        except (FocusFileError, OSError) as exc:
+            raise SourceFailed(str(exc)) from None
+        return Batch(facts={"cost_lines": parsed.rows}, quarantine=parsed.quarantine,
+                     details={"file": str(path), "rows_in_file": parsed.total})
+
+    return Task(scope=scope or str(path.resolve()), window=None, fetch=fetch)

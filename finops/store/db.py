@@ -71,20 +71,3 @@ def connect(path: Path | str, limits: DuckDBSettings, read_only: bool = False) -
     if limits.temp_directory:
         config["temp_directory"] = limits.temp_directory
     return duckdb.connect(str(path), read_only=read_only, config=config)
-
-
-def open_store(path: Path | str, limits: DuckDBSettings | None = None, *, read_only: bool = False,
-               migrate: bool = True, clock: Clock = utcnow) -> Store:
-    """Open (creating if needed) and, unless read-only, upgrade the database to the newest schema."""
-    path = Path(path)
-    if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    con = connect(path, limits or DuckDBSettings(), read_only=read_only)
-    store = Store(path, con, read_only=read_only, clock=clock)
-    if migrate and not read_only:
-        from finops.store.ledger import fail_interrupted_runs
-        from finops.store.migrate import upgrade
-
-        upgrade(store)
-        fail_interrupted_runs(store)
-    return store

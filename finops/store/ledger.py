@@ -1,4 +1,8 @@
-"""The source-run ledger: one row per collection or ingest, whatever its outcome."""
+"""The source-run ledger: one row per collection or ingest, whatever its outcome.
+
+This module is the only reader and writer of `source_runs`. Its one definition of how far a
+source's data reaches (`watermark`) serves the scheduler's catch-up, the API and the alerts.
+"""
 
 from __future__ import annotations
 
@@ -91,9 +95,98 @@ def is_running(store: Store, source: str) -> bool:
                             [source])[0][0])
 
 
+# A run's window that reaches past the time it ran (e.g. a manual collect up to tomorrow) only holds
+# data up to then: a success counts up to the earlier of its window's end and its start.
+_REACH = "least(window_end, started_at)"
+
+
 def watermark(store: Store, source: str) -> datetime | None:
-    """The end of the newest successful window of a source: collected data runs up to here."""
-    row = store.query(
-        "SELECT max(window_end) FROM source_runs WHERE source = ? AND status = 'succeeded'", [source]
-    )
+    """How far `source`'s collected data reaches: the newest successful window's end (capped at the
+    time that run started)."""
+    row = store.query(f"SELECT max({_REACH}) FROM source_runs "  # noqa: S608 - a constant
+                      "WHERE source = ? AND status = 'succeeded' AND window_end IS NOT NULL", [source])
     return row[0][0] if row else None
+
+
+def open_failure(store: Store, source: str, since: datetime) -> datetime | None:
+    """The start of the oldest failed window (from `since` on) that no later success of the same scope
+    covers. A planning failure is recorded under the source's own id as scope; any later run covers it."""
+    return store.query("""
+        SELECT min(f.window_start) FROM source_runs f
+        WHERE f.source = $source AND f.status = 'failed' AND f.window_start >= $floor
+          AND NOT EXISTS (
+              SELECT 1 FROM source_runs s
+              WHERE s.source = f.source AND s.status = 'succeeded' AND s.run_id > f.run_id
+                AND (s.scope = f.scope OR f.scope = f.source)
+                AND s.window_start <= f.window_start AND s.window_end >= f.window_end)
+        """, {"source": source, "floor": since})[0][0]
+
+
+def latest_details(store: Store, source: str) -> dict[str, str | None]:
+    """Scope -> the details (JSON) of the newest run of each scope of `source`."""
+    return dict(store.query("SELECT scope, details FROM source_runs WHERE source = ? "
+                            "QUALIFY row_number() OVER (PARTITION BY scope ORDER BY run_id DESC) = 1", [source]))
+
+
+def scopes(store: Store) -> list[tuple[str, str]]:
+    """(source, scope) of every run recorded."""
+    return [(r[0], r[1]) for r in store.query("SELECT DISTINCT source, scope FROM source_runs")]
+
+
+def data_version(store: Store) -> int:
+    """A number that grows whenever a run lands data: the count of succeeded runs.
+
+    Not the newest run id: a run that started earlier can land after a later one, and the data
+    changes all the same.
+    """
+    return int(store.query("SELECT count(*) FROM source_runs WHERE status = 'succeeded'")[0][0])
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """The ledger seen from one source: its newest run, newest success, last error and reach."""
+
+    source: str
+    last_run: Run | None
+    running: bool
+    watermark: datetime | None
+    last_success_at: datetime | None
+    rows: int | None
+    first_run_at: datetime | None
+    last_error: str | None  # the newest failure's error while no success came after it
+
+    @property
+    def failing(self) -> bool:
+        return self.last_error is not None
+
+
+_STATES = f"""
+WITH agg AS (
+    SELECT source, max(run_id) AS last_id,
+           max(run_id) FILTER (WHERE status = 'succeeded') AS ok_id,
+           max(run_id) FILTER (WHERE status = 'failed') AS failed_id,
+           max({_REACH}) FILTER (WHERE status = 'succeeded') AS watermark,
+           min(started_at) AS first_run,
+           bool_or(status = 'running') AS running
+    FROM source_runs GROUP BY source
+)
+SELECT a.source, a.running, a.watermark, o.finished_at, o.rows, a.first_run,
+       CASE WHEN a.failed_id > coalesce(a.ok_id, 0) THEN f.error END,
+       {", ".join("l." + c for c in Run.__dataclass_fields__)}
+FROM agg a JOIN source_runs l ON l.run_id = a.last_id LEFT JOIN source_runs o ON o.run_id = a.ok_id
+LEFT JOIN source_runs f ON f.run_id = a.failed_id
+"""  # noqa: S608 - column names are constants
+
+
+def source_states(store: Store, sources: list[str] | None = None) -> list[SourceState]:
+    """One state per source in `sources` (in that order, including sources that never ran); every
+    source in the ledger when None."""
+    found: dict[str, Any] = {r[0]: r for r in store.query(_STATES)}
+    out = []
+    for s in (sorted(found) if sources is None else sources):
+        r = found.get(s)
+        if r is None:
+            out.append(SourceState(s, None, False, None, None, None, None, None))
+        else:
+            out.append(SourceState(s, Run(*r[7:]), bool(r[1]), r[2], r[3], r[4], r[5], r[6]))
+    return out

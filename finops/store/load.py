@@ -14,6 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from finops.batch import FactData
+from finops.tags import DIMS
 from finops.timeutil import Window
 
 # The time column that places a fact row in a window, per fact table.
@@ -31,10 +32,9 @@ DAY_COLUMN = {
 }
 # Hourly table -> (daily rollup, key columns, measures). Same SQL as migration 0003's backfill.
 GPU_KEYS = ("source", "scope", "host", "resource_id", "resource_key", "gpu_uuid", "gpu_index", "gpu_model",
-            "mig_profile", "mig_instance", "namespace", "pod", "container", "project", "team", "environment",
-            "model_id")
+            "mig_profile", "mig_instance", "namespace", "pod", "container", *DIMS)
 TOKEN_KEYS = ("source", "scope", "instance", "resource_id", "resource_key", "namespace", "pod", "model_name",
-              "project", "team", "environment", "model_id")
+              *DIMS)
 ROLLUPS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "gpu_hours": ("gpu_daily", GPU_KEYS,
                   "count(*), sum(busy), list(busy ORDER BY hour_start), sum(samples), max(memory_used_mib), "

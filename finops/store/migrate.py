@@ -1,4 +1,5 @@
-"""Schema upgrades through Alembic and the hand-written revisions in `migrations/`."""
+"""Schema upgrades through Alembic and the hand-written revisions in `finops/store/migrations/`
+(shipped as package data, so an installed wheel upgrades a database as a checkout does)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class AlembicDuckDBImpl(DefaultImpl):
     transactional_ddl = True
 
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def _config() -> Config:

@@ -12,7 +12,7 @@ from finops.alerts.config import AlertSettings
 from finops.alerts.evaluate import AlertEngine
 from finops.alerts.rules import UntaggedSpendRule
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
 from finops.tags import TagRules
 from tests.alerts.receivers import Receiver
 from tests.support import example_a

@@ -16,11 +16,10 @@ from finops.alerts.config import AlertSettings
 from finops.alerts.evaluate import AlertEngine
 from finops.alerts.rules import Exemptions, IdleGpuRule
 from finops.batch import Batch, Task
-from finops.collect import run_task
-from finops.ingest import ingest_focus
+from finops.collect import ingest_focus, run_task
 from finops.resources import resource_key
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
 from finops.tags import TagRules
 from finops.timeutil import Window
 from tests.alerts.receivers import Receiver

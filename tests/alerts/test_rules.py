@@ -16,10 +16,9 @@ from finops.alerts.config import AlertSettings
 from finops.alerts.evaluate import AlertEngine
 from finops.alerts.rules import Exemptions, TokenCostRule, UntaggedSpendRule
 from finops.batch import Batch, Task
-from finops.collect import run_task
-from finops.ingest import ingest_focus
+from finops.collect import ingest_focus, run_task
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
 from finops.tags import TagRules
 from finops.timeutil import Window
 from tests.alerts.receivers import Receiver
@@ -40,7 +39,7 @@ def untagged_expectation(bill: list) -> tuple[Decimal, Decimal]:  # type: ignore
 def test_untagged_spend_fires_on_example_a(store: Store, settings: Settings, rules: TagRules, tmp_path: Path) -> None:
     example_a.load(store, rules, tmp_path)
     untagged, pct = untagged_expectation(example_a.BILL)
-    assert (untagged, pct) == (Decimal("198.00"), Decimal("37.08"))  # the SPEC's figures, from the bill
+    assert (untagged, pct) == (Decimal("198.00"), Decimal("37.08"))  # worked example A's figures (docs/definitions.md 9), from the bill
     with Receiver() as hook:
         config = AlertSettings(rules=[UntaggedSpendRule(min_share=Decimal("0.30"))],
                                channels=[WebhookChannel(name="hook", url=hook.url)], link_base="https://finops.example")
@@ -104,7 +103,7 @@ def test_token_cost_week_over_week(store: Store, settings: Settings, rules: TagR
     example_a.load(store, rules, tmp_path)
     add_week_later(store, rules, tmp_path, "300.00")
     now = example_a.DAY + timedelta(days=8, hours=3)
-    gen = Decimal(4_000_000)  # llama-70b's generated tokens per day (SPEC 6)
+    gen = Decimal(4_000_000)  # llama-70b's generated tokens per day (docs/definitions.md 9)
     before, after = Decimal("240") / (gen / 1000), Decimal("300") / (gen / 1000)
     pct = ((after - before) / before * 100).quantize(Decimal("0.01"))
     [f] = AlertEngine(store, settings, AlertSettings(rules=[TokenCostRule(min_increase_pct=Decimal("20"))])).evaluate(now).findings

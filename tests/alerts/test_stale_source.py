@@ -6,17 +6,21 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from finops.alerts.channels import WebhookChannel
 from finops.alerts.config import AlertSettings
 from finops.alerts.rules import StaleSourceRule
-from finops.jobs import Jobs
-from finops.schedule import ScheduleSettings, SourceSchedule
+from finops.scheduler.jobs import Jobs
+from finops.scheduler.settings import ScheduleSettings, SourceSchedule
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
 from finops.store.ledger import runs
 from tests.alerts.receivers import Receiver
 from tests.support.clock import FixedClock
 from tests.support.prometheus import PrometheusServer
+
+pytestmark = pytest.mark.clock  # data and expectations are placed relative to the suite's clock
 
 
 def test_source_that_stops_answering_raises_stale_alert(store: Store, settings: Settings, clock: FixedClock,

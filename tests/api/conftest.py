@@ -14,9 +14,9 @@ import pytest
 
 from finops.api import ApiSettings, create_app
 from finops.api.state import AppState
-from finops.keys import create_key
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
+from finops.store.keys import create_key
 from finops.tags import TagRules
 from tests.api.fake_prometheus import FakePrometheus, fake_prometheus
 from tests.support.example_a import load

@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from finops.cli import app as cli_app
-from finops.keys import FailureLimiter, list_keys, verify_key
 from finops.settings import Settings
-from finops.store.db import open_store
+from finops.store import open_store
+from finops.store.keys import FailureLimiter, list_keys, verify_key
 from tests.api.conftest import Api, Keys
 
 REPORT = "/v1/reports/unit-economics"

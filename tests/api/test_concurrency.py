@@ -15,8 +15,8 @@ import httpx
 
 from finops.batch import Batch, Task
 from finops.collect import run_task
-from finops.ingest import SOURCE as FOCUS
-from finops.ingest import file_task
+from finops.sources.focus import SOURCE as FOCUS
+from finops.sources.focus import file_task
 from finops.tags import TagRules
 from finops.timeutil import Window
 from tests.api.conftest import WEEK, Api, Keys

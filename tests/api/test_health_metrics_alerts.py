@@ -13,10 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from finops.api import ApiSettings, create_app
 from finops.collect import run_task
-from finops.ingest import SOURCE as FOCUS
-from finops.ingest import file_task
 from finops.settings import Settings
-from finops.store.db import open_store
+from finops.sources.focus import SOURCE as FOCUS
+from finops.sources.focus import file_task
+from finops.store import open_store
 from finops.store.migrate import head_revision
 from finops.tags import TagRules
 from tests.api.conftest import NOW, Api, Keys

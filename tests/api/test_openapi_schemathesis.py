@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from finops.api import ApiSettings, create_app
-from finops.keys import create_key
 from finops.settings import Settings
-from finops.store.db import open_store
+from finops.store import open_store
+from finops.store.keys import create_key
 from finops.tags import TagRules
 from tests.api.conftest import NOW
 from tests.api.fake_prometheus import fake_prometheus

@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 from finops import reports
 from finops.cli import app as cli_app
 from finops.collect import run_task
-from finops.ingest import SOURCE as FOCUS
-from finops.ingest import file_task
 from finops.reports.export import MEDIA_TYPES, to_json
 from finops.reports.params import ParamError, build_params
+from finops.sources.focus import SOURCE as FOCUS
+from finops.sources.focus import file_task
 from finops.tags import TagRules
 from tests.api.conftest import WEEK, Api, Keys
 from tests.support.example_a import BILL, DAY, focus_csv
@@ -51,7 +51,7 @@ def test_unit_economics_numbers_of_example_a(api: Api, keys: Keys) -> None:
     assert body["totals"]["cost"] == BILL_TOTAL == sum(row["cost"] for row in body["rows"])
     llama = [row for row in body["rows"] if row["model_id"] == "llama-70b"]
     assert [row["cost"] for row in llama] == [Decimal(BILL[0][4])]
-    # SPEC 4.1: cost / (generation tokens / 1000), here 240 / 4,000 = 0.06
+    # docs/definitions.md 6.1: cost / (generation tokens / 1000), here 240 / 4,000 = 0.06
     assert llama[0]["cost_per_1k_generated_tokens"] == Decimal(BILL[0][4]) / 4000
 
 

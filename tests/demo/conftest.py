@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from finops.cli import app
 from finops.demo.cli import demo_key, service
-from finops.prom_backfill import free_port
+from finops.demo.prometheus import free_port
 from finops.settings import Settings
 from finops.timeutil import utcnow
 

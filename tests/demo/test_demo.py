@@ -19,11 +19,11 @@ import pytest
 from typer.testing import CliRunner
 
 from finops.cli import app
+from finops.collect import ingest_focus
 from finops.demo.fleet import RESOURCES, Fleet
 from finops.demo.run import DemoConfig, DemoFailed, run_demo
-from finops.ingest import ingest_focus
 from finops.settings import Settings
-from finops.store.db import open_store
+from finops.store import open_store
 from finops.tags import TagRules
 from finops.timeutil import iso_week
 from tests.conftest import FOCUS_SAMPLE

@@ -18,8 +18,7 @@ from finops.gateway.identity import Identifier
 from finops.gateway.metrics import GatewayMetrics
 from finops.gateway.proxy import Gateway
 from finops.gateway.wire import build_client
-from finops.settings import DEFAULT_DIMS
-from finops.tags import TagRules
+from finops.tags import DIMS, TagRules
 from tests.gateway.conftest import (
     ALPHA,
     ALPHA_KEY,
@@ -315,7 +314,7 @@ def test_models_listing_is_proxied_not_metered(upstream: Upstream, start_gateway
 def test_upstream_url_keeps_its_path_prefix_and_the_query() -> None:
     settings = GatewaySettings(upstream_url="http://10.1.2.3:8000/openai/")
     client = build_client(settings)
-    rules = TagRules.build(DEFAULT_DIMS)
+    rules = TagRules.build(DIMS)
     gw = Gateway(settings, client, Identifier(settings, rules), GatewayMetrics(), rules)
     assert str(gw.url("/v1/models", b"")) == "http://10.1.2.3:8000/openai/v1/models"
     assert str(gw.url("/v1/models", b"a=1&b=%20")) == "http://10.1.2.3:8000/openai/v1/models?a=1&b=%20"

@@ -14,10 +14,9 @@ from finops.cli import app as finops_app
 from finops.gateway.cli import load_gateway_settings
 from finops.gateway.config import CallerTags, GatewaySettings
 from finops.gateway.identity import Caller, Identifier, KeyStore, bearer_token
-from finops.settings import DEFAULT_DIMS
-from finops.tags import TagRules
+from finops.tags import DIMS, TagRules
 
-RULES = TagRules.build(DEFAULT_DIMS)
+RULES = TagRules.build(DIMS)
 SECRET = "sk-very-secret-123"
 
 

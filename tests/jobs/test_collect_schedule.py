@@ -11,16 +11,18 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from finops.catchup import plan
 from finops.collect import SOURCES, RunResult, collect
-from finops.jobs import Jobs
-from finops.schedule import ScheduleSettings, SourceSchedule, default_sources
+from finops.scheduler.catchup import plan
+from finops.scheduler.jobs import Jobs
+from finops.scheduler.settings import ScheduleSettings, SourceSchedule, default_sources
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
 from finops.store.ledger import runs, start_run, succeed_run, watermark
 from finops.timeutil import Window
 from tests.jobs import fake_source
 from tests.support.clock import TEST_NOW, FixedClock
+
+pytestmark = pytest.mark.clock  # data and expectations are placed relative to the suite's clock
 
 # The scheduler's and the store's clock: five past an hour, placed by the suite's clock.
 NOW = TEST_NOW.replace(minute=5, second=0, microsecond=0)

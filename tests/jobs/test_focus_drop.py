@@ -9,12 +9,12 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
-from finops.focus_drop import ingest_pending, pending
-from finops.ingest import SOURCE
-from finops.jobs import Jobs
-from finops.schedule import FocusDropSettings, ScheduleSettings
+from finops.scheduler.focus_drop import ingest_pending, pending
+from finops.scheduler.jobs import Jobs
+from finops.scheduler.settings import FocusDropSettings, ScheduleSettings
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.sources.focus import SOURCE
+from finops.store import Store
 from finops.store.ledger import runs
 from finops.tags import TagRules
 from tests.support import example_a

@@ -18,10 +18,10 @@ import pytest
 from fastapi import FastAPI
 
 from finops.collect import SOURCES
-from finops.schedule import ScheduleSettings, SourceSchedule
-from finops.serve import Service
+from finops.scheduler.settings import ScheduleSettings, SourceSchedule
+from finops.service import Service
 from finops.settings import Settings
-from finops.store.db import Store, open_store
+from finops.store import Store, open_store
 from finops.store.ledger import runs
 from tests.jobs import fake_source
 

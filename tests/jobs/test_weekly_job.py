@@ -16,12 +16,12 @@ import boto3
 import openpyxl
 import pytest
 
-from finops.jobs import Jobs
-from finops.schedule import ScheduleSettings, WeeklySettings
+from finops.scheduler.jobs import Jobs
+from finops.scheduler.settings import ScheduleSettings, WeeklySettings
+from finops.scheduler.weekly_files import due_week, run, trigger
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
 from finops.tags import TagRules
-from finops.weekly_files import due_week, run, trigger
 from tests.support import example_a
 from tests.support import moto as doubles
 

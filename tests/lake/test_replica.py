@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from finops import reports
 from finops.cli import app
-from finops.lake import TABLES, LakeError, export_lake, open_replica
+from finops.lake.export import TABLES, LakeError, export_lake, open_replica
 from finops.reports.params import build_params
 from finops.settings import Settings
-from finops.store.db import Store, open_store
+from finops.store import Store, open_store
 from finops.tags import TagRules
 from tests.support import example_a
 from tests.support.clock import FixedClock, month_start
@@ -93,6 +93,7 @@ def test_reexport_replaces_partitions_and_replica_sees_changes(loaded: Store, se
     assert before == 2 * 534 and after["totals"]["cost"] == 3 * 534
 
 
+@pytest.mark.clock
 def test_export_since_writes_only_later_months(loaded: Store, clock: FixedClock, tmp_path: Path) -> None:
     # The month after both the data and the ledger's stamps (the store's clock), whatever the date.
     since = month_start(max(DAY2, clock()).date() + timedelta(days=31))
@@ -123,7 +124,7 @@ def test_cli_export_lake(loaded: Store, settings: Settings, tmp_path: Path, monk
 
 
 def test_export_keeps_hourly_months_that_retention_trimmed(loaded: Store, tmp_path: Path) -> None:
-    from finops.retention import apply_retention
+    from finops.store.retention import apply_retention
 
     lake = tmp_path / "lake"
     export_lake(loaded, lake)

@@ -11,10 +11,9 @@ from finops import reports
 from finops.batch import Batch, Task
 from finops.collect import run_task
 from finops.reports.params import build_params
-from finops.retention import RetentionSettings, apply_retention, retention_job
 from finops.settings import Settings
-from finops.store import migrate
-from finops.store.db import Store, open_store
+from finops.store import Store, migrate, open_store
+from finops.store.retention import RetentionSettings, apply_retention, retention_job
 from finops.tags import TagRules
 from finops.timeutil import Window
 from tests.support import example_a

@@ -19,12 +19,11 @@ import pytest
 
 from finops import reports
 from finops.batch import Batch, Task
-from finops.collect import run_task
-from finops.ingest import ingest_focus
-from finops.lake import export_lake, open_replica
+from finops.collect import ingest_focus, run_task
+from finops.lake.export import export_lake, open_replica
 from finops.reports.params import build_params
 from finops.settings import Settings
-from finops.store.db import Store, open_store
+from finops.store import Store, open_store
 from finops.tags import TagRules
 from finops.timeutil import Window
 from tests.support import example_a
@@ -87,7 +86,7 @@ REQUESTS: list[tuple[str, dict[str, Any]]] = [
 @pytest.fixture(scope="module")
 def both(lake: tuple[Path, Settings]) -> dict[int, tuple[Any, Any]]:
     """Each request of REQUESTS on Spark (one local session) and on DuckDB over the same lake."""
-    from finops.lake_spark import register_lake, run_reports, spark_session
+    from finops.lake.spark import register_lake, run_reports, spark_session
 
     path, settings = lake
     spark = spark_session(master="local[2]", shuffle_partitions=1, app_name="finops-tests")
@@ -164,7 +163,7 @@ def test_idle_gpus_on_spark_equals_duckdb(both: dict[int, tuple[Any, Any]]) -> N
 
 
 def test_translation_refuses_what_it_cannot_run() -> None:
-    from finops.lake_spark import Untranslatable, translate
+    from finops.lake.spark import Untranslatable, translate
 
     assert translate("BEGIN TRANSACTION") == (None, None)
     name, sql = translate("CREATE OR REPLACE TEMP TABLE t AS SELECT len(list_filter(xs, lambda x: x > 1)) AS n, "

@@ -20,10 +20,10 @@ import pyarrow as pa
 
 from finops.batch import Batch, Task
 from finops.collect import collect, run_tasks
-from finops.ingest import file_task
 from finops.settings import PrometheusSettings, Settings
-from finops.sources.prom_gpu import GPU_SCHEMA
-from finops.store.db import Store, open_store
+from finops.sources.focus import file_task
+from finops.sources.prometheus.gpu import GPU_SCHEMA
+from finops.store import Store, open_store
 from finops.tags import TagRules
 from finops.timeutil import Window
 

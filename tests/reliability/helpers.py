@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from finops.settings import PrometheusSettings, Settings
-from finops.store.db import Store
+from finops.store import Store
 
 # Every table a run writes (facts, rollups, quarantine). `run_id` differs between equal re-runs.
 FACT_TABLES = ("cost_lines", "cost_daily", "gpu_hours", "gpu_daily", "token_hours", "token_daily", "inventory",

@@ -15,16 +15,16 @@ import duckdb
 import pytest
 
 from finops import reports
-from finops.ingest import ingest_focus
+from finops.collect import ingest_focus
 from finops.reports.params import ParamError, build_params
 from finops.settings import Settings
-from finops.sources import aws_ce
-from finops.sources import azure_cost as az
+from finops.sources.aws import ce as aws_ce
+from finops.sources.azure import cost as az
 from finops.sources.focus import FocusFileError, parse_focus_file
-from finops.sources.prom_gpu import gpu_rows
-from finops.sources.prom_parse import LabelMap, MalformedResult, Series, parse_matrix
-from finops.sources.prom_tokens import token_rows
-from finops.store.db import Store
+from finops.sources.prometheus.gpu import gpu_rows
+from finops.sources.prometheus.parse import LabelMap, MalformedResult, Series, parse_matrix
+from finops.sources.prometheus.tokens import token_rows
+from finops.store import Store
 from finops.tags import TagRules
 from finops.timeutil import Window
 from tests.reliability.helpers import snapshot

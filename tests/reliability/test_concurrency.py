@@ -15,12 +15,11 @@ from typing import Any
 import pytest
 
 from finops import reports
-from finops.collect import AlreadyRunning, RunResult, collect, run_tasks
-from finops.ingest import ingest_focus
+from finops.collect import AlreadyRunning, RunResult, collect, ingest_focus, run_tasks
 from finops.reports.params import build_params
 from finops.settings import AzureSettings, Settings
-from finops.sources import azure_cost
-from finops.store.db import Store
+from finops.sources.azure import cost as azure_cost
+from finops.store import Store
 from finops.tags import TagRules
 from finops.timeutil import Window
 from tests.reliability.fault_proxy import Fault, FaultProxy

@@ -14,8 +14,8 @@ import pytest
 
 from finops.collect import RunResult, collect, run_tasks
 from finops.settings import AzureSettings, Settings
-from finops.sources import azure_cost
-from finops.store.db import Store
+from finops.sources.azure import cost as azure_cost
+from finops.store import Store
 from finops.timeutil import Window
 from tests.reliability.fault_proxy import Fault, FaultProxy, Seen, prometheus_error
 from tests.reliability.helpers import snapshot, with_prom

@@ -16,11 +16,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from finops.collect import RunResult, collect, run_tasks
-from finops.ingest import ingest_focus
+from finops.collect import RunResult, collect, ingest_focus, run_tasks
 from finops.settings import AwsSettings, AzureSettings, Settings
-from finops.sources import azure_cost
-from finops.store.db import Store
+from finops.sources.azure import cost as azure_cost
+from finops.store import Store
 from finops.tags import TagRules
 from finops.timeutil import Window
 from tests.reliability.helpers import duplicates, ledger, snapshot, with_prom
@@ -105,6 +104,7 @@ def ce_windows() -> list[Window]:
             Window.from_dates(d[2], d[3]), Window.from_dates(d[1], d[2])]
 
 
+@pytest.mark.clock
 def test_cost_explorer_overlapping_windows_five_times(aws_env: None, settings: Settings, store: Store,
                                                       tmp_path: Path) -> None:
     windows = ce_windows()
@@ -127,6 +127,7 @@ def test_cost_explorer_overlapping_windows_five_times(aws_env: None, settings: S
         assert snapshot(store, with_run_ids=False) == once
 
 
+@pytest.mark.clock
 def test_cost_explorer_estimated_then_final_replaces(aws_env: None, settings: Settings, store: Store) -> None:
     window = Window.from_dates(D1, D1 + timedelta(days=3))
     early = [i for i in SCENARIO if i.day != D3] + [item(D3, LLAMA, EC2, A1, "10.00")]

@@ -22,9 +22,9 @@ from typing import Any
 import duckdb
 import pytest
 
-from finops.ingest import ingest_focus
+from finops.collect import ingest_focus
 from finops.settings import Settings
-from finops.store.db import open_store
+from finops.store import open_store
 from finops.tags import TagRules
 from tests.reliability.fault_proxy import Fault, FaultProxy
 from tests.reliability.helpers import FACT_TABLES, snapshot

@@ -1,4 +1,4 @@
-"""Worked example A (SPEC section 6): every number exact."""
+"""Worked example A (docs/definitions.md section 9): every number exact."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from finops.reports.params import build_params
 from finops.reports.unit_economics import unit_economics
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
 from finops.tags import TagRules
 from tests.support import example_a
 

@@ -16,7 +16,7 @@ from finops.reports import get
 from finops.reports.export import render
 from finops.reports.params import build_params
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
 from finops.tags import TagRules
 from tests.support import example_a
 

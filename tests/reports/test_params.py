@@ -10,7 +10,7 @@ import pytest
 
 from finops.reports.params import ParamError, build_params
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
 from finops.tags import TagRules
 from tests.support import example_a
 
@@ -55,7 +55,7 @@ def test_cli_rejects_injection_and_leaves_the_store_unchanged(store: Store, rule
     )
     assert proc.returncode == 2
     assert "--group-by" in proc.stderr and "unknown dimension" in proc.stderr
-    from finops.store.db import open_store
+    from finops.store import open_store
 
     again = open_store(settings.db, settings.duckdb)
     try:
@@ -69,7 +69,7 @@ def test_mixed_currencies_are_an_error_naming_them(store: Store, rules: TagRules
                                                    tmp_path: Path) -> None:
     from decimal import Decimal
 
-    from finops.ingest import ingest_focus
+    from finops.collect import ingest_focus
     from finops.reports import get
 
     path = tmp_path / "eur.csv"

@@ -24,15 +24,14 @@ from openpyxl import load_workbook
 from typer.testing import CliRunner
 
 from finops.batch import Batch, Task
-from finops.collect import run_task
-from finops.ingest import ingest_focus
+from finops.collect import ingest_focus, run_task
 from finops.reports import get
 from finops.reports.export import render
 from finops.reports.params import ReportParams, build_params
 from finops.reports.recommendations import RecommendationSettings, recommendations
 from finops.resources import resource_key
 from finops.settings import Settings
-from finops.store.db import Store, open_store
+from finops.store import Store, open_store
 from finops.tags import TagRules
 from finops.timeutil import Window
 from tests.support import example_a

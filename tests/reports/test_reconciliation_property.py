@@ -18,12 +18,11 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from finops.batch import Batch, Task
-from finops.collect import run_task
-from finops.ingest import ingest_focus
+from finops.collect import ingest_focus, run_task
 from finops.reports import get
 from finops.reports.params import build_params
 from finops.settings import Settings
-from finops.store.db import Store, open_store
+from finops.store import Store, open_store
 from finops.tags import TagRules
 from finops.timeutil import Window
 

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from openpyxl import load_workbook
 
-from finops.keys import FailureLimiter, hash_key
+from finops.store.keys import FailureLimiter, hash_key
 from tests.api.conftest import WEEK, Api, Keys
 
 # Who may call each operation (the lowest role; None: open without a key by default).

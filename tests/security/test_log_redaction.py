@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from finops.keys import RedactKeys
+from finops.store.keys import RedactKeys
 
 KEY = "fk_0123456789abcdef_" + "s3cr3t-" * 6
 

@@ -21,7 +21,7 @@ import pytest
 from finops.collect import collect
 from finops.settings import PrometheusSettings, Settings
 from finops.simulate.load import run_load
-from finops.store.db import Store
+from finops.store import Store
 from finops.timeutil import Clock, Window, utcnow
 from tests.simulate.metrics import query, scalar, scrape, total
 from tests.simulate.procs import REPO, prometheus, prometheus_config, services, sim

@@ -20,13 +20,15 @@ import pytest
 
 from finops.collect import collect
 from finops.settings import AwsSettings, Settings
-from finops.sources import aws_ce
-from finops.store.db import Store
+from finops.sources.aws import ce as aws_ce
+from finops.store import Store
 from finops.timeutil import Window
 from tests.conftest import FIXTURES
 from tests.support import moto as doubles
 from tests.support.clock import TEST_NOW, month_start
 from tests.support.moto import CeServer, FakeBill, Item, item, queue_ce
+
+pytestmark = pytest.mark.clock  # data and expectations are placed relative to the suite's clock
 
 moto_server, moto, aws_env = doubles.moto_server, doubles.moto, doubles.aws_env  # fixtures
 

@@ -16,13 +16,15 @@ from botocore.stub import Stubber
 from finops.batch import SourceFailed
 from finops.collect import collect
 from finops.settings import Settings
-from finops.sources import aws_ce
-from finops.sources.aws_client import AwsSession, RequestCount
-from finops.store.db import Store
+from finops.sources.aws import ce as aws_ce
+from finops.sources.aws.client import AwsSession, RequestCount
+from finops.store import Store
 from tests.sources.test_aws_ce import A1, D1, EC2, LLAMA, SCENARIO, WINDOW, aws_settings, expected, stored
 from tests.support import moto as doubles
 from tests.support.clock import TEST_NOW
 from tests.support.moto import SECRET, CeServer, FakeBill, item
+
+pytestmark = pytest.mark.clock  # data and expectations are placed relative to the suite's clock
 
 aws_env = doubles.aws_env  # fixture
 

@@ -6,7 +6,7 @@ import pytest
 from botocore.exceptions import ClientError, NoCredentialsError
 
 from finops.settings import AwsSettings
-from finops.sources.aws_client import AwsSession, RequestCount, aws_spellings, client_config, failure
+from finops.sources.aws.client import AwsSession, RequestCount, aws_spellings, client_config, failure
 from tests.support import moto as doubles
 from tests.support.moto import SECRET
 

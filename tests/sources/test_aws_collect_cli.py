@@ -9,12 +9,16 @@ import pytest
 from typer.testing import CliRunner
 
 from finops.cli import app
+from finops.cli import common as cli_common
 from finops.settings import AwsSettings, Settings
-from finops.store.db import open_store
+from finops.store import open_store
 from tests.sources.test_aws_ce import SCENARIO, WINDOW, record
 from tests.sources.test_aws_exports import BUCKET, DATA, META, NEW_ROWS, manifest, parquet
 from tests.support import moto as doubles
+from tests.support.clock import FixedClock
 from tests.support.moto import FakeBill, queue_ce
+
+pytestmark = pytest.mark.clock  # data and expectations are placed relative to the suite's clock
 
 moto_server, moto, aws_env = doubles.moto_server, doubles.moto, doubles.aws_env  # fixtures
 
@@ -35,6 +39,7 @@ def test_collect_aws_runs_inventory_and_one_cost_source(moto: str, aws_env: None
            "FINOPS_AWS_EXPORT_PREFIX": "exports", "FINOPS_AWS_MAX_ATTEMPTS": "2"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
+    monkeypatch.setattr(cli_common, "CLOCK", FixedClock())  # the CLI's clock is the suite's
     result = CliRunner().invoke(app, ["collect", "aws", "--start", "2026-11-02", "--end", "2026-11-05"])
     assert result.exit_code == 0, result.output
 

@@ -18,9 +18,9 @@ import pytest
 
 from finops.collect import collect
 from finops.settings import AwsSettings, Settings
-from finops.sources import aws_exports
-from finops.sources.aws_client import tag_rules
-from finops.store.db import Store
+from finops.sources.aws import exports as aws_exports
+from finops.sources.aws.client import tag_rules
+from finops.store import Store
 from finops.timeutil import Window
 from tests.conftest import FIXTURES
 from tests.support import moto as doubles

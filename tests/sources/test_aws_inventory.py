@@ -10,8 +10,8 @@ import boto3
 
 from finops.collect import collect
 from finops.settings import AwsSettings, Settings
-from finops.sources import aws_inventory
-from finops.store.db import Store
+from finops.sources.aws import inventory as aws_inventory
+from finops.store import Store
 from finops.timeutil import Window
 from tests.support import moto as doubles
 
@@ -80,7 +80,7 @@ def test_parse_helpers_on_a_recorded_instance() -> None:
     assert [i["InstanceId"] for i in found] == ["i-0ABC"]
     assert aws_inventory.host_names(inst) == ["ip-10-0-0-5.ec2.internal", "ip-10-0-0-5", "ip-10-0-1-9.ec2.internal",
                                               "ip-10-0-1-9", "10.0.0.5", "10.0.1.9"]
-    from finops.sources.aws_client import tag_rules
+    from finops.sources.aws.client import tag_rules
     table = aws_inventory.to_rows(found, {"p5.48xlarge": 8}, "eu-west-1", datetime(2026, 11, 2, 12),
                                   tag_rules(Settings()))
     row = table.to_pylist()[0]

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 from finops.cli import app
 from finops.collect import RunResult, collect, run_tasks
 from finops.settings import AzureSettings, Settings
-from finops.sources import azure_cost
-from finops.sources.azure_client import make_client
-from finops.store.db import Store
+from finops.sources.azure import cost as azure_cost
+from finops.sources.azure.client import make_client
+from finops.store import Store
 from finops.timeutil import Window
 from tests.support.azure_fake import (
     QPU_HEADER,

@@ -13,8 +13,8 @@ import pytest
 
 from finops.collect import RunResult, run_tasks
 from finops.settings import AzureSettings, Settings
-from finops.sources import azure_cost
-from finops.store.db import Store
+from finops.sources.azure import cost as azure_cost
+from finops.store import Store
 from finops.timeutil import Window
 from tests.support.azure_fake import Atom, AzureFake, Clock, FakeCredential, Reply, Seen, make_cert
 

@@ -13,8 +13,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from finops.settings import AzureSettings, Settings
-from finops.sources import azure_cost as az
-from finops.sources.azure_client import DEFAULT_THROTTLE_WAIT, default_wait, throttle_wait
+from finops.sources.azure import cost as az
+from finops.sources.azure.client import DEFAULT_THROTTLE_WAIT, default_wait, throttle_wait
 from finops.tags import TagRules
 from finops.timeutil import Window
 from tests.conftest import FIXTURES

@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from finops.ingest import ingest_focus
-from finops.store.db import Store
+from finops.collect import ingest_focus
+from finops.store import Store
 from finops.tags import TagRules
 from tests.conftest import FOCUS_SAMPLE
 

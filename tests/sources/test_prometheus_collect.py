@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from finops.collect import collect
 from finops.settings import PrometheusSettings, Settings
-from finops.store.db import Store, open_store
+from finops.store import Store, open_store
 from finops.timeutil import Window
 from tests.sources.test_prometheus_fleet import (
     A0,

@@ -15,12 +15,12 @@ import pytest
 
 from finops.collect import collect
 from finops.settings import PrometheusSettings, Settings
-from finops.sources.prom_client import error_reason, plan_chunks, safe_url
-from finops.sources.prom_gpu import GPU_MEASURES, gpu_rows, gpu_table
-from finops.sources.prom_parse import LabelMap, MalformedResult, Series, parse_matrix
-from finops.sources.prom_tokens import TOKEN_MEASURES, merge_token_sources, token_rows, token_table
-from finops.sources.promql import METRICS, QUERIES, render
-from finops.store.db import Store
+from finops.sources.prometheus.client import error_reason, plan_chunks, safe_url
+from finops.sources.prometheus.gpu import GPU_MEASURES, gpu_rows, gpu_table
+from finops.sources.prometheus.parse import LabelMap, MalformedResult, Series, parse_matrix
+from finops.sources.prometheus.promql import METRICS, QUERIES, render
+from finops.sources.prometheus.tokens import TOKEN_MEASURES, merge_token_sources, token_rows, token_table
+from finops.store import Store
 from finops.timeutil import Window
 from tests.conftest import FIXTURES
 

@@ -9,8 +9,7 @@ import duckdb
 import pytest
 
 from finops.settings import Settings
-from finops.store import migrate
-from finops.store.db import open_store
+from finops.store import migrate, open_store
 
 
 def _tables(path: Path) -> set[str]:

@@ -1,4 +1,4 @@
-"""Worked example A of SPEC section 6, fed through the real ingest path and the collector contract."""
+"""Worked example A of docs/definitions.md section 9, fed through the real ingest path and the collector contract."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from finops.batch import Batch, Task
-from finops.collect import run_task
-from finops.ingest import ingest_focus
+from finops.collect import ingest_focus, run_task
 from finops.resources import resource_key
-from finops.store.db import Store
+from finops.store import Store
 from finops.tags import TagRules
 from finops.timeutil import Window
 

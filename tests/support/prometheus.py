@@ -1,6 +1,6 @@
-"""A real Prometheus for tests: re-exports `finops.prom_backfill`, where the helper lives (the demo uses it too)."""
+"""A real Prometheus for tests: re-exports `finops.demo.prometheus`, where the helper lives (the demo uses it too)."""
 
-from finops.prom_backfill import (
+from finops.demo.prometheus import (
     BLOCK,
     CONFIG,
     PROMETHEUS,

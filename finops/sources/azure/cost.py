@@ -34,12 +34,11 @@ import pyarrow as pa
 from azure.core.credentials import TokenCredential
 from azure.mgmt.costmanagement import models as m
 
+from finops import money
 from finops.batch import Batch, Progress, SourceFailed, Task
-from finops.currency import ISO_4217
 from finops.resources import resource_key
 from finops.settings import AzureSettings, Settings
-from finops.sources import money
-from finops.sources.azure_client import (
+from finops.sources.azure.client import (
     CostQueries,
     Pacer,
     RequestCounter,
@@ -47,16 +46,16 @@ from finops.sources.azure_client import (
     default_credential,
     make_client,
 )
-from finops.tags import TagRules
+from finops.tags import DIMS, TagRules
 from finops.timeutil import Window
 
 log = logging.getLogger(__name__)
 
 COST_TYPES: dict[str, str] = {"ActualCost": "billed_cost", "AmortizedCost": "effective_cost"}
 PROVIDER = "Microsoft"  # FOCUS ProviderName for Azure
-DIM_COLUMNS = ("project", "team", "environment", "model_id")
+DIM_COLUMNS = DIMS
 COST_COLUMNS = ("Cost", "totalCost")  # the aggregation's column, as named in the answer
-MONEY = pa.decimal128(38, 12)
+MONEY = money.ARROW_MONEY
 _SCOPE = re.compile(
     r"^(subscriptions/[^/]+(/resourcegroups/[^/]+)?"
     r"|providers/microsoft\.billing/billingaccounts/[^/]+"
@@ -207,7 +206,7 @@ def parse_page(props: Mapping[str, Any], plan: Plan, chunk: Window, origin: str)
                 raise ValueError(f"row has {len(row) if isinstance(row, list) else 'no'} values for {len(names)} columns")
             currency = (_text(row[i_cur], "Currency") or "").upper()
             key = RowKey((_text(row[i_rid], "ResourceId") or "").lower(), _day(row[i_day], chunk), currency)
-            if currency not in ISO_4217:
+            if currency not in money.ISO_4217:
                 raise ValueError(f"Currency: not an ISO 4217 code: {row[i_cur]!r}")
             value = _text(row[i_val], plan.value_column)
             tag_key = _text(row[i_key], "TagKey") if i_key is not None else None

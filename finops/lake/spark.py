@@ -19,7 +19,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from finops.lake import TABLES, _join, is_remote
+from finops.lake.export import TABLES, _join, is_remote
 
 if TYPE_CHECKING:  # pyspark is optional: only this module needs it
     from pyspark.sql import DataFrame, SparkSession

@@ -8,8 +8,21 @@ from typing import Any
 
 import pyarrow as pa
 
-from finops.sources.prom_parse import FACT_DIMS, LabelMap, Series, first_label, hour_start, quarantine_row
-from finops.sources.promql import GPU_ID_LABELS, GPU_INFO_LABELS, HOST_LABELS, UUID_LABEL, WORKLOAD_LABELS
+from finops.sources.prometheus.parse import (
+    FACT_DIMS,
+    LabelMap,
+    Series,
+    first_label,
+    hour_start,
+    quarantine_row,
+)
+from finops.sources.prometheus.promql import (
+    GPU_ID_LABELS,
+    GPU_INFO_LABELS,
+    HOST_LABELS,
+    UUID_LABEL,
+    WORKLOAD_LABELS,
+)
 
 GPU_MEASURES = ("busy", "samples", "memory_used_mib", "energy_kwh")
 # A mean of ratios can exceed 1 by float noise only; more than this is a broken exporter.

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from finops.resources import resource_key
-from finops.sources.promql import WORKLOAD_LABELS
-from finops.tags import TagRules
+from finops.sources.prometheus.promql import WORKLOAD_LABELS
+from finops.tags import DIMS, TagRules
 
-FACT_DIMS = ("project", "team", "environment", "model_id")  # the dim columns of gpu_hours / token_hours
+FACT_DIMS = DIMS  # the dim columns of gpu_hours / token_hours
 
 
 @dataclass(frozen=True)

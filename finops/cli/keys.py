@@ -12,9 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from finops.keys import ROLES, check_team, create_key, list_keys, revoke_key
-from finops.settings import load_settings
-from finops.store.db import open_store
+from finops.cli.common import now, opened, settings
+from finops.store.keys import ROLES, check_team, create_key, list_keys, revoke_key
 from finops.tags import TagRules
 
 app = typer.Typer(help="API keys (stored as hashes; a new key is shown once).", no_args_is_help=True)
@@ -28,7 +27,7 @@ def create_cmd(
     name: Annotated[str | None, typer.Option(help="a label to recognise the key by")] = None,
 ) -> None:
     """Create a key. The key is printed alone on the last line; it cannot be shown again."""
-    s = load_settings()
+    s = settings()
     if role not in ROLES:
         raise typer.BadParameter(f"{role!r} is not one of {', '.join(ROLES)}", param_hint="--role")
     if team is not None:
@@ -40,11 +39,8 @@ def create_cmd(
         check_team(team, role)
     except ValueError as exc:
         raise typer.BadParameter(str(exc).split(": ", 1)[1], param_hint="--team") from None
-    store = open_store(s.db, s.duckdb)
-    try:
-        record, key = create_key(store, role, team, name)
-    finally:
-        store.close()
+    with opened(s) as store:
+        record, key = create_key(store, role, team, name, now())
     scope = f", team {record.team}" if record.team else ""
     err.print(f"created key {record.key_id} (role {record.role}{scope}); store it now, it is not shown again:")
     typer.echo(key)
@@ -53,12 +49,9 @@ def create_cmd(
 @app.command("list")
 def list_cmd() -> None:
     """List keys (ids, roles, teams, last use); never the keys themselves."""
-    s = load_settings()
-    store = open_store(s.db, s.duckdb)
-    try:
+    s = settings()
+    with opened(s) as store:
         keys = list_keys(store)
-    finally:
-        store.close()
     table = Table("role", "team", "name", "created", "last used", "revoked")
     table.columns.insert(0, Column("key id", no_wrap=True))
     for k in keys:
@@ -71,12 +64,9 @@ def list_cmd() -> None:
 @app.command("revoke")
 def revoke_cmd(key_id: Annotated[str, typer.Argument(help="the key id shown by `finops keys list`")]) -> None:
     """Revoke a key at once; requests with it answer 401 from then on."""
-    s = load_settings()
-    store = open_store(s.db, s.duckdb)
-    try:
-        done = revoke_key(store, key_id)
-    finally:
-        store.close()
+    s = settings()
+    with opened(s) as store:
+        done = revoke_key(store, key_id, now())
     if not done:
         err.print(f"[red]no active key with id {key_id!r}[/red]")
         raise typer.Exit(1)

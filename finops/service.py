@@ -20,11 +20,11 @@ from typing import Any
 import uvicorn
 
 from finops.alerts.config import AlertSettings
-from finops.jobs import Jobs
-from finops.keys import RedactKeys
-from finops.schedule import ScheduleSettings
+from finops.scheduler.jobs import Jobs
+from finops.scheduler.settings import ScheduleSettings
 from finops.settings import Settings
-from finops.store.db import Store, open_store
+from finops.store import Store, open_store
+from finops.store.keys import RedactKeys
 from finops.timeutil import utcnow
 
 log = logging.getLogger(__name__)

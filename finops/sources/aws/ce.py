@@ -33,10 +33,10 @@ from typing import Any
 import pyarrow as pa
 from botocore.exceptions import BotoCoreError, ClientError
 
+from finops import money
 from finops.batch import Batch, Progress, SourceFailed, Task
 from finops.settings import AwsSettings, Settings
-from finops.sources import money
-from finops.sources.aws_client import AwsSession, RequestCount, endpoint_for, failure
+from finops.sources.aws.client import AwsSession, RequestCount, endpoint_for, failure
 from finops.tags import TagRules
 from finops.timeutil import Window
 
@@ -343,8 +343,8 @@ COST_SCHEMA = pa.schema([
     ("charge_period_start", pa.timestamp("us")), ("charge_period_end", pa.timestamp("us")),
     ("charge_date", pa.date32()), ("provider_name", pa.string()), ("billing_account_id", pa.string()),
     ("sub_account_id", pa.string()), ("service_name", pa.string()), ("resource_id", pa.string()),
-    ("resource_key", pa.string()), ("billed_cost", pa.decimal128(38, 12)),
-    ("effective_cost", pa.decimal128(38, 12)), ("billing_currency", pa.string()), ("estimated", pa.bool_()),
+    ("resource_key", pa.string()), ("billed_cost", money.ARROW_MONEY),
+    ("effective_cost", money.ARROW_MONEY), ("billing_currency", pa.string()), ("estimated", pa.bool_()),
     ("tags", pa.string()), ("project", pa.string()), ("team", pa.string()), ("environment", pa.string()),
     ("model_id", pa.string()),
 ])

@@ -1,7 +1,7 @@
 """APScheduler wiring for `finops serve`: collections, the FOCUS drop folder, the weekly report, alerts.
 
 - One interval job per enabled source (`ScheduleSettings.sources`). Each run plans its windows from
-  the ledger (`finops.catchup`), so after downtime it catches up from the watermark in chunks, and
+  the ledger (`finops.scheduler.catchup`), so after downtime it catches up from the watermark in chunks, and
   a run with nothing new does nothing. Jobs have `max_instances=1` and `coalesce`, and a per-source
   lock guards the whole plan-and-collect, so collections of one source never overlap.
 - A failed run is recorded in the ledger (by `finops.collect`) and retried by a one-off job after
@@ -28,13 +28,13 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from finops import catchup, focus_drop, retention, weekly_files
 from finops.alerts.config import AlertSettings
 from finops.alerts.evaluate import AlertEngine, Evaluation
 from finops.collect import SOURCES, AlreadyRunning, RunResult, collect
-from finops.schedule import ScheduleSettings, SourceSchedule
+from finops.scheduler import catchup, focus_drop, weekly_files
+from finops.scheduler.settings import ScheduleSettings, SourceSchedule
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store, retention
 from finops.tags import TagRules
 from finops.timeutil import utcnow
 

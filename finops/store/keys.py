@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Literal
 
 from finops.store.db import Store
-from finops.timeutil import to_utc_naive, utcnow
+from finops.timeutil import to_utc_naive
 
 Role = Literal["viewer", "finance", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "finance", "admin")
@@ -84,7 +84,7 @@ def create_key(store: Store, role: str, team: str | None = None, name: str | Non
     check_team(team, role)
     key_id = secrets.token_hex(8)
     key = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-    created = to_utc_naive(now) if now else utcnow()
+    created = to_utc_naive(now) if now else store.clock()
     with store.transaction() as cur:
         cur.execute("INSERT INTO api_keys (key_id, key_hash, role, team, name, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                     [key_id, hash_key(key), role, team, name, created]).fetchall()
@@ -127,7 +127,7 @@ def revoke_key(store: Store, key_id: str, now: datetime | None = None) -> bool:
     """Revoke a key by id; False when there is no such (unrevoked) key."""
     with store.transaction() as cur:
         done = cur.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL "
-                           "RETURNING key_id", [to_utc_naive(now) if now else utcnow(), key_id]).fetchall()
+                           "RETURNING key_id", [to_utc_naive(now) if now else store.clock(), key_id]).fetchall()
     return bool(done)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 
 from finops.settings import DuckDBSettings
-from finops.store.db import Store
+from finops.store import Store
 
 # Table -> the time column whose UTC month partitions it. Facts, rollups, inventory and the run ledger.
 TABLES: dict[str, str] = {

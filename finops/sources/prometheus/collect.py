@@ -1,6 +1,6 @@
 """Prometheus collector: hourly GPU usage (dcgm-exporter) and token counts (vLLM, metering gateway).
 
-Aggregation happens in Prometheus: every query of `finops.sources.promql.QUERIES` is a range
+Aggregation happens in Prometheus: every query of `finops.sources.prometheus.promql.QUERIES` is a range
 query at a 1h step returning one point per GPU or model server and hour, so one hour of a large
 fleet costs a handful of queries. Long windows are split into chunks under Prometheus's
 11,000-points-per-series limit. The whole window is one task: all chunks are fetched first and
@@ -19,17 +19,24 @@ from prometheus_api_client import PrometheusConnect
 
 from finops.batch import Batch, Progress, SourceFailed, Task
 from finops.settings import Settings
-from finops.sources.prom_client import Chunk, QueryFailed, build_client, plan_chunks, run_range, safe_url
-from finops.sources.prom_gpu import GPU_MEASURES, gpu_rows, gpu_table
-from finops.sources.prom_parse import LabelMap, MalformedResult, Series, parse_matrix
-from finops.sources.prom_tokens import (
+from finops.sources.prometheus.client import (
+    Chunk,
+    QueryFailed,
+    build_client,
+    plan_chunks,
+    run_range,
+    safe_url,
+)
+from finops.sources.prometheus.gpu import GPU_MEASURES, gpu_rows, gpu_table
+from finops.sources.prometheus.parse import LabelMap, MalformedResult, Series, parse_matrix
+from finops.sources.prometheus.promql import MODEL_NAME_LABEL, QUERIES, TOKEN_FACTS, Query, render
+from finops.sources.prometheus.tokens import (
     TOKEN_MEASURES,
     TokenSource,
     merge_token_sources,
     token_rows,
     token_table,
 )
-from finops.sources.promql import MODEL_NAME_LABEL, QUERIES, TOKEN_FACTS, Query, render
 from finops.timeutil import Window
 
 SCOPE = "prometheus"

@@ -1,4 +1,4 @@
-"""The `finops serve` command (registered in finops/cli.py)."""
+"""`finops serve`: the API and the scheduler in one process, the store's one writer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from finops.settings import load_settings
+from finops.cli.common import CLOCK, settings
 
 
 def serve(
@@ -17,14 +17,15 @@ def serve(
 ) -> None:
     """Run the HTTP API and the scheduler (collections, weekly report, alerts) in one process."""
     from finops.alerts.config import AlertSettings
-    from finops.schedule import ScheduleSettings
-    from finops.serve import Service
+    from finops.scheduler.settings import ScheduleSettings
+    from finops.service import Service
 
     if not logging.getLogger().handlers:  # our INFO lines (runs, retries, reports) next to uvicorn's
         logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
-    settings = load_settings()
+    s = settings()
     # The `schedule` and `alerts` sections of the settings; empty sections mean the defaults.
-    schedule = ScheduleSettings.model_validate(settings.schedule)
-    alerts = AlertSettings.model_validate(settings.alerts)
-    Service(settings, host=host, port=port, scheduler=not no_scheduler, schedule=schedule, alerts=alerts).run()
+    schedule = ScheduleSettings.model_validate(s.schedule)
+    alerts = AlertSettings.model_validate(s.alerts)
+    Service(s, host=host, port=port, scheduler=not no_scheduler, schedule=schedule, alerts=alerts,
+            clock=CLOCK).run()

@@ -20,7 +20,6 @@ from datetime import date, datetime, timedelta
 from pydantic import BaseModel, Field
 
 from finops.store.db import Store
-from finops.timeutil import utcnow
 
 
 class RetentionSettings(BaseModel):
@@ -39,9 +38,9 @@ class RetentionResult:
     deleted: dict[str, int]
 
 
-def cutoff_day(keep_days: int, now: datetime | None = None) -> date:
+def cutoff_day(keep_days: int, now: datetime) -> date:
     """The first day kept: today (UTC) minus `keep_days`."""
-    return (now or utcnow()).date() - timedelta(days=keep_days)
+    return now.date() - timedelta(days=keep_days)
 
 
 def apply_retention(store: Store, keep_hourly_days: int | None, now: datetime | None = None) -> RetentionResult:
@@ -52,7 +51,7 @@ def apply_retention(store: Store, keep_hourly_days: int | None, now: datetime | 
     """
     if keep_hourly_days is None:
         return RetentionResult(None, {})
-    cutoff = cutoff_day(keep_hourly_days, now)
+    cutoff = cutoff_day(keep_hourly_days, now or store.clock())
     deleted: dict[str, int] = {}
     with store.transaction() as cur:
         for table, rollup in HOURLY.items():

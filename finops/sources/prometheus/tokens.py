@@ -8,8 +8,15 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from finops.sources.prom_parse import FACT_DIMS, LabelMap, Series, first_label, hour_start, quarantine_row
-from finops.sources.promql import SERVER_LABELS
+from finops.sources.prometheus.parse import (
+    FACT_DIMS,
+    LabelMap,
+    Series,
+    first_label,
+    hour_start,
+    quarantine_row,
+)
+from finops.sources.prometheus.promql import SERVER_LABELS
 
 TOKEN_MEASURES = ("prompt_tokens", "generation_tokens", "requests")
 # Where a model server is: the columns the gateway rows borrow from the vLLM server they displace.

@@ -30,7 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from finops.batch import Batch, Progress, SourceFailed, Task
 from finops.settings import Settings
-from finops.sources.aws_client import AwsSession, RequestCount, failure, tag_rules
+from finops.sources.aws.client import AwsSession, RequestCount, failure, tag_rules
 from finops.sources.focus import (
     FOCUS,
     REQUIRED_VALUES,

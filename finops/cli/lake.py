@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from finops.cli.common import console, opened, settings
 
 app = typer.Typer(help="Export the store.", no_args_is_help=True)
-console = Console()
 
 
 @app.command("lake")
@@ -18,23 +18,18 @@ def lake(
 ) -> None:
     """Write fact and rollup tables as Hive-partitioned Parquet (by source and month); re-running replaces
     the partitions it writes, never duplicates."""
-    from finops.lake import LakeError, export_lake
-    from finops.settings import load_settings
-    from finops.store.db import open_store
+    from finops.lake.export import LakeError, export_lake
     from finops.timeutil import parse_date
 
     try:
         start = parse_date(since, "since") if since else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--since") from None
-    s = load_settings()
-    store = open_store(s.db, s.duckdb)
-    try:
-        result = export_lake(store, to, since=start)
-    except LakeError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--to") from None
-    finally:
-        store.close()
+    with opened(settings()) as store:
+        try:
+            result = export_lake(store, to, since=start)
+        except LakeError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--to") from None
     for table, n in result.partitions.items():
         console.print(f"{table}: {n} partition(s), {result.rows[table]} row(s)")
     for skipped in result.skipped:

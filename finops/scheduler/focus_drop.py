@@ -15,17 +15,14 @@ from pathlib import Path
 
 from finops.batch import Batch, SourceFailed, Task
 from finops.collect import RunResult, run_tasks
-from finops.ingest import SOURCE, file_task
-from finops.schedule import FocusDropSettings
-from finops.store.db import Store
+from finops.scheduler.settings import FocusDropSettings
+from finops.sources.focus import SOURCE, file_task
+from finops.store import Store
+from finops.store.ledger import latest_details
 from finops.tags import TagRules
 
 log = logging.getLogger(__name__)
 
-LATEST_SQL = """
-SELECT scope, details FROM source_runs WHERE source = ?
-QUALIFY row_number() OVER (PARTITION BY scope ORDER BY run_id DESC) = 1
-"""
 
 
 def signature(path: Path) -> str:
@@ -44,7 +41,7 @@ def pending(store: Store, cfg: FocusDropSettings, now: float | None = None) -> l
 
     `now` (epoch seconds, as file modification times) tells files still being written apart."""
     now = time.time() if now is None else now
-    latest = {scope: details for scope, details in store.query(LATEST_SQL, [SOURCE])}
+    latest = latest_details(store, SOURCE)
     out = []
     for path in candidates(cfg):
         mtime = path.stat().st_mtime

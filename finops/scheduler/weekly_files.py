@@ -1,4 +1,4 @@
-"""The weekly job: write the previous ISO week's finance report (SPEC 4.4) as files and record them.
+"""The weekly job: write the previous ISO week's finance report (docs/definitions.md 6.4) as files and record them.
 
 Which week is due follows from the schedule and the time alone: the week before the latest
 scheduled time at or before `now`. A week is written once per format and destination (the
@@ -22,9 +22,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from finops import reports
 from finops.reports.export import MEDIA_TYPES, render
 from finops.reports.params import build_params
-from finops.schedule import WEEKDAYS, WeeklySettings
+from finops.scheduler.settings import WEEKDAYS, WeeklySettings
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
 from finops.timeutil import iso_week
 
 log = logging.getLogger(__name__)

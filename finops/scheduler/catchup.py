@@ -13,29 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from finops.collect import source_module
-from finops.schedule import SourceSchedule
+from finops.scheduler.settings import SourceSchedule
 from finops.settings import Settings
-from finops.store.db import Store
+from finops.store import Store
+from finops.store.ledger import open_failure, watermark
 from finops.timeutil import Window
-
-# A run's window that reaches past the time it ran (e.g. a manual collect up to tomorrow) only
-# holds data up to then: the watermark is capped at the run's start.
-WATERMARK_SQL = """
-SELECT max(least(window_end, started_at)) FROM source_runs
-WHERE source = ? AND status = 'succeeded' AND window_end IS NOT NULL
-"""
-
-# The oldest failed window (since `floor`) that no later successful run of the same scope covers.
-# A planning failure is recorded under the source's own id as scope; any later run covers it.
-OPEN_FAILURE_SQL = """
-SELECT min(f.window_start) FROM source_runs f
-WHERE f.source = $source AND f.status = 'failed' AND f.window_start >= $floor
-  AND NOT EXISTS (
-      SELECT 1 FROM source_runs s
-      WHERE s.source = f.source AND s.status = 'succeeded' AND s.run_id > f.run_id
-        AND (s.scope = f.scope OR f.scope = f.source)
-        AND s.window_start <= f.window_start AND s.window_end >= f.window_end)
-"""
 
 
 @dataclass(frozen=True)
@@ -63,14 +45,6 @@ def restatement(source: str, sched: SourceSchedule, settings: Settings, now: dat
         return w.start, w.end
     end = floor(now, sched.align) + (step(sched.align) if sched.include_current else timedelta(0))
     return end - timedelta(hours=sched.restatement_hours), end
-
-
-def watermark(store: Store, source: str) -> datetime | None:
-    return store.query(WATERMARK_SQL, [source])[0][0]
-
-
-def open_failure(store: Store, source: str, since: datetime) -> datetime | None:
-    return store.query(OPEN_FAILURE_SQL, {"source": source, "floor": since})[0][0]
 
 
 def chunks(start: datetime, end: datetime, days: int) -> list[Window]:

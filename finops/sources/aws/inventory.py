@@ -20,8 +20,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from finops.batch import Batch, Progress, SourceFailed, Task
 from finops.resources import resource_key
 from finops.settings import Settings
-from finops.sources.aws_client import AwsSession, RequestCount, failure, tag_rules
-from finops.tags import TagRules
+from finops.sources.aws.client import AwsSession, RequestCount, failure, tag_rules
+from finops.tags import DIMS, TagRules
 from finops.timeutil import Window, to_utc_naive
 
 SOURCE = "aws_inventory"
@@ -99,7 +99,7 @@ def to_rows(instances: Sequence[dict[str, Any]], counts: dict[str, int | None], 
             "resource_key": resource_key(inst["InstanceId"]), "instance_type": inst.get("InstanceType"),
             "gpu_count": counts.get(inst.get("InstanceType", "")), "host_names": host_names(inst),
             "region_id": region, "tags": json.dumps(tags, sort_keys=True) if tags else None,
-            **{d: dims.get(d) for d in ("project", "team", "environment", "model_id")},
+            **{d: dims.get(d) for d in DIMS},
             "valid_from": to_utc_naive(launched) if isinstance(launched, datetime) else None,
             "valid_to": _valid_to(inst),
         })

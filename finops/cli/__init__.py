@@ -1,0 +1,31 @@
+"""The `finops` command: typer commands that parse arguments and call the modules that do the work.
+
+Each command lives in the module of its area; this one assembles them. Heavy modules are imported
+inside the commands, so `finops --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from finops.cli.data import collect_cmd, db_app, ingest_app
+from finops.cli.keys import app as keys_app
+from finops.cli.lake import app as lake_app
+from finops.cli.report import report_cmd
+from finops.cli.serve import serve
+from finops.demo.cli import demo
+from finops.gateway.cli import gateway
+from finops.simulate.cli import app as simulate_app
+
+app = typer.Typer(help="FinOps for self-hosted LLM inference.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+app.add_typer(db_app, name="db")
+app.add_typer(ingest_app, name="ingest")
+app.command("collect")(collect_cmd)
+app.command("report")(report_cmd)
+app.command("demo")(demo)
+app.command("serve")(serve)
+app.command("gateway")(gateway)
+app.add_typer(keys_app, name="keys")
+app.add_typer(lake_app, name="export")
+app.add_typer(simulate_app, name="simulate")

@@ -1,0 +1,40 @@
+"""What every `finops` command shares: settings, the clock, the consoles, and the store it opens.
+
+The CLI is an entry point: settings and the clock are built here once per command and passed down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from rich.console import Console
+
+from finops.settings import Settings, load_settings
+from finops.store import Store, open_store
+from finops.timeutil import Clock, utcnow
+
+console = Console(soft_wrap=True)  # a line is never cut or wrapped, whatever the terminal
+err = Console(stderr=True, soft_wrap=True)
+
+# The clock of every command. Tests replace it (monkeypatch) to run the CLI at another date.
+CLOCK: Clock = utcnow
+
+
+def settings() -> Settings:
+    return load_settings()
+
+
+def now() -> datetime:
+    return CLOCK()
+
+
+@contextmanager
+def opened(s: Settings, *, migrate: bool = True) -> Iterator[Store]:
+    """The store for the duration of one command; closed however the command ends."""
+    store = open_store(s.db, s.duckdb, migrate=migrate, clock=CLOCK)
+    try:
+        yield store
+    finally:
+        store.close()

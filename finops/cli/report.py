@@ -1,0 +1,61 @@
+"""`finops report NAME`: one report as a terminal table, JSON, CSV or XLSX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from finops.cli.common import console, err, now, opened, settings
+
+
+def report_cmd(
+    name: Annotated[str, typer.Argument(help="unit-economics, idle-gpus, untagged-spend or weekly")],
+    start: Annotated[str | None, typer.Option(help="first day, YYYY-MM-DD")] = None,
+    end: Annotated[str | None, typer.Option(help="day after the last, YYYY-MM-DD")] = None,
+    week: Annotated[str | None, typer.Option(help="ISO week, e.g. 2026-W47 (instead of start/end)")] = None,
+    group_by: Annotated[str | None, typer.Option(help="comma-separated dims")] = None,
+    granularity: Annotated[str | None, typer.Option(help="day, week, month or total")] = None,
+    cost_basis: Annotated[str | None, typer.Option(help="effective or billed")] = None,
+    idle_threshold: Annotated[float | None, typer.Option(help="busy fraction below which an hour is idle")] = None,
+    scope: Annotated[str | None, typer.Option(help="all or accelerator (untagged spend)")] = None,
+    required_tags: Annotated[str | None, typer.Option(help="comma-separated dims a bill must carry")] = None,
+    currency: Annotated[str | None, typer.Option(help="report currency")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, json, csv or xlsx")] = "table",
+    out: Annotated[Path | None, typer.Option(help="write to this file instead of stdout")] = None,
+) -> None:
+    """Compute a report (docs/definitions.md) and print it or write it to a file."""
+    from finops import reports
+    from finops.reports.export import render
+    from finops.reports.params import ParamError, build_params
+    from finops.reports.terminal import show
+
+    if name not in reports.NAMES:
+        raise typer.BadParameter(f"unknown report {name!r}; choose from {', '.join(reports.NAMES)}", param_hint="NAME")
+    if fmt not in ("table", "json", "csv", "xlsx"):
+        raise typer.BadParameter(f"{fmt!r} is not one of table, json, csv, xlsx", param_hint="--format")
+    s = settings()
+    try:
+        params = build_params(
+            start=start, end=end, week=week, group_by=group_by, required_tags=required_tags,
+            default_required=s.required_tags, granularity=granularity, cost_basis=cost_basis,
+            idle_threshold=idle_threshold if idle_threshold is not None else s.idle_threshold, scope=scope,
+            currency=currency, shared_cost_key=s.shared_cost_key,
+            default_window_days=7, today=now().date(),
+        )
+        with opened(s) as store:
+            report = reports.get(name)(store, s, params)
+    except ParamError as exc:
+        raise typer.BadParameter(exc.message, param_hint=f"--{exc.param.replace('_', '-')}") from None
+    if fmt == "table":
+        show(report, console)
+        return
+    content, kind = render(report, fmt)
+    if out is not None:
+        out.write_bytes(content)
+        err.print(f"wrote {out} ({kind}, {len(content)} bytes)")
+    elif kind in ("json", "csv"):
+        typer.echo(content.decode(), nl=False)
+    else:
+        raise typer.BadParameter(f"{kind} output is binary: give --out FILE", param_hint="--out")

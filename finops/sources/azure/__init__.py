@@ -1,0 +1,1 @@
+"""Azure Cost Management: the Query API through the official SDK."""

@@ -42,8 +42,9 @@ lint: setup
 # end, a year end and a leap day: nothing may depend on the day the suite happens to run.
 DATES ?= 2027-03-01T00:20:00 2027-04-30T23:40:00 2026-12-31T23:30:00 2028-02-29T12:00:00
 test-dates: setup system-deps
-	@for d in $(DATES); do echo "== FINOPS_TEST_NOW=$$d"; FINOPS_TEST_NOW=$$d $(BIN)/pytest -q -m clock || exit 1; done
+	@for d in $(DATES); do echo "== FINOPS_TEST_NOW=$$d"; FINOPS_TEST_NOW=$$d $(BIN)/pytest -q -n 2 -m clock || exit 1; done
 
+# Two workers (the machine's two cores); a test file stays on one worker, so its fixtures are shared.
 test: setup system-deps lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 	$(MAKE) --no-print-directory test-dates

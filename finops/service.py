@@ -19,10 +19,10 @@ from typing import Any
 
 import uvicorn
 
-from finops.alerts.config import AlertSettings
 from finops.scheduler.jobs import Jobs
-from finops.scheduler.settings import ScheduleSettings
 from finops.settings import Settings
+from finops.settings.alerts import AlertSettings
+from finops.settings.schedule import ScheduleSettings
 from finops.store import Store, open_store
 from finops.store.keys import RedactKeys
 from finops.timeutil import utcnow
@@ -47,8 +47,8 @@ class Service:
                  clock: Callable[[], datetime] = utcnow, log_level: str = "info"):
         self.settings, self.host, self.port = settings, host, port
         self.with_scheduler = scheduler
-        self.schedule = schedule or ScheduleSettings()
-        self.alerts = alerts if alerts is not None else AlertSettings()
+        self.schedule = schedule or settings.schedule
+        self.alerts = alerts if alerts is not None else settings.alerts
         self.app_factory, self.clock, self.log_level = app_factory, clock, log_level
         self._own_store = store is None
         self.store = store

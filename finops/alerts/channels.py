@@ -13,42 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
+from finops.settings.alerts import Channel
 from finops.timeutil import to_utc_naive
-
-
-class _Channel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    url: SecretStr
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
-    verify_tls: bool | str = True
-    timeout_seconds: float = Field(default=10.0, gt=0)
-    max_attempts: int = Field(default=4, ge=1)
-    backoff_seconds: float = Field(default=1.0, ge=0)
-
-
-class WebhookChannel(_Channel):
-    type: Literal["webhook"] = "webhook"
-
-
-class SlackChannel(_Channel):
-    type: Literal["slack"] = "slack"
-
-
-class AlertmanagerChannel(_Channel):
-    """`url` is Alertmanager's base URL; alerts go to `<url>/api/v2/alerts`."""
-
-    type: Literal["alertmanager"] = "alertmanager"
-
-
-Channel = Annotated[WebhookChannel | SlackChannel | AlertmanagerChannel, Field(discriminator="type")]
 
 
 @dataclass(frozen=True)

@@ -16,21 +16,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from finops import reports
-from finops.alerts.rules import (
-    Exemptions,
-    Finding,
-    IdleGpuRule,
-    StaleSourceRule,
-    TokenCostRule,
-    UntaggedSpendRule,
-    alert_key,
-)
+from finops.alerts.rules import Finding, alert_key
 from finops.attribution import attribute
 from finops.reports import idle_gpus
 from finops.reports.model import fetch_rows, snapshot
 from finops.reports.params import ReportParams, build_params
 from finops.resources import resource_key
 from finops.settings import Settings
+from finops.settings.alerts import Exemptions, IdleGpuRule, StaleSourceRule, TokenCostRule, UntaggedSpendRule
 from finops.store import Store
 from finops.store.ledger import source_states
 from finops.tags import DIMS, UNALLOCATED

@@ -21,13 +21,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from finops.alerts.channels import Channel, Delivery, Notification, deliver
+from finops.alerts.channels import Delivery, Notification, deliver
 from finops.alerts.checks import CHECKS, Context
-from finops.alerts.config import AlertSettings
 from finops.alerts.rules import Finding
 from finops.settings import Settings
+from finops.settings.alerts import AlertSettings, Channel
 from finops.store import Store
-from finops.timeutil import to_utc_naive, utcnow
+from finops.timeutil import Clock, to_utc_naive
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +58,12 @@ class AlertEngine:
     """Evaluates `config.rules` against `store`; one evaluation at a time per engine."""
 
     def __init__(self, store: Store, settings: Settings, config: AlertSettings, *,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], datetime] = utcnow,
+                 sleep: Callable[[float], None] = time.sleep, clock: Clock | None = None,
                  watched_sources: list[str] | None = None):
         self.store, self.settings, self.config = store, settings, config
-        self.sleep, self.clock = sleep, clock
+        self.sleep, self.clock = sleep, clock or store.clock
         self.watched = None if watched_sources is None else tuple(watched_sources)
-        self.started_at = to_utc_naive(clock())
+        self.started_at = to_utc_naive(self.clock())
         self._lock = threading.Lock()
 
     def evaluate(self, now: datetime | None = None) -> Evaluation:

@@ -1,121 +1,12 @@
-"""Alert rules as configuration data: one pydantic model per kind, selected by its `kind` field.
+"""What an alert evaluation finds: one `Finding` per condition that holds, with a stable key.
 
-A rule only says *when* to alert; `finops.alerts.checks` holds how each kind is evaluated.
-Example (TOML)::
-
-    [[alerts.rules]]
-    kind = "idle_gpu"
-    min_hours = 6
-    min_idle_cost = "10.00"
-    severity = "critical"
-"""
+The rules themselves are configuration (`finops.settings.alerts`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from finops.tags import DIMS
-
-Severity = Literal["info", "warning", "critical"]
-
-
-class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # Names the rule in alert keys and messages; defaults to the kind. Unique among rules.
-    name: str = ""
-    severity: Severity = "warning"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("name"):
-            return {**data, "name": data.get("kind") or cls.model_fields["kind"].default}
-        return data
-
-
-class UntaggedSpendRule(_Rule):
-    """Untagged spend (docs/definitions.md 6.3) over the trailing `window_days` complete days reaches a share or an amount."""
-
-    kind: Literal["untagged_spend"] = "untagged_spend"
-    window_days: int = Field(default=7, ge=1, le=92)
-    # Fires when either threshold is reached; None disables that threshold.
-    min_share: Decimal | None = Field(default=Decimal("0.10"), ge=0, le=1)
-    min_amount: Decimal | None = Field(default=None, ge=0)
-    scope: Literal["all", "accelerator"] = "all"
-
-    @model_validator(mode="after")
-    def _some_threshold(self) -> UntaggedSpendRule:
-        if self.min_share is None and self.min_amount is None:
-            raise ValueError("untagged_spend: set min_share, min_amount or both")
-        return self
-
-
-class IdleGpuRule(_Rule):
-    """A GPU whose current idle streak (docs/definitions.md 6.2 idle hours since its last busy hour) is long and costly."""
-
-    kind: Literal["idle_gpu"] = "idle_gpu"
-    min_hours: int = Field(default=6, ge=1)
-    min_idle_cost: Decimal = Field(default=Decimal("0"), ge=0)
-    # How far back the idle-gpus report looks for the streak (a streak longer than this is cut).
-    lookback_days: int = Field(default=3, ge=1, le=31)
-    # A GPU silent for longer than this is gone (terminated), not idle: no alert.
-    max_silence_hours: int = Field(default=3, ge=0)
-
-
-class StaleSourceRule(_Rule):
-    """A source whose last successful collection is older than its allowed age."""
-
-    kind: Literal["stale_source"] = "stale_source"
-    max_age_hours: float = Field(default=30.0, gt=0)
-    # Per-source ages, e.g. hourly Prometheus is stale much sooner than daily billing data.
-    per_source_hours: dict[str, float] = Field(default_factory=lambda: {"prometheus": 3.0})
-    # None: every source that has runs in the ledger, minus `exclude` (manual FOCUS ingests).
-    sources: list[str] | None = None
-    exclude: list[str] = Field(default_factory=lambda: ["focus"])
-
-    def max_age(self, source: str) -> float:
-        return self.per_source_hours.get(source, self.max_age_hours)
-
-
-class TokenCostRule(_Rule):
-    """Cost per 1k generated tokens of a group up more than `min_increase_pct` week over week."""
-
-    kind: Literal["token_cost"] = "token_cost"
-    group_by: tuple[str, ...] = ("model_id",)
-    min_increase_pct: Decimal = Field(default=Decimal("20"), gt=0)
-    # Groups costing less than this in the current week are ignored (noise).
-    min_cost: Decimal = Field(default=Decimal("0"), ge=0)
-
-    @field_validator("group_by")
-    @classmethod
-    def _dims(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [d for d in v if d not in DIMS]
-        if unknown or not v:
-            raise ValueError(f"group_by: choose from {', '.join(DIMS)} (got {', '.join(v) or 'nothing'})")
-        return tuple(d for d in DIMS if d in v)
-
-
-Rule = Annotated[UntaggedSpendRule | IdleGpuRule | StaleSourceRule | TokenCostRule, Field(discriminator="kind")]
-
-
-def default_rules() -> list[Rule]:
-    return [UntaggedSpendRule(), IdleGpuRule(), StaleSourceRule(), TokenCostRule()]
-
-
-class Exemptions(BaseModel):
-    """Resources no resource-level rule (untagged spend, idle GPU) alerts on."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    # Raw tag key -> value on the bill (both compared case-insensitively), e.g. finops-ignore=true.
-    tags: dict[str, str] = Field(default_factory=lambda: {"finops-ignore": "true"})
-    # Resource ids in any spelling (ARN, Azure path, short id): matched by resource key.
-    resource_ids: list[str] = Field(default_factory=list)
+from typing import Any
 
 
 @dataclass(frozen=True)

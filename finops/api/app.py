@@ -14,7 +14,6 @@ from finops.api import admin, alerts, files, health, metrics, sources
 from finops.api import reports as reports_router
 from finops.api.auth import require, require_unscoped
 from finops.api.cache import DataVersion, ReportCache
-from finops.api.config import ApiSettings
 from finops.api.errors import install, query_names, reject_unknown_query, responses
 from finops.api.keystore import KeyCache, LastUsed
 from finops.api.runs import RunRegistry
@@ -24,6 +23,7 @@ from finops.api.telemetry import KpiCollector, MetricsMiddleware, RequestMetrics
 from finops.reports.model import Report
 from finops.reports.params import ReportParams
 from finops.settings import Settings
+from finops.settings.api import ApiSettings
 from finops.store import Store, open_store
 from finops.store.keys import FailureLimiter
 from finops.tags import TagRules
@@ -38,8 +38,8 @@ Errors answer `{"error": {"param": ..., "message": ...}}`."""
 def create_app(settings: Settings, store: Store | None = None, clock: Clock | None = None,
                api: ApiSettings | None = None) -> FastAPI:
     """Build the API. Without `store` the database is opened at startup and closed at shutdown;
-    a store passed in belongs to the caller. `api` defaults to `settings.api` when Settings has one."""
-    api = api or ApiSettings.model_validate(settings.api)
+    a store passed in belongs to the caller. `api` defaults to `settings.api`."""
+    api = api or settings.api
 
     def compute(name: str, params: ReportParams) -> Report:
         return restrict(reports.get(name)(state.db(), settings, params), params.filters)

@@ -21,6 +21,7 @@ from finops.api.deps import StateDep, ViewerDep
 from finops.api.errors import ApiError, responses
 from finops.api.report_models import REPORT_MODELS
 from finops.api.state import AppState
+from finops.reports import CATALOG, NAMES
 from finops.reports.export import MEDIA_TYPES
 from finops.reports.params import ParamError, ReportParams, build_params
 from finops.store.keys import Principal
@@ -168,16 +169,7 @@ def _endpoint(name: str) -> Callable[..., Awaitable[Response]]:
     return endpoint
 
 
-# The four reports of docs/definitions.md section 8, and savings recommendations.
-ROUTED = ("unit-economics", "idle-gpus", "untagged-spend", "weekly", "recommendations")
-SUMMARIES = {
-    "unit-economics": "Unit economics: cost, tokens and GPU-hours per group and period (docs/definitions.md 6.1)",
-    "idle-gpus": "Idle GPUs: idle hours and their cost per GPU (docs/definitions.md 6.2)",
-    "untagged-spend": "Untagged spend: cost missing required tags, and what rules recover (docs/definitions.md 6.3)",
-    "weekly": "Weekly finance report for one ISO week against the week before (docs/definitions.md 6.4; finance keys)",
-    "recommendations": "Savings recommendations with their monthly saving, evidence and assumptions",
-}
-for _name in ROUTED:
-    router.add_api_route(f"/{_name}", _endpoint(_name), methods=["GET"], summary=SUMMARIES[_name],
+for _name in NAMES:
+    router.add_api_route(f"/{_name}", _endpoint(_name), methods=["GET"], summary=CATALOG[_name].summary,
                          response_class=Response, responses=_openapi_200(_name), operation_id=_name.replace("-", "_"),
                          openapi_extra={"parameters": _openapi_parameters()})

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry
 
 from finops.api.cache import DataVersion, ReportCache
-from finops.api.config import ApiSettings
 from finops.api.keystore import KeyCache, LastUsed
 from finops.api.runs import RunRegistry
 from finops.settings import Settings
+from finops.settings.api import ApiSettings
 from finops.store import Store
 from finops.store.keys import FailureLimiter
 from finops.tags import TagRules

@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 
 from finops.cli.common import console, err, now, opened, settings
+from finops.reports import NAMES
 
 
 def report_cmd(
-    name: Annotated[str, typer.Argument(help="unit-economics, idle-gpus, untagged-spend or weekly")],
+    name: Annotated[str, typer.Argument(help=", ".join(NAMES))],
     start: Annotated[str | None, typer.Option(help="first day, YYYY-MM-DD")] = None,
     end: Annotated[str | None, typer.Option(help="day after the last, YYYY-MM-DD")] = None,
     week: Annotated[str | None, typer.Option(help="ISO week, e.g. 2026-W47 (instead of start/end)")] = None,

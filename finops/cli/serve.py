@@ -16,16 +16,10 @@ def serve(
     no_scheduler: Annotated[bool, typer.Option("--no-scheduler", help="serve the API only")] = False,
 ) -> None:
     """Run the HTTP API and the scheduler (collections, weekly report, alerts) in one process."""
-    from finops.alerts.config import AlertSettings
-    from finops.scheduler.settings import ScheduleSettings
     from finops.service import Service
 
     if not logging.getLogger().handlers:  # our INFO lines (runs, retries, reports) next to uvicorn's
         logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
     s = settings()
-    # The `schedule` and `alerts` sections of the settings; empty sections mean the defaults.
-    schedule = ScheduleSettings.model_validate(s.schedule)
-    alerts = AlertSettings.model_validate(s.alerts)
-    Service(s, host=host, port=port, scheduler=not no_scheduler, schedule=schedule, alerts=alerts,
-            clock=CLOCK).run()
+    Service(s, host=host, port=port, scheduler=not no_scheduler, clock=CLOCK).run()

@@ -12,11 +12,11 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from finops.gateway.config import GatewaySettings
 from finops.gateway.identity import Identifier
 from finops.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from finops.gateway.proxy import Gateway, proxy
 from finops.gateway.wire import build_client
+from finops.settings.gateway import GatewaySettings
 from finops.tags import DIMS, TagRules
 
 # Path -> (methods, metered). /v1/models is proxied (callers need it) but carries no tokens.

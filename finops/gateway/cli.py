@@ -10,18 +10,20 @@ import httpx
 import typer
 from pydantic import ValidationError
 
-from finops.gateway.config import GatewaySettings
+from finops.settings.gateway import GatewaySettings
 
 
-def load_gateway_settings(config: Path | None, **overrides: Any) -> GatewaySettings:
-    """Settings from a TOML file (top-level fields, keys under ``[keys."<key>"]``), then flags."""
-    data: dict[str, Any] = {}
+def load_gateway_settings(config: Path | None, base: GatewaySettings | None = None,
+                          **overrides: Any) -> GatewaySettings:
+    """The service's `gateway` section (`base`), then a TOML file (top-level fields or a `[gateway]`
+    table, keys under ``[keys."<key>"]``), then flags."""
+    data: dict[str, Any] = base.model_dump(exclude_unset=True) if base is not None else {}
     if config is not None:
         try:
-            data = tomllib.loads(config.read_text(encoding="utf-8"))
+            loaded = tomllib.loads(config.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise typer.BadParameter(f"cannot read {config}: {exc}", param_hint="--config") from None
-        data = data.get("gateway", data)
+        data.update(loaded.get("gateway", loaded))
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return GatewaySettings(**data)
@@ -50,11 +52,12 @@ def gateway(
     from finops.settings import load_settings
     from finops.tags import TagRules
 
+    service = load_settings()
     s = load_gateway_settings(
-        config, upstream_url=upstream, host=host, port=port, trust_headers=trust_headers,
+        config, service.gateway, upstream_url=upstream, host=host, port=port, trust_headers=trust_headers,
         unknown_callers=unknown_callers, stream_usage=stream_usage, upstream_api_key=upstream_api_key,
     )
-    app = create_app(s, rules=TagRules.from_settings(load_settings()))
+    app = create_app(s, rules=TagRules.from_settings(service))
     shown = httpx.URL(s.upstream_url).copy_with(username=None, password=None)  # no credentials in logs
     typer.echo(f"gateway on http://{s.host}:{s.port} -> {shown} "
                f"({len(s.keys)} keys, unknown callers: {s.unknown_callers})", err=True)

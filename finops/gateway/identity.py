@@ -7,7 +7,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from finops.gateway.config import SHA256_PREFIX, CallerTags, GatewaySettings
+from finops.settings.gateway import SHA256_PREFIX, CallerTags, GatewaySettings
 from finops.tags import TagRules, display
 
 CALLER_DIMS = ("project", "team", "environment")

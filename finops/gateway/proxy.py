@@ -16,7 +16,6 @@ import anyio
 import httpx
 from starlette.types import Receive, Scope, Send
 
-from finops.gateway.config import GatewaySettings
 from finops.gateway.identity import Caller, Identifier
 from finops.gateway.metering import RequestPlan, StreamMeter, parse_response, plan_request
 from finops.gateway.metrics import GatewayMetrics, Outcome
@@ -27,6 +26,7 @@ from finops.gateway.wire import (
     send_json,
     upstream_headers,
 )
+from finops.settings.gateway import GatewaySettings
 from finops.tags import UNTAGGED, TagRules
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import httpx
 from pydantic import SecretStr
 from starlette.types import Receive, Send
 
-from finops.gateway.config import GatewaySettings
+from finops.settings.gateway import GatewaySettings
 
 # Hop-by-hop headers, the caller's credentials and tags, and what httpx or uvicorn set themselves.
 _DROP_REQUEST = frozenset({

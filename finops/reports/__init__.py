@@ -1,11 +1,17 @@
-"""docs/definitions.md section 5-6: one module per report, plus exports. `get(name)` gives a report's builder."""
+"""The reports (docs/definitions.md sections 5-6): one module each, named once in `CATALOG`.
+
+The CLI, the API's routes and OpenAPI summaries, the terminal table and the weekly job all take the
+report names from here. Builders are imported when asked for (`get`), so the CLI starts fast.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported lazily: attribution imports reports.params
+if TYPE_CHECKING:
     from finops.reports.model import Report
     from finops.reports.params import ReportParams
     from finops.settings import Settings
@@ -13,19 +19,43 @@ if TYPE_CHECKING:  # imported lazily: attribution imports reports.params
 
     ReportFn = Callable[[Store, Settings, ReportParams], Report]
 
-NAMES = ("unit-economics", "idle-gpus", "untagged-spend", "weekly", "recommendations")
+
+@dataclass(frozen=True)
+class ReportInfo:
+    builder: str  # "module:function" under finops.reports
+    summary: str
+    columns: tuple[str, ...]  # the columns worth a terminal's width; exports carry every field
+
+
+CATALOG: dict[str, ReportInfo] = {
+    "unit-economics": ReportInfo(
+        "unit_economics:unit_economics",
+        "Unit economics: cost, tokens and GPU-hours per group and period (docs/definitions.md 6.1)",
+        ("period_start", "project", "team", "environment", "model_id", "cost", "generation_tokens",
+         "cost_per_1k_generated_tokens", "gpu_hours", "avg_gpu_busy", "idle_cost", "note")),
+    "idle-gpus": ReportInfo(
+        "idle_gpus:idle_gpus", "Idle GPUs: idle hours and their cost per GPU (docs/definitions.md 6.2)",
+        ("host", "gpu_uuid", "team", "model_id", "hours_observed", "idle_hours", "idle_cost",
+         "longest_idle_streak_hours", "no_tokens_served")),
+    "untagged-spend": ReportInfo(
+        "untagged:untagged_spend",
+        "Untagged spend: cost missing required tags, and what rules recover (docs/definitions.md 6.3)",
+        ("provider", "account", "service", "resource_id", "cost", "untagged_cost", "recoverable_cost",
+         "missing_tags")),
+    "weekly": ReportInfo(
+        "weekly:weekly",
+        "Weekly finance report for one ISO week against the week before (docs/definitions.md 6.4; finance keys)",
+        ("project", "team", "environment", "model_id", "cost", "previous_cost", "change")),
+    "recommendations": ReportInfo(
+        "recommendations:recommendations",
+        "Savings recommendations with their monthly saving, evidence and assumptions (docs/recommendations.md)",
+        ("kind", "resource", "team", "model_id", "monthly_saving", "confidence", "action")),
+}
+NAMES = tuple(CATALOG)
 
 
 def get(name: str) -> ReportFn:
-    """The builder for a report name (`unit-economics`, `idle-gpus`, `untagged-spend`, `weekly`)."""
-    from finops.reports.idle_gpus import idle_gpus
-    from finops.reports.recommendations import recommendations
-    from finops.reports.unit_economics import unit_economics
-    from finops.reports.untagged import untagged_spend
-    from finops.reports.weekly import weekly
-
-    table: dict[str, ReportFn] = {
-        "unit-economics": unit_economics, "idle-gpus": idle_gpus,
-        "untagged-spend": untagged_spend, "weekly": weekly, "recommendations": recommendations,
-    }
-    return table[name]
+    """The builder of the report called `name` (one of NAMES); KeyError for any other name."""
+    module, function = CATALOG[name].builder.split(":")
+    fn: ReportFn = getattr(importlib.import_module(f"finops.reports.{module}"), function)
+    return fn

@@ -21,7 +21,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import duckdb
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from finops.attribution import Attribution
 from finops.reports import idle_gpus
@@ -29,6 +28,7 @@ from finops.reports.model import Report, Row, fetch_rows, params_dict, ratio, wi
 from finops.reports.params import ReportParams
 from finops.reports.untagged import ACCELERATOR_REGEX
 from finops.settings import Settings
+from finops.settings.recommendations import RecommendationSettings
 from finops.store import Store
 from finops.tags import DIMS, UNALLOCATED, UNTAGGED
 
@@ -41,51 +41,6 @@ ON_DEMAND = ("standard", "on-demand", "ondemand", "on demand")
 # Compute services whose instances can run on spot (besides GPU families and GPU telemetry).
 COMPUTE_REGEX = r"elastic compute cloud|\bec2\b|virtual machines|compute engine"
 ASSUMED = "cost lines without a pricing category (and no commitment) taken as on-demand; "
-
-
-class RecommendationSettings(BaseModel):
-    """Assumptions of the estimates; every row states the ones it used."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    spot_discount: Decimal = Field(default=Decimal("0.70"), ge=0, lt=1)
-    commitment_discount: Decimal = Field(default=Decimal("0.30"), ge=0, lt=1)
-    # Share of each GPU kept free when consolidating: target busy is at most 1 - headroom.
-    headroom: Decimal = Field(default=Decimal("0.20"), ge=0, lt=1)
-    non_production_environments: tuple[str, ...] = ("dev", "test", "staging")
-    # Dim values marking batch workloads (spot candidates too), e.g. {"project": ["nightly-eval"]}.
-    batch_workloads: dict[str, tuple[str, ...]] = Field(default_factory=dict)
-    min_idle_streak_hours: int = Field(default=6, ge=1)
-    # Consecutive days of on-demand GPU spend, up to the last day with cost data, before committing.
-    commitment_min_days: int = Field(default=7, ge=1)
-    outlier_factor: Decimal = Field(default=Decimal(2), gt=1)
-    outlier_min_groups: int = Field(default=3, ge=2)
-    min_monthly_saving: Decimal = Field(default=Decimal("1.00"), ge=0)
-    days_per_month: Decimal = Field(default=Decimal("30.4375"), gt=0)
-    weekly_top: int = Field(default=10, ge=1)
-
-    @field_validator("non_production_environments")
-    @classmethod
-    def _lower(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(e.strip().lower() for e in v)
-
-    @field_validator("batch_workloads")
-    @classmethod
-    def _dims(cls, v: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-        unknown = [d for d in v if d not in DIMS]
-        if unknown:
-            raise ValueError(f"unknown dimension(s) {', '.join(map(repr, unknown))}")
-        return {d: tuple(x.strip().lower() for x in vals) for d, vals in v.items()}
-
-
-def rec_settings(settings: Settings) -> RecommendationSettings:
-    """The `recommendations` section of the settings when there is one, else the defaults."""
-    found = getattr(settings, "recommendations", None)
-    if isinstance(found, RecommendationSettings):
-        return found
-    if isinstance(found, BaseModel):
-        found = found.model_dump()
-    return RecommendationSettings.model_validate(found or {})
 
 
 @dataclass
@@ -422,7 +377,7 @@ def _row(r: Rec, params: ReportParams) -> Row:
 def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams, settings: Settings,
           rs: RecommendationSettings | None = None) -> Report:
     """Recommendations on the attribution already built on `cur`, ranked by monthly saving."""
-    rs = rs or rec_settings(settings)
+    rs = rs or settings.recommendations
     # The whole fleet informs medians and claims; rows are filtered last.
     p = params.model_copy(update={"filters": {}, "group_by": _keys(params)})
     names = dict(cur.execute("SELECT resource_key, max(resource_id) FROM att_cost "
@@ -459,5 +414,5 @@ def recommendations(store: Store, settings: Settings, params: ReportParams,
 
 def top(report: Report, settings: Settings) -> list[Row]:
     """The first `weekly_top` recommendations, without the nested evidence (a sheet of flat rows)."""
-    n = rec_settings(settings).weekly_top
+    n = settings.recommendations.weekly_top
     return [{k: v for k, v in r.items() if k != "evidence"} for r in report.rows[:n]]

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from finops.collect import source_module
-from finops.scheduler.settings import SourceSchedule
 from finops.settings import Settings
+from finops.settings.schedule import SourceSchedule
 from finops.store import Store
 from finops.store.ledger import open_failure, watermark
 from finops.timeutil import Window

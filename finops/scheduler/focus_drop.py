@@ -15,7 +15,7 @@ from pathlib import Path
 
 from finops.batch import Batch, SourceFailed, Task
 from finops.collect import RunResult, run_tasks
-from finops.scheduler.settings import FocusDropSettings
+from finops.settings.schedule import FocusDropSettings
 from finops.sources.focus import SOURCE, file_task
 from finops.store import Store
 from finops.store.ledger import latest_details

@@ -28,15 +28,15 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from finops.alerts.config import AlertSettings
 from finops.alerts.evaluate import AlertEngine, Evaluation
 from finops.collect import SOURCES, AlreadyRunning, RunResult, collect
 from finops.scheduler import catchup, focus_drop, weekly_files
-from finops.scheduler.settings import ScheduleSettings, SourceSchedule
 from finops.settings import Settings
+from finops.settings.alerts import AlertSettings
+from finops.settings.schedule import ScheduleSettings, SourceSchedule
 from finops.store import Store, retention
 from finops.tags import TagRules
-from finops.timeutil import utcnow
+from finops.timeutil import Clock
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +70,14 @@ class Jobs:
     """The scheduled work of one `finops serve` process, over one store."""
 
     def __init__(self, store: Store, settings: Settings, schedule: ScheduleSettings,
-                 alerts: AlertSettings | None = None, *, clock: Callable[[], datetime] = utcnow,
+                 alerts: AlertSettings | None = None, *, clock: Clock | None = None,
                  sleep: Callable[[float], None] = time.sleep, s3: Any = None):
         self.store, self.settings, self.schedule = store, settings, schedule
-        self.clock, self.s3 = clock, s3
+        self.clock, self.s3 = clock or store.clock, s3  # one clock: the store's unless given
         checked: dict[str, bool] = {}
         self.sources = {name: s for name, s in schedule.sources.items() if self._enabled(name, s, checked)} \
             if schedule.enabled else {}
-        self.alerts = AlertEngine(store, settings, alerts, sleep=sleep, clock=clock, watched_sources=list(self.sources)) \
+        self.alerts = AlertEngine(store, settings, alerts, sleep=sleep, clock=self.clock, watched_sources=list(self.sources)) \
             if alerts is not None and alerts.enabled else None
         self._locks = {name: threading.Lock() for name in self.sources}
         self._failures = dict.fromkeys(self.sources, 0)

@@ -22,8 +22,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from finops import reports
 from finops.reports.export import MEDIA_TYPES, render
 from finops.reports.params import build_params
-from finops.scheduler.settings import WEEKDAYS, WeeklySettings
 from finops.settings import Settings
+from finops.settings.schedule import WEEKDAYS, WeeklySettings
 from finops.store import Store
 from finops.timeutil import iso_week
 

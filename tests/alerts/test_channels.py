@@ -7,11 +7,16 @@ import socket
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from finops.alerts.channels import AlertmanagerChannel, Notification, SlackChannel, WebhookChannel, deliver
-from finops.alerts.config import AlertSettings
+from finops.alerts.channels import Notification, deliver
 from finops.alerts.evaluate import AlertEngine
-from finops.alerts.rules import UntaggedSpendRule
 from finops.settings import Settings
+from finops.settings.alerts import (
+    AlertmanagerChannel,
+    AlertSettings,
+    SlackChannel,
+    UntaggedSpendRule,
+    WebhookChannel,
+)
 from finops.store import Store
 from finops.tags import TagRules
 from tests.alerts.receivers import Receiver

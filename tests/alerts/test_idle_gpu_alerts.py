@@ -11,14 +11,19 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from finops.alerts.channels import AlertmanagerChannel, SlackChannel, WebhookChannel
-from finops.alerts.config import AlertSettings
 from finops.alerts.evaluate import AlertEngine
-from finops.alerts.rules import Exemptions, IdleGpuRule
 from finops.batch import Batch, Task
 from finops.collect import ingest_focus, run_task
 from finops.resources import resource_key
 from finops.settings import Settings
+from finops.settings.alerts import (
+    AlertmanagerChannel,
+    AlertSettings,
+    Exemptions,
+    IdleGpuRule,
+    SlackChannel,
+    WebhookChannel,
+)
 from finops.store import Store
 from finops.tags import TagRules
 from finops.timeutil import Window

@@ -11,13 +11,11 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from finops.alerts.channels import WebhookChannel
-from finops.alerts.config import AlertSettings
 from finops.alerts.evaluate import AlertEngine
-from finops.alerts.rules import Exemptions, TokenCostRule, UntaggedSpendRule
 from finops.batch import Batch, Task
 from finops.collect import ingest_focus, run_task
 from finops.settings import Settings
+from finops.settings.alerts import AlertSettings, Exemptions, TokenCostRule, UntaggedSpendRule, WebhookChannel
 from finops.store import Store
 from finops.tags import TagRules
 from finops.timeutil import Window

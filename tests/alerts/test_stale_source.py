@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from finops.alerts.channels import WebhookChannel
-from finops.alerts.config import AlertSettings
-from finops.alerts.rules import StaleSourceRule
 from finops.scheduler.jobs import Jobs
-from finops.scheduler.settings import ScheduleSettings, SourceSchedule
 from finops.settings import Settings
+from finops.settings.alerts import AlertSettings, StaleSourceRule, WebhookChannel
+from finops.settings.schedule import ScheduleSettings, SourceSchedule
 from finops.store import Store
 from finops.store.ledger import runs
 from tests.alerts.receivers import Receiver

@@ -6,7 +6,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from finops.reports.recommendations import RecommendationSettings
+from finops.settings.recommendations import RecommendationSettings
 from tests.api.conftest import WEEK, Api, Keys
 
 MONTH = RecommendationSettings().days_per_month

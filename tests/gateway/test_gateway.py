@@ -13,11 +13,11 @@ import httpx
 import openai
 import pytest
 
-from finops.gateway.config import GatewaySettings
 from finops.gateway.identity import Identifier
 from finops.gateway.metrics import GatewayMetrics
 from finops.gateway.proxy import Gateway
 from finops.gateway.wire import build_client
+from finops.settings.gateway import GatewaySettings
 from finops.tags import DIMS, TagRules
 from tests.gateway.conftest import (
     ALPHA,
@@ -165,8 +165,15 @@ def test_client_disconnect_mid_stream_cancels_upstream_and_counts_generated(
     assert total(s, TOKENS, **ALPHA, kind="generation") == call.generation_tokens
     # Prompt tokens: exact with vLLM's continuous usage; unknown (0) from the final-usage mode.
     assert total(s, TOKENS, **ALPHA, kind="prompt") == (call.prompt_tokens if mode == "continuous" else 0)
-    time.sleep(0.3)
-    assert scrape(url) == s  # nothing arrives later to count the request twice
+    # A later request completes and is counted; the cancelled one is still counted once, not again.
+    upstream.fake.token_delay = 0
+    done = httpx.post(url + "/v1/chat/completions", json={**body, "stream": False, "max_tokens": 2},
+                      headers={"authorization": f"Bearer {BETA_KEY}"}, timeout=10)
+    assert done.status_code == 200
+    after = wait_for(url, REQUESTS, **BETA, status="200")
+    def alphas(samples: dict[Any, float]) -> dict[Any, float]:
+        return {k: v for k, v in samples.items() if dict(k[1]).get("team") == "alpha"}
+    assert alphas(after) == alphas(s) != {}
 
 
 def test_client_leaving_a_whole_request_cancels_upstream(upstream: Upstream,

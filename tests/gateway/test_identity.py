@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from finops.cli import app as finops_app
 from finops.gateway.cli import load_gateway_settings
-from finops.gateway.config import CallerTags, GatewaySettings
 from finops.gateway.identity import Caller, Identifier, KeyStore, bearer_token
+from finops.settings.gateway import CallerTags, GatewaySettings
 from finops.tags import DIMS, TagRules
 
 RULES = TagRules.build(DIMS)

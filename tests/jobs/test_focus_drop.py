@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 from finops.scheduler.focus_drop import ingest_pending, pending
 from finops.scheduler.jobs import Jobs
-from finops.scheduler.settings import FocusDropSettings, ScheduleSettings
 from finops.settings import Settings
+from finops.settings.schedule import FocusDropSettings, ScheduleSettings
 from finops.sources.focus import SOURCE
 from finops.store import Store
 from finops.store.ledger import runs
@@ -65,27 +64,16 @@ def test_a_file_still_being_written_waits(store: Store, tmp_path: Path) -> None:
     assert pending(store, cfg, now=time.time() + 61) == [(tmp_path / "fresh.csv").resolve()]
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 def test_scheduler_scans_the_folder(store: Store, settings: Settings, tmp_path: Path) -> None:
     schedule = ScheduleSettings()
     schedule.sources = {}
     schedule.weekly.enabled = False
     schedule.focus_drop = FocusDropSettings(folder=tmp_path, every_minutes=0.1 / 60, settle_seconds=0)
     (tmp_path / "day1.csv").write_text(example_a.focus_csv())
-    jobs = Jobs(store, settings, schedule)
-    jobs.start()
-    try:
-        wait_for(lambda: len(runs(store, SOURCE)) == 1)
-        (tmp_path / "day2.csv").write_text(example_a.focus_csv(example_a.DAY.replace(day=3)))
-        wait_for(lambda: len(runs(store, SOURCE)) == 2)
-        time.sleep(0.3)
-    finally:
-        jobs.shutdown()
+    jobs = Jobs(store, settings, schedule)  # its job is called as the scheduler would call it
+    assert [r.status for r in jobs.run_focus_drop()] == ["succeeded"]
+    (tmp_path / "day2.csv").write_text(example_a.focus_csv(example_a.DAY.replace(day=3)))
+    assert [r.status for r in jobs.run_focus_drop()] == ["succeeded"]
+    assert jobs.run_focus_drop() == []  # both files known and unchanged: nothing ingested twice
     assert sorted(Path(r.scope).name for r in runs(store, SOURCE)) == ["day1.csv", "day2.csv"]
     assert all(r.status == "succeeded" for r in runs(store, SOURCE))

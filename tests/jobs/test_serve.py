@@ -18,9 +18,9 @@ import pytest
 from fastapi import FastAPI
 
 from finops.collect import SOURCES
-from finops.scheduler.settings import ScheduleSettings, SourceSchedule
 from finops.service import Service
 from finops.settings import Settings
+from finops.settings.schedule import ScheduleSettings, SourceSchedule
 from finops.store import Store, open_store
 from finops.store.ledger import runs
 from tests.jobs import fake_source

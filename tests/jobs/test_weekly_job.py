@@ -4,10 +4,7 @@ week's XLSX and CSV when the injected clock passes Monday 06:00, and the optiona
 from __future__ import annotations
 
 import io
-import threading
-import time
 import zipfile
-from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -17,42 +14,22 @@ import openpyxl
 import pytest
 
 from finops.scheduler.jobs import Jobs
-from finops.scheduler.settings import ScheduleSettings, WeeklySettings
 from finops.scheduler.weekly_files import due_week, run, trigger
 from finops.settings import Settings
+from finops.settings.schedule import ScheduleSettings, WeeklySettings
 from finops.store import Store
 from finops.tags import TagRules
 from tests.support import example_a
 from tests.support import moto as doubles
+from tests.support.clock import FixedClock
 
 moto_server, moto, aws_env = doubles.moto_server, doubles.moto, doubles.aws_env  # fixtures
 
 WEEK_OF_A = "2026-W45"  # Monday 2026-11-02, the day of example A, to Monday 2026-11-09
 
 
-class Clock:
-    def __init__(self, now: datetime):
-        self.now = now
-        self._lock = threading.Lock()
-
-    def set(self, now: datetime) -> None:
-        with self._lock:
-            self.now = now
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self.now
-
-
 def files(store: Store, week: str) -> list[tuple[str, str, int]]:
     return store.query("SELECT format, location, bytes FROM report_files WHERE period = ? ORDER BY format", [week])
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 8.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def test_due_week_and_trigger_follow_the_schedule() -> None:
@@ -75,18 +52,16 @@ def test_weekly_job_writes_previous_week_on_schedule(
     schedule = ScheduleSettings()
     schedule.sources = {}
     schedule.weekly.check_minutes = 0.1 / 60
-    clock = Clock(datetime(2026, 11, 9, 5, 59))  # one minute before this week's run
-    jobs = Jobs(store, s, schedule, clock=clock)
-    jobs.start()
-    try:
-        wait_for(lambda: len(files(store, "2026-W44")) == 2)  # at start: the last run's week, if missing
-        time.sleep(0.3)
-        assert files(store, WEEK_OF_A) == []  # not yet due
-        clock.set(datetime(2026, 11, 9, 6, 0, 30))
-        wait_for(lambda: len(files(store, WEEK_OF_A)) == 2)
-        time.sleep(0.3)  # the job keeps checking: nothing is written twice
-    finally:
-        jobs.shutdown()
+    clock = FixedClock(datetime(2026, 11, 9, 5, 59))  # one minute before this week's run
+    jobs = Jobs(store, s, schedule, clock=clock)  # its jobs are called as the scheduler would call them
+    jobs.run_weekly()
+    assert len(files(store, "2026-W44")) == 2  # the last due week, missing: written at once
+    assert files(store, WEEK_OF_A) == []  # not yet due
+    clock.now = datetime(2026, 11, 9, 6, 0, 30)
+    jobs.run_weekly()
+    assert len(files(store, WEEK_OF_A)) == 2
+    assert jobs.run_weekly() == []  # the job keeps checking: nothing is written twice
+    assert len(files(store, WEEK_OF_A)) == 2
     [(csv_fmt, csv_loc, csv_bytes), (fmt, loc, size)] = files(store, WEEK_OF_A)
     assert (fmt, csv_fmt) == ("xlsx", "csv")
     xlsx = Path(loc)

@@ -28,9 +28,10 @@ from finops.collect import ingest_focus, run_task
 from finops.reports import get
 from finops.reports.export import render
 from finops.reports.params import ReportParams, build_params
-from finops.reports.recommendations import RecommendationSettings, recommendations
+from finops.reports.recommendations import recommendations
 from finops.resources import resource_key
 from finops.settings import Settings
+from finops.settings.recommendations import RecommendationSettings
 from finops.store import Store, open_store
 from finops.tags import TagRules
 from finops.timeutil import Window

@@ -6,6 +6,7 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -72,6 +73,14 @@ def test_make_gpus_rejects_a_binding_to_a_missing_gpu() -> None:
     assert proc.returncode == 2 and "INDEX=URL" in proc.stderr
 
 
+def _scrape_until(url: str, ready: Callable[[Samples], bool], timeout: float = 5.0) -> Samples:
+    deadline = time.monotonic() + timeout
+    while not ready(m := scrape(url)):
+        assert time.monotonic() < deadline, "the simulator never reached the expected state"
+        time.sleep(0.05)
+    return m
+
+
 def _gpu(samples: Samples, name: str, gpu: str) -> float:
     return total(samples, name, gpu=gpu)
 
@@ -80,8 +89,7 @@ def test_bound_gpu_is_busy_only_while_its_server_has_requests(tmp_path: Path) ->
     with simulator("vllm", "--token-delay", "0.01", log=tmp_path / "vllm.log") as vllm, \
             simulator("dcgm", "--gpus", "3", "--bind", f"0={vllm}", "--bind", f"2=http://127.0.0.1:{free_port()}",
                       "--interval", "0.1", "--hostname", "node-x", log=tmp_path / "dcgm.log") as dcgm:
-        time.sleep(0.3)
-        idle = scrape(dcgm)
+        idle = _scrape_until(dcgm, lambda m: _gpu(m, "DCGM_FI_DEV_FB_USED", "0") > 0)  # the first samples
         assert [_gpu(idle, "DCGM_FI_PROF_GR_ENGINE_ACTIVE", g) for g in "012"] == [0, 0, 0]
         # A loaded model holds memory even when idle; a GPU with no (reachable) server holds none.
         assert _gpu(idle, "DCGM_FI_DEV_FB_USED", "0") > 0
@@ -103,9 +111,7 @@ def test_bound_gpu_is_busy_only_while_its_server_has_requests(tmp_path: Path) ->
         assert max(busy_seen) == busy_fraction(1, 4.0)  # one request in flight, default saturation 4
         assert set(other_seen) == {0.0}
 
-        time.sleep(0.4)
-        after = scrape(dcgm)
-        assert _gpu(after, "DCGM_FI_PROF_GR_ENGINE_ACTIVE", "0") == 0
+        after = _scrape_until(dcgm, lambda m: _gpu(m, "DCGM_FI_PROF_GR_ENGINE_ACTIVE", "0") == 0)  # idle again
         energy = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
         gained = {g: _gpu(after, energy, g) - _gpu(idle, energy, g) for g in "01"}
         assert gained["1"] > 0 and gained["0"] > gained["1"]  # idle GPUs draw power too, busy ones more

@@ -1,25 +1,12 @@
-"""Typed settings: defaults, then a TOML config file, then ``FINOPS_*`` environment variables.
-
-Settings are built once at an entry point (``load_settings``) and passed down; nothing reads the
-environment at import time.
-"""
+"""Settings of the store and of each source: DuckDB limits, Prometheus, AWS and Azure."""
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
-
-from finops.tags import DIMS
+from pydantic import BaseModel, Field, SecretStr
 
 BILLING_TAG_KEYS = {"project": "Project", "team": "Team", "environment": "Environment", "model_id": "ModelID"}
 
@@ -132,83 +119,3 @@ class AzureSettings(BaseModel):
     # Connection errors and 5xx are retried inside azure-core; 429 is always waited out by the collector.
     transport_retries: int = 3
     timeout_seconds: float = 120.0
-
-
-class Settings(BaseSettings):
-    """All settings of the service. Nested sections read ``FINOPS_<SECTION>_<FIELD>`` (e.g. ``FINOPS_AZURE_BASE_URL``) variables."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="FINOPS_",
-        env_nested_delimiter="_",
-        env_nested_max_split=1,
-        extra="ignore",
-    )
-
-    db: Path = Path("./finops.duckdb")
-    duckdb: DuckDBSettings = Field(default_factory=DuckDBSettings)
-    # Extra tag keys per dim, added to the built-in aliases of finops.tags.
-    tag_aliases: dict[str, list[str]] = Field(default_factory=dict)
-    required_tags: list[str] = Field(default_factory=lambda: list(DIMS))
-    lowercase_values: bool = True
-    missing_values: list[str] = Field(default_factory=lambda: ["", "null", "none", "n/a"])
-    shared_cost_key: Literal["gpu_hours", "tokens", "even"] = "gpu_hours"
-    idle_threshold: float = 0.05
-    # Rates into one report currency, e.g. {"EUR": "1.08"} with report_currency "USD".
-    report_currency: str | None = None
-    currency_rates: dict[str, Decimal] = Field(default_factory=dict)
-    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
-    aws: AwsSettings = Field(default_factory=AwsSettings)
-    azure: AzureSettings = Field(default_factory=AzureSettings)
-    reports_dir: Path = Path("./reports")
-    # Hourly GPU/token detail older than this many days is dropped daily by the scheduler; the daily
-    # rollups are kept forever (finops.store.retention). None keeps everything.
-    retention_keep_hourly_days: int | None = None
-    # Sections validated by the module that owns them (their models import the rest of the package,
-    # so they cannot be imported here): finops.api.config.ApiSettings, finops.scheduler.settings.ScheduleSettings,
-    # finops.alerts.config.AlertSettings, finops.reports.recommendations.RecommendationSettings.
-    api: dict[str, Any] = Field(default_factory=dict)
-    schedule: dict[str, Any] = Field(default_factory=dict)
-    alerts: dict[str, Any] = Field(default_factory=dict)
-    recommendations: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("required_tags")
-    @classmethod
-    def _lower_names(cls, v: list[str]) -> list[str]:
-        names = [d.strip().lower() for d in v]
-        unknown = [d for d in names if d not in DIMS]
-        if unknown:
-            raise ValueError(f"unknown dim(s) {', '.join(unknown)}; the dims are {', '.join(DIMS)}")
-        return names
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fixed_dims(cls, data: Any) -> Any:
-        # The four dims are the schema's columns. An old `dims` setting naming others would have
-        # been silently ignored at best; say why instead.
-        if isinstance(data, dict) and "dims" in data and [str(d).strip().lower() for d in data["dims"]] != list(DIMS):
-            raise ValueError(f"dims are fixed to {', '.join(DIMS)}; map other tag keys onto them with tag_aliases")
-        return data
-
-    @property
-    def dims(self) -> tuple[str, ...]:
-        return DIMS
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = os.environ.get("FINOPS_CONFIG")
-        if config_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
-        return tuple(sources)
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Build the settings once, at an entry point (CLI, server, test)."""
-    return Settings(**overrides)

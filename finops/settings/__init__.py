@@ -1,0 +1,116 @@
+"""One typed settings tree: defaults, then a TOML config file, then ``FINOPS_*`` environment variables.
+
+Every section is a pydantic model in this package (`sources`, `schedule`, `alerts`, `api`,
+`recommendations`, `gateway`), so a typo in any section is an error at start-up. Settings are built
+once at an entry point (``load_settings``) and passed down; nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from finops.settings.alerts import AlertSettings
+from finops.settings.api import ApiSettings
+from finops.settings.gateway import GatewaySettings
+from finops.settings.recommendations import RecommendationSettings
+from finops.settings.schedule import ScheduleSettings
+from finops.settings.sources import (
+    BILLING_TAG_KEYS,
+    AwsSettings,
+    AzureSettings,
+    DuckDBSettings,
+    PrometheusSettings,
+)
+from finops.tags import DIMS
+
+__all__ = ["BILLING_TAG_KEYS", "AlertSettings", "ApiSettings", "AwsSettings", "AzureSettings", "DuckDBSettings",
+           "GatewaySettings", "PrometheusSettings", "RecommendationSettings", "ScheduleSettings", "Settings",
+           "load_settings"]
+
+class Settings(BaseSettings):
+    """All settings of the service. Nested sections read ``FINOPS_<SECTION>_<FIELD>`` (e.g. ``FINOPS_AZURE_BASE_URL``) variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FINOPS_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="ignore",
+    )
+
+    db: Path = Path("./finops.duckdb")
+    duckdb: DuckDBSettings = Field(default_factory=DuckDBSettings)
+    # Extra tag keys per dim, added to the built-in aliases of finops.tags.
+    tag_aliases: dict[str, list[str]] = Field(default_factory=dict)
+    required_tags: list[str] = Field(default_factory=lambda: list(DIMS))
+    lowercase_values: bool = True
+    missing_values: list[str] = Field(default_factory=lambda: ["", "null", "none", "n/a"])
+    shared_cost_key: Literal["gpu_hours", "tokens", "even"] = "gpu_hours"
+    idle_threshold: float = 0.05
+    # Rates into one report currency, e.g. {"EUR": "1.08"} with report_currency "USD".
+    report_currency: str | None = None
+    currency_rates: dict[str, Decimal] = Field(default_factory=dict)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+    azure: AzureSettings = Field(default_factory=AzureSettings)
+    reports_dir: Path = Path("./reports")
+    # Hourly GPU/token detail older than this many days is dropped daily by the scheduler; the daily
+    # rollups are kept forever (finops.store.retention). None keeps everything.
+    retention_keep_hourly_days: int | None = None
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    recommendations: RecommendationSettings = Field(default_factory=RecommendationSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+
+    @field_validator("required_tags")
+    @classmethod
+    def _lower_names(cls, v: list[str]) -> list[str]:
+        names = [d.strip().lower() for d in v]
+        unknown = [d for d in names if d not in DIMS]
+        if unknown:
+            raise ValueError(f"unknown dim(s) {', '.join(unknown)}; the dims are {', '.join(DIMS)}")
+        return names
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fixed_dims(cls, data: Any) -> Any:
+        # The four dims are the schema's columns. An old `dims` setting naming others would have
+        # been silently ignored at best; say why instead.
+        if isinstance(data, dict) and "dims" in data and [str(d).strip().lower() for d in data["dims"]] != list(DIMS):
+            raise ValueError(f"dims are fixed to {', '.join(DIMS)}; map other tag keys onto them with tag_aliases")
+        return data
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return DIMS
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("FINOPS_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings once, at an entry point (CLI, server, test)."""
+    return Settings(**overrides)

@@ -8,12 +8,12 @@ is waited out as the quota headers say, a bounded number of times; requests are 
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -26,6 +26,7 @@ from azure.core.pipeline.policies._utils import parse_retry_after
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.mgmt.costmanagement import CostManagementClient
 from azure.mgmt.costmanagement.models import QueryDefinition
+from tenacity import RetryCallState, Retrying, retry_if_result
 
 from finops.batch import SourceFailed
 from finops.settings import AzureSettings
@@ -154,6 +155,14 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
+@dataclass(frozen=True)
+class _Throttled:
+    """A 429: why, and how long Azure said to wait (None: it did not say)."""
+
+    reason: str
+    told: float | None
+
+
 class CostQueries:
     """Runs Cost Management queries on one client, with its throttling and paging rules."""
 
@@ -202,38 +211,59 @@ class CostQueries:
         return props
 
     def _send(self, call: Callable[[], HttpResponse], what: str) -> HttpResponse | None:
-        """One request, repeated while throttled; the 200 response, None for 204, else SourceFailed."""
-        for attempt in itertools.count(1):
-            self._pacer.wait()
-            try:
-                resp = call()
-            except ClientAuthenticationError as exc:
-                if exc.response is None:
-                    raise SourceFailed(f"Azure authentication failed: {_first_line(exc)}", self.requests) from None
-                resp = cast(HttpResponse, exc.response)
-            except HttpResponseError as exc:
-                if exc.response is None:
-                    raise SourceFailed(f"{what} failed: {_first_line(exc)}", self.requests) from None
-                resp = cast(HttpResponse, exc.response)
-            except AzureError as exc:
-                raise SourceFailed(f"{what}: cannot reach {self._azure.base_url}: {_first_line(exc)}",
-                                   self.requests) from None
-            if resp.status_code == 200:
-                return resp
-            if resp.status_code == 204:
-                return None
-            if resp.status_code != 429:
-                raise SourceFailed(f"{what} failed: HTTP {resp.status_code} {_error_text(resp)}", self.requests)
-            told = throttle_wait(resp.headers)
-            wait = default_wait(attempt, self._azure.max_wait_seconds) if told is None else told
-            reason = f"{what}: throttled by Azure (HTTP 429 {_error_text(resp)})"
-            if attempt >= self._azure.max_attempts:
-                raise SourceFailed(f"{reason} on all {attempt} attempts (azure.max_attempts); try later",
-                                   self.requests)
-            if wait > self._azure.max_wait_seconds:
-                raise SourceFailed(f"{reason}; Azure asks to wait {wait:g} s, more than "
-                                   f"azure.max_wait_seconds = {self._azure.max_wait_seconds:g}", self.requests)
-            log.info("%s; waiting %.3g s as told (attempt %d of %d)", reason, wait, attempt,
-                     self._azure.max_attempts)
-            self._sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+        """One request, repeated while throttled (tenacity: wait as Azure says, at most `max_attempts`
+        tries); the 200 response, None for 204, else SourceFailed."""
+        azure = self._azure
+
+        def throttled(state: RetryCallState) -> _Throttled:
+            assert state.outcome is not None  # tenacity asks only after an attempt
+            return cast(_Throttled, state.outcome.result())
+
+        def wait(state: RetryCallState) -> float:
+            told = throttled(state).told
+            return default_wait(state.attempt_number, azure.max_wait_seconds) if told is None else told
+
+        def stop(state: RetryCallState) -> bool:  # out of tries, or told to wait beyond our limit
+            return state.attempt_number >= azure.max_attempts or wait(state) > azure.max_wait_seconds
+
+        def give_up(state: RetryCallState) -> None:
+            reason, waited = throttled(state).reason, wait(state)
+            if waited > azure.max_wait_seconds:
+                raise SourceFailed(f"{reason}; Azure asks to wait {waited:g} s, more than "
+                                   f"azure.max_wait_seconds = {azure.max_wait_seconds:g}", self.requests)
+            raise SourceFailed(f"{reason} on all {state.attempt_number} attempts (azure.max_attempts); try later",
+                               self.requests)
+
+        def before_sleep(state: RetryCallState) -> None:
+            log.info("%s; waiting %.3g s as told (attempt %d of %d)", throttled(state).reason, wait(state),
+                     state.attempt_number, azure.max_attempts)
+
+        retrying = Retrying(retry=retry_if_result(lambda r: isinstance(r, _Throttled)), wait=wait,
+                            stop=stop, sleep=self._sleep,
+                            before_sleep=before_sleep, retry_error_callback=give_up)
+        result = retrying(self._attempt, call, what)
+        return cast(HttpResponse | None, result)
+
+    def _attempt(self, call: Callable[[], HttpResponse], what: str) -> HttpResponse | _Throttled | None:
+        """One paced request: the response (200), None (204), a `_Throttled` (429), else SourceFailed."""
+        self._pacer.wait()
+        try:
+            resp = call()
+        except ClientAuthenticationError as exc:
+            if exc.response is None:
+                raise SourceFailed(f"Azure authentication failed: {_first_line(exc)}", self.requests) from None
+            resp = cast(HttpResponse, exc.response)
+        except HttpResponseError as exc:
+            if exc.response is None:
+                raise SourceFailed(f"{what} failed: {_first_line(exc)}", self.requests) from None
+            resp = cast(HttpResponse, exc.response)
+        except AzureError as exc:
+            raise SourceFailed(f"{what}: cannot reach {self._azure.base_url}: {_first_line(exc)}",
+                               self.requests) from None
+        if resp.status_code == 200:
+            return resp
+        if resp.status_code == 204:
+            return None
+        if resp.status_code != 429:
+            raise SourceFailed(f"{what} failed: HTTP {resp.status_code} {_error_text(resp)}", self.requests)
+        return _Throttled(f"{what}: throttled by Azure (HTTP 429 {_error_text(resp)})", throttle_wait(resp.headers))

@@ -165,11 +165,19 @@ def _read_source(con: duckdb.DuckDBPyConnection, path: Path, spec: FileSpec) -> 
     return "csv", columns
 
 
+def _is_number_or_text(typ: str) -> bool:
+    t = typ.upper()
+    return t == "VARCHAR" or t.startswith(("DECIMAL", "DOUBLE", "FLOAT", "REAL", "TINYINT", "SMALLINT", "INTEGER",
+                                           "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+                                           "UHUGEINT"))
+
+
 def _value_sql(kind: str, col: str, typ: str) -> str:
     if kind == "timestamp":
         return f"(try_cast({col} AS TIMESTAMPTZ) AT TIME ZONE 'UTC')"
     if kind == "money":
-        return f"try_cast({col} AS {MONEY})"
+        # Only numbers and text are amounts: DuckDB would cast a boolean to 1.00 / 0.00.
+        return f"try_cast({col} AS {MONEY})" if _is_number_or_text(typ) else f"CAST(NULL AS {MONEY})"
     if kind == "currency":
         return f"upper(trim(CAST({col} AS VARCHAR)))"
     if kind == "tags":
@@ -206,10 +214,17 @@ def _tag_map(con: duckdb.DuckDBPyConnection, rules: TagRules, tags_expr: str) ->
     for text in distinct:
         try:
             dims, err = rules.dims_from_json(text), None
-        except (ValueError, TypeError) as exc:
+            for value in dims.values():
+                if value is not None:
+                    value.encode("utf-8")  # a lone surrogate escape (e.g. \ud800) decodes, then cannot be stored
+        except (ValueError, TypeError, RecursionError) as exc:
             dims, err = dict.fromkeys(rules.dims), f"Tags: not a JSON object ({type(exc).__name__})"
             if isinstance(exc, json.JSONDecodeError):
                 err = f"Tags: invalid JSON at position {exc.pos}"
+            elif isinstance(exc, RecursionError):
+                err = "Tags: JSON nested too deeply"
+            elif isinstance(exc, UnicodeEncodeError):
+                err = "Tags: a value is not valid Unicode (a lone surrogate escape)"
         out["t"].append(text)
         out["err"].append(err)
         for d in rules.dims:

@@ -80,6 +80,10 @@ QUARANTINED: list[tuple[str, bytes, str]] = [
     ("tags-invalid-json", line(tags="{not json").encode(), "Tags: invalid JSON at position 1"),
     ("tags-json-array", line(tags=quoted([1, 2])).encode(), "Tags: not a JSON object"),
     ("tags-json-string", line(tags=quoted("Project=a")).encode(), "Tags: not a JSON object"),
+    ("tags-nested-5000-deep", line(tags='"' + '{""a"":' * 5000 + "1" + "}" * 5000 + '"').encode(),
+     "Tags: JSON nested too deeply"),
+    ("tags-lone-surrogate", line(tags='"{""Team"": ""a\\ud800""}"').encode(),
+     "Tags: a value is not valid Unicode (a lone surrogate escape)"),
     ("tags-10-mb", line(tags=BIG_TAGS).encode(), "unreadable CSV row: LINE SIZE OVER MAXIMUM"),
     ("invalid-utf8-service", line(service="EC\udcff2").encode("utf-8", "surrogateescape"),
      "unreadable CSV row: INVALID ENCODING"),
@@ -187,6 +191,18 @@ def test_parquet_doubles_that_are_not_money_are_quarantined(tmp_path: Path) -> N
     parsed = parse_focus_file(path, RULES)
     assert parsed.rows.column("billed_cost").to_pylist() == [Decimal("1.5")]
     assert [q["reason"].split(":")[0] for q in parsed.quarantine] == ["BilledCost"] * 3
+
+
+def test_parquet_booleans_are_not_money(tmp_path: Path) -> None:
+    path = tmp_path / "booleans.parquet"
+    duckdb.sql(f"""COPY (SELECT * FROM (VALUES (true), (false)) v(BilledCost), (SELECT 1.0 AS EffectiveCost,
+                   'USD' AS BillingCurrency, TIMESTAMP '2026-11-02' AS ChargePeriodStart,
+                   TIMESTAMP '2026-11-03' AS ChargePeriodEnd, 'Usage' AS ChargeCategory, 'EC2' AS ServiceName,
+                   'a' AS BillingAccountId, 'AWS' AS ProviderName)) TO '{path}' (FORMAT parquet)""")
+    parsed = parse_focus_file(path, RULES)
+    assert parsed.rows.num_rows == 0  # never stored as 1.00 / 0.00
+    assert [q["reason"] for q in parsed.quarantine] == ["BilledCost: not a finite number within DECIMAL(38,12): "
+                                                        + v for v in ("true", "false")]
 
 
 def test_the_whole_corpus_in_one_file_accounts_for_every_row(store: Store, tmp_path: Path) -> None:

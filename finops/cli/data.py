@@ -17,6 +17,7 @@ ingest_app = typer.Typer(help="Load cost files.", no_args_is_help=True)
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create the database or upgrade it to the newest schema (a no-op when current)."""
+    from finops.store.ledger import fail_interrupted_runs
     from finops.store.migrate import current_revision, upgrade
 
     s = settings()
@@ -27,6 +28,9 @@ def db_upgrade() -> None:
         else:
             console.print(f"{s.db}: upgraded {before or 'empty'} -> {after}")
         assert current_revision(store) == after
+        interrupted = fail_interrupted_runs(store)
+        if interrupted:
+            console.print(f"{s.db}: {interrupted} run(s) left running by a stopped process marked failed")
 
 
 @ingest_app.command("focus")
@@ -42,7 +46,11 @@ def ingest_focus_cmd(paths: Annotated[list[Path], typer.Argument(help="FOCUS CSV
         rules = TagRules.from_settings(s)
         for path in paths:
             r = run_task(store, SOURCE, file_task(rules, path))
-            if r.status == "succeeded":
+            if r.status == "succeeded" and r.rows == 0 and r.quarantined > 0:
+                failed = True  # nothing of the file could be used: not a success, whatever was recorded
+                err.print(f"[red]{path}: every row quarantined ({r.quarantined}); nothing stored[/red] "
+                          f"(run {r.run_id}; reasons: SELECT line, reason FROM quarantine WHERE run_id = {r.run_id})")
+            elif r.status == "succeeded":
                 console.print(f"{path}: {r.rows} accepted, {r.quarantined} quarantined (run {r.run_id})")
             else:
                 failed = True

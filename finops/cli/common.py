@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
+import typer
 from rich.console import Console
 
 from finops.settings import Settings, load_settings
-from finops.store import Store, open_store
+from finops.store import Store, StoreBusy, open_store
 from finops.timeutil import Clock, utcnow
 
 console = Console(soft_wrap=True)  # a line is never cut or wrapped, whatever the terminal
@@ -33,7 +34,11 @@ def now() -> datetime:
 @contextmanager
 def opened(s: Settings, *, migrate: bool = True) -> Iterator[Store]:
     """The store for the duration of one command; closed however the command ends."""
-    store = open_store(s.db, s.duckdb, migrate=migrate, clock=CLOCK)
+    try:
+        store = open_store(s.db, s.duckdb, migrate=migrate, clock=CLOCK)
+    except StoreBusy as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
     try:
         yield store
     finally:

@@ -49,7 +49,7 @@ def ingest_focus_cmd(paths: Annotated[list[Path], typer.Argument(help="FOCUS CSV
             if r.status == "succeeded" and r.rows == 0 and r.quarantined > 0:
                 failed = True  # nothing of the file could be used: not a success, whatever was recorded
                 err.print(f"[red]{path}: every row quarantined ({r.quarantined}); nothing stored[/red] "
-                          f"(run {r.run_id}; reasons: SELECT line, reason FROM quarantine WHERE run_id = {r.run_id})")
+                          f"(run {r.run_id}; each row's line and reason are in the quarantine table)")
             elif r.status == "succeeded":
                 console.print(f"{path}: {r.rows} accepted, {r.quarantined} quarantined (run {r.run_id})")
             else:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from finops.cli.common import CLOCK, settings
+from finops.cli import common
 
 
 def serve(
@@ -17,9 +17,14 @@ def serve(
 ) -> None:
     """Run the HTTP API and the scheduler (collections, weekly report, alerts) in one process."""
     from finops.service import Service
+    from finops.store import StoreBusy
 
     if not logging.getLogger().handlers:  # our INFO lines (runs, retries, reports) next to uvicorn's
         logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
-    s = settings()
-    Service(s, host=host, port=port, scheduler=not no_scheduler, clock=CLOCK).run()
+    s = common.settings()
+    try:
+        Service(s, host=host, port=port, scheduler=not no_scheduler, clock=common.CLOCK).run()
+    except StoreBusy as exc:
+        common.err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None

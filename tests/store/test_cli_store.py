@@ -3,6 +3,8 @@ and what they tell the user."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,3 +65,19 @@ def _read(db: Path) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+def test_a_command_on_a_store_another_process_writes_says_what_to_do(db: Path, tmp_path: Path) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, duckdb; c = duckdb.connect(sys.argv[1]); "
+                               "print('held', flush=True); sys.stdin.read()", str(db)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        for args in (["keys", "create", "--role", "admin"], ["ingest", "focus", str(tmp_path / "x.csv")],
+                     ["report", "idle-gpus"], ["serve", "--port", "0"]):
+            result = CliRunner().invoke(app, args)
+            assert result.exit_code == 1, (args, result.output)
+            assert f"is in use by process {holder.pid}" in result.output, (args, result.output)
+            assert "Traceback" not in result.output and "IOException" not in result.output
+    finally:
+        holder.communicate("", timeout=10)

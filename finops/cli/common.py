@@ -8,13 +8,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from finops.settings import Settings, load_settings
-from finops.store import Store, StoreBusy, open_store
 from finops.timeutil import Clock, utcnow
+
+if TYPE_CHECKING:  # imported when a command runs, so `finops --help` starts fast
+    from finops.settings import Settings
+    from finops.store import Store
 
 console = Console(soft_wrap=True)  # a line is never cut or wrapped, whatever the terminal
 err = Console(stderr=True, soft_wrap=True)
@@ -24,6 +27,8 @@ CLOCK: Clock = utcnow
 
 
 def settings() -> Settings:
+    from finops.settings import load_settings
+
     return load_settings()
 
 
@@ -34,6 +39,8 @@ def now() -> datetime:
 @contextmanager
 def opened(s: Settings, *, migrate: bool = True) -> Iterator[Store]:
     """The store for the duration of one command; closed however the command ends."""
+    from finops.store import StoreBusy, open_store
+
     try:
         store = open_store(s.db, s.duckdb, migrate=migrate, clock=CLOCK)
     except StoreBusy as exc:

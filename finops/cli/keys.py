@@ -13,8 +13,6 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from finops.cli.common import now, opened, settings
-from finops.store.keys import ROLES, check_team, create_key, list_keys, revoke_key
-from finops.tags import TagRules
 
 app = typer.Typer(help="API keys (stored as hashes; a new key is shown once).", no_args_is_help=True)
 err = Console(stderr=True)
@@ -27,6 +25,9 @@ def create_cmd(
     name: Annotated[str | None, typer.Option(help="a label to recognise the key by")] = None,
 ) -> None:
     """Create a key. The key is printed alone on the last line; it cannot be shown again."""
+    from finops.store.keys import ROLES, check_team, create_key
+    from finops.tags import TagRules
+
     s = settings()
     if role not in ROLES:
         raise typer.BadParameter(f"{role!r} is not one of {', '.join(ROLES)}", param_hint="--role")
@@ -49,6 +50,8 @@ def create_cmd(
 @app.command("list")
 def list_cmd() -> None:
     """List keys (ids, roles, teams, last use); never the keys themselves."""
+    from finops.store.keys import list_keys
+
     s = settings()
     with opened(s) as store:
         keys = list_keys(store)
@@ -64,6 +67,8 @@ def list_cmd() -> None:
 @app.command("revoke")
 def revoke_cmd(key_id: Annotated[str, typer.Argument(help="the key id shown by `finops keys list`")]) -> None:
     """Revoke a key at once; requests with it answer 401 from then on."""
+    from finops.store.keys import revoke_key
+
     s = settings()
     with opened(s) as store:
         done = revoke_key(store, key_id, now())

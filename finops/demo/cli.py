@@ -1,4 +1,4 @@
-"""The `finops demo` command (registered in finops/cli.py): build the demo database, show a summary,
+"""What `finops demo` does (its options: finops/cli/demo.py): build the demo database, show a summary,
 then serve it with `finops serve` (API only) until interrupted."""
 
 from __future__ import annotations
@@ -6,13 +6,14 @@ from __future__ import annotations
 import socket
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from finops.demo.run import DEFAULT_DB, DemoConfig, DemoFailed, DemoResult, last_full_week, run_demo
+from finops.demo import DEFAULT_DB
+from finops.demo.run import DemoConfig, DemoFailed, DemoResult, last_full_week, run_demo
 from finops.settings import Settings, load_settings
 from finops.store import open_store
 from finops.timeutil import iso_week, parse_date
@@ -91,19 +92,8 @@ def show_urls(settings: Settings, base: str, key: str, week: date) -> None:
         console.print(line, soft_wrap=True)  # no hard line breaks inside URLs and commands
 
 
-def demo(
-    seed: Annotated[int, typer.Option(help="randomness of the fleet; the same seed gives the same numbers")] = 7,
-    db: Annotated[Path | None, typer.Option(help=f"database to build (default ./{DEFAULT_DB}; FINOPS_DB is not "
-                                            "used, so the demo never writes into your store)")] = None,
-    days: Annotated[int, typer.Option(min=14, max=366, help="days of history, ending today (UTC)")] = 35,
-    end: Annotated[str | None, typer.Option(help="day after the last day of data, YYYY-MM-DD "
-                                            "(default today, UTC)")] = None,
-    prometheus_days: Annotated[int, typer.Option(min=1, help="most recent days sent through a real "
-                                                 "Prometheus when it is installed")] = 7,
-    no_serve: Annotated[bool, typer.Option("--no-serve", help="build and summarise only")] = False,
-    host: Annotated[str, typer.Option(help="address to serve on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to serve on")] = 8000,
-) -> None:
+def main(seed: int, db: Path | None, days: int, end: str | None, prometheus_days: int, no_serve: bool, host: str,
+         port: int) -> None:
     """A realistic fleet fed through the real ingestion paths into a fresh DuckDB, then served."""
     try:
         end_day = parse_date(end, "--end") if end else None

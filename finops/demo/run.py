@@ -21,7 +21,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from finops.collect import RunResult, collect, ingest_focus
-from finops.demo import telemetry
+from finops.demo import DEFAULT_DB, telemetry
 from finops.demo.fleet import Fleet
 from finops.demo.prometheus import PROMETHEUS, PROMTOOL, PrometheusServer, backfill_series
 from finops.demo.recorded import RecordedPrometheus
@@ -32,7 +32,6 @@ from finops.store.ledger import scopes
 from finops.tags import TagRules
 from finops.timeutil import Window, utcnow
 
-DEFAULT_DB = Path("finops-demo.duckdb")
 FOCUS_PREFIX = "demo-focus-"
 Say = Callable[[str], None]
 

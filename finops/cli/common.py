@@ -5,6 +5,7 @@ The CLI is an entry point: settings and the clock are built here once per comman
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -19,7 +20,8 @@ if TYPE_CHECKING:  # imported when a command runs, so `finops --help` starts fas
     from finops.settings import Settings
     from finops.store import Store
 
-console = Console(soft_wrap=True)  # a line is never cut or wrapped, whatever the terminal
+# A line is never cut or wrapped; tables get a terminal's width, or room for every column when piped.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True, soft_wrap=True)
 
 # The clock of every command. Tests replace it (monkeypatch) to run the CLI at another date.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +32,7 @@ def report_cmd(
     from finops.reports.export import render
     from finops.reports.params import ParamError, build_params
     from finops.reports.terminal import show
+    from finops.store.load import coverage
 
     if name not in reports.NAMES:
         raise typer.BadParameter(f"unknown report {name!r}; choose from {', '.join(reports.NAMES)}", param_hint="NAME")
@@ -47,8 +49,11 @@ def report_cmd(
         )
         with opened(s) as store:
             report = reports.get(name)(store, s, params)
+            held = coverage(store) if not report.rows else None
     except ParamError as exc:
         raise typer.BadParameter(exc.message, param_hint=f"--{exc.param.replace('_', '-')}") from None
+    if held is not None:  # an empty report says why, on stderr, whatever the format
+        err.print(no_data(params.start, params.end, held))
     if fmt == "table":
         show(report, console)
         return
@@ -60,3 +65,10 @@ def report_cmd(
         typer.echo(content.decode(), nl=False)
     else:
         raise typer.BadParameter(f"{kind} output is binary: give --out FILE", param_hint="--out")
+
+
+def no_data(start: date, end: date, held: dict[str, tuple[date, date] | None]) -> str:
+    """One line: the window had no data, and what the store does hold."""
+    spans = [f"{fact} {span[0]} to {span[1]}" for fact, span in held.items() if span]
+    return (f"no data in [{start}, {end}): " + (f"the store holds {'; '.join(spans)}" if spans
+                                                 else "the store is empty (finops ingest / finops collect)"))

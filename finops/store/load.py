@@ -7,13 +7,14 @@ same window replaces what it wrote before: totals never double and never half-up
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from finops.batch import FactData
+from finops.store.db import Store
 from finops.tags import DIMS
 from finops.timeutil import Window
 
@@ -160,3 +161,16 @@ def insert_quarantine(cur: duckdb.DuckDBPyConnection, run_id: int, source: str,
         [[run_id, source, r["origin"], r.get("line"), r["reason"], (r.get("raw") or "")[:2000]] for r in rows],
     )
     return len(rows)
+
+
+# The daily tables that say which days hold which facts, with their day column.
+COVERAGE = {"cost": ("cost_daily", "charge_date"), "GPU-hours": ("gpu_daily", "day"), "tokens": ("token_daily", "day")}
+
+
+def coverage(store: Store) -> dict[str, tuple[date, date] | None]:
+    """Per fact, the first and the last day the store holds (None: no rows)."""
+    out: dict[str, tuple[date, date] | None] = {}
+    for fact, (table, day) in COVERAGE.items():
+        first, last = store.query(f"SELECT min({day}), max({day}) FROM {table}")[0]  # noqa: S608 - constants
+        out[fact] = (first, last) if first is not None else None
+    return out

@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
     azure: AzureSettings = Field(default_factory=AzureSettings)
+    # Where the weekly job writes its files; default `reports/` beside the database file.
     reports_dir: Path = Path("./reports")
     # Hourly GPU/token detail older than this many days is dropped daily by the scheduler; the daily
     # rollups are kept forever (finops.store.retention). None keeps everything.
@@ -81,6 +82,14 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown dim(s) {', '.join(unknown)}; the dims are {', '.join(DIMS)}")
         return names
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reports_beside_the_db(cls, data: Any) -> Any:
+        # Files go beside the store, not into whatever directory the service was started from.
+        if isinstance(data, dict) and data.get("reports_dir") is None and data.get("db") is not None:
+            return {**data, "reports_dir": Path(data["db"]).parent / "reports"}
+        return data
 
     @model_validator(mode="before")
     @classmethod

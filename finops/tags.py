@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,11 @@ DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
         "resourcetags/user:modelid",
     ),
 }
+
+
+# Control characters: C0 (U+0000-U+001F, tab, LF and CR included), DEL and C1 (U+0080-U+009F). They
+# name nothing, hide what a value looks like, and most of them cannot be written to a workbook.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def _key(k: str) -> str:
@@ -78,11 +84,13 @@ class TagRules:
         return self.aliases.get(_key(key))
 
     def value(self, raw: Any) -> str | None:
-        """Trimmed (and by default lower-cased) value; None when the value means *missing*."""
+        """Without control characters, trimmed (and by default lower-cased) value; None when the
+        value means *missing*."""
         if raw is None or isinstance(raw, bool) or isinstance(raw, dict | list):
             # A FOCUS tag without a value is `true`: the key is present, the value is not.
             return None
-        text = str(raw).strip()
+        # Controls go before trimming, so a value of only controls and spaces is missing.
+        text = CONTROL.sub("", str(raw)).strip()
         if _key(text) in self.missing:
             return None
         return text.lower() if self.lowercase else text

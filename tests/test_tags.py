@@ -35,6 +35,28 @@ def test_values_are_trimmed_and_lowercased_by_default(rules: TagRules) -> None:
     assert keep_case.value("  CoreAI ") == "CoreAI"
 
 
+@pytest.mark.parametrize("raw,value", [
+    ("core\u0007ai", "coreai"),  # C0 inside a value
+    ("\t=5+5", "=5+5"),  # a leading tab goes; the formula-like text that remains is the exports' concern
+    ("\x00team\x1f\x7f", "team"),  # NUL, unit separator, DEL
+    ("\x85plat\x9fform", "platform"),  # C1 (NEL, APC)
+    (" line\r\nbreak ", "linebreak"),
+    ("café-チーム", "café-チーム"),  # other characters are kept
+], ids=["bel", "leading-tab", "nul-us-del", "c1", "crlf", "unicode"])
+def test_values_lose_control_characters(rules: TagRules, raw: str, value: str) -> None:
+    assert rules.value(raw) == value
+
+
+@pytest.mark.parametrize("raw", ["\u0007", "\t \r\n", " n\u0000/a "], ids=["bel", "whitespace", "n/a-with-nul"])
+def test_values_of_only_control_characters_and_spaces_are_missing(rules: TagRules, raw: str) -> None:
+    assert rules.value(raw) is None
+
+
+def test_control_characters_go_from_json_tags_too(rules: TagRules) -> None:
+    dims = rules.dims_from_json('{"Team": "Core\\u0007AI", "Project": "\\u0085chatbot"}')
+    assert (dims["team"], dims["project"]) == ("coreai", "chatbot")
+
+
 def test_dims_from_tags_joint_and_first_non_missing_alias_wins(rules: TagRules) -> None:
     dims = rules.dims_from_tags(
         {"Project": "", "project": "Chatbot", "team": "CoreAI", "Environment": "prod", "Owner": "x"}

@@ -1,9 +1,16 @@
-"""Report exports: JSON, CSV (a zip of one file per table for multi-table reports) and XLSX."""
+"""Report exports: JSON, CSV (a zip of one file per table for multi-table reports) and XLSX.
+
+Text in a report can come from anyone who can tag a cloud resource (tag values, resource ids,
+service names), so the CSV and XLSX writers never let text become a formula: XLSX text cells are
+string cells, and CSV text starting with a formula character carries a leading `'` (OWASP's
+CSV-injection guidance). JSON keeps every value as it is.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import zipfile
 from datetime import date, datetime
 from decimal import Decimal
@@ -11,7 +18,9 @@ from typing import Any
 
 import simplejson
 from openpyxl import Workbook
+from openpyxl.cell.cell import Cell
 from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.worksheet import Worksheet
 
 from finops.reports.model import MONEY_FIELDS, Report, Row
 
@@ -22,6 +31,24 @@ MEDIA_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
 RATIO_FIELDS = frozenset({"untagged_share", "idle_fraction", "avg_gpu_busy", "avg_busy", "change_pct"})
+
+# A spreadsheet opening a CSV evaluates a cell that starts with one of these (tab and CR because
+# spreadsheets skip them and then read the formula behind).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# What XML 1.0, and so a workbook, cannot hold: C0 controls other than tab, LF and CR, lone
+# surrogates, U+FFFE and U+FFFF. openpyxl refuses such text (IllegalCharacterError) and the whole
+# workbook with it, so the writer drops them: stored data can never break an export.
+NOT_IN_XLSX = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def csv_text(text: str) -> str:
+    """`text` as a CSV cell: prefixed with `'` when it starts with a formula character."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def xlsx_text(text: str) -> str:
+    """`text` without the characters a workbook cannot hold."""
+    return NOT_IN_XLSX.sub("", text)
 
 
 def tidy(value: Any) -> Any:
@@ -51,15 +78,27 @@ def _columns(rows: list[Row]) -> list[str]:
     return cols
 
 
+def _csv_line(values: list[Any]) -> str:
+    """One CSV row ending in LF, with every field that holds a CR or LF quoted."""
+    buf = io.StringIO()
+    # The writer quotes fields holding a character of its line terminator, so it is given CRLF:
+    # with LF alone, a bare CR stays unquoted and a spreadsheet starts a new row there, whose
+    # first cell (the text after the CR) escapes the formula prefix.
+    csv.writer(buf, lineterminator="\r\n").writerow(values)
+    return buf.getvalue()[:-2] + "\n"
+
+
 def _csv_table(rows: list[Row]) -> str:
-    out = io.StringIO()
     cols = _columns(rows)
-    w = csv.DictWriter(out, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: "" if v is None else _nested(v) if isinstance(v, list | dict) else tidy(v)
-                    for k, v in r.items()})
-    return out.getvalue()
+    return _csv_line(cols) + "".join(_csv_line([_csv_cell(r.get(c)) for c in cols]) for r in rows)
+
+
+def _csv_cell(value: Any) -> Any:
+    """Numbers as numbers (a negative amount is not text and keeps its sign); text made inert."""
+    if value is None:
+        return ""
+    out = _nested(value) if isinstance(value, list | dict) else tidy(value)
+    return csv_text(out) if isinstance(out, str) else out
 
 
 def to_csv(report: Report) -> tuple[bytes, str]:
@@ -89,15 +128,30 @@ def _cell(value: Any) -> Any:
         return float(value)  # spreadsheets hold binary floats; the JSON export keeps every digit
     if isinstance(value, list | dict):
         return _nested(value)
+    if isinstance(value, str):
+        return xlsx_text(value)
     return value
+
+
+def _text_cell(ws: Worksheet, text: str) -> Cell:
+    """A string cell holding `text`, whatever it starts with: never a formula, never an error value."""
+    cell = Cell(ws, value=text)  # openpyxl makes text starting with `=` a formula, `#N/A` an error...
+    cell.data_type = "s"  # ...so the type is set after the value
+    if text.startswith(FORMULA_START):
+        cell.quotePrefix = True  # Excel keeps it text even when someone edits the cell
+    return cell
+
+
+def _append(ws: Worksheet, values: list[Any]) -> None:
+    ws.append([_text_cell(ws, v) if isinstance(v, str) else v for v in map(_cell, values)])
 
 
 def _sheet(wb: Workbook, title: str, rows: list[Row], currency: str) -> None:
     ws = wb.create_sheet(title[:31])
     cols = _columns(rows) or ["(no rows)"]
-    ws.append(cols)
+    _append(ws, list(cols))
     for r in rows:
-        ws.append([_cell(r.get(c)) for c in cols])
+        _append(ws, [r.get(c) for c in cols])
     money = _money_format(currency)
     for j, col in enumerate(cols, start=1):
         fmt = None
@@ -128,6 +182,7 @@ def reconciliation(report: Report) -> list[Row]:
 
 
 def to_xlsx(report: Report) -> bytes:
+    """One sheet per table, then Reconciliation and Parameters; every text cell is a string cell."""
     wb = Workbook()
     assert wb.active is not None
     wb.remove(wb.active)

@@ -4,6 +4,11 @@ Which week is due follows from the schedule and the time alone: the week before 
 scheduled time at or before `now`. A week is written once per format and destination (the
 `report_files` table says what exists), so running the job again, or at start after downtime,
 writes only what is missing.
+
+Each format is rendered and written on its own: a format that fails (a writer refusing some text,
+a full disk) is logged with its traceback and recorded as a failed `weekly_report` run in the run
+ledger (scope: the format; window: the week), the other formats are written all the same, and the
+failed one is tried again at the next check.
 """
 
 from __future__ import annotations
@@ -25,13 +30,16 @@ from finops.reports.params import build_params
 from finops.settings import Settings
 from finops.settings.schedule import WEEKDAYS, WeeklySettings
 from finops.store import Store
-from finops.timeutil import iso_week
+from finops.store.ledger import fail_run, runs, start_run
+from finops.timeutil import iso_week, parse_week
 
 log = logging.getLogger(__name__)
 
 REPORT = "weekly"
 # File name suffix per rendered kind (the weekly CSV export is a zip of one CSV per table).
 SUFFIX = {"xlsx": ".xlsx", "json": ".json", "csv": ".csv", "zip": "-csv.zip"}
+# The job's failures in the run ledger. Not a collection source: no report, alert or catch-up reads it.
+SOURCE = "weekly_report"
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,28 @@ def _record(store: Store, f: ReportFile) -> None:
                     "VALUES (?, ?, ?, ?, ?, ?)", [f.report, f.period, f.format, f.location, f.bytes, f.created_at])
 
 
+def failures(store: Store, week: str) -> dict[str, str]:
+    """Format -> the error of its newest recorded failure for `week`."""
+    start, out = parse_week(week).start, dict[str, str]()
+    for r in runs(store, SOURCE, limit=1000):  # newest first
+        if r.window_start == start and r.error is not None:
+            out.setdefault(r.scope, r.error)
+    return out
+
+
+def _failed(store: Store, week: str, fmt: str, step: str, exc: Exception) -> None:
+    """Log a failed format and record it in the ledger, once per week, format and error."""
+    error = f"{step}: {type(exc).__name__}: {exc}"
+    log.error("weekly report %s: %s failed (%s); the other formats are unaffected, this one is tried again "
+              "at the next check", week, fmt, step, exc_info=exc)
+    try:
+        if failures(store, week).get(fmt) == error[:4000]:
+            return  # the check repeats every few minutes: the ledger keeps one row per distinct failure
+        fail_run(store, start_run(store, SOURCE, fmt, parse_week(week)), error)
+    except Exception:  # recording must not stop the other formats either; the log above stands
+        log.exception("weekly report %s: could not record the failure of %s", week, fmt)
+
+
 def s3_client(settings: Settings) -> Any:
     """An S3 client the standard boto3 way; endpoint from the AWS settings when one is configured."""
     import boto3
@@ -92,20 +122,36 @@ def s3_client(settings: Settings) -> Any:
 
 def write_week(store: Store, settings: Settings, cfg: WeeklySettings, week: str, now: datetime,
                s3: Any = None) -> list[ReportFile]:
-    """Render the weekly report of `week` and write each format to each destination not yet recorded."""
+    """Render the weekly report of `week` and write each format to each destination not yet recorded.
+
+    A format that fails is logged and recorded (`failures`) and does not stop the others."""
     have = written(store, week)
     params = build_params(week=week, default_required=settings.required_tags, shared_cost_key=settings.shared_cost_key,
                           idle_threshold=settings.idle_threshold, currency=settings.report_currency)
-    report = reports.get(REPORT)(store, settings, params)
+    try:
+        report = reports.get(REPORT)(store, settings, params)
+    except Exception as exc:  # no format can be written; each missing one records why
+        for fmt in cfg.formats:
+            if (fmt, "local") not in have or (cfg.s3_location and (fmt, "s3") not in have):
+                _failed(store, week, fmt, "report", exc)
+        return []
     out: list[ReportFile] = []
     for fmt in cfg.formats:
-        content, kind = render(report, fmt)
+        try:
+            content, kind = render(report, fmt)
+        except Exception as exc:  # e.g. a writer refusing some text: the other formats still go out
+            _failed(store, week, fmt, "render", exc)
+            continue
         name = f"{REPORT}-{week}{SUFFIX[kind]}"
         if (fmt, "local") not in have:
             path = (settings.reports_dir / name).resolve()
-            _write_atomic(path, content)
-            out.append(ReportFile(REPORT, week, fmt, str(path), len(content), now))
-            _record(store, out[-1])
+            try:
+                _write_atomic(path, content)
+            except OSError as exc:  # the S3 copy, when configured, does not depend on the local disk
+                _failed(store, week, fmt, "write", exc)
+            else:
+                out.append(ReportFile(REPORT, week, fmt, str(path), len(content), now))
+                _record(store, out[-1])
         if cfg.s3_location and (fmt, "s3") not in have:
             bucket, _, prefix = cfg.s3_location[5:].partition("/")
             key = f"{prefix.strip('/')}/{name}" if prefix.strip("/") else name

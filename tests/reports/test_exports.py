@@ -1,4 +1,5 @@
-"""Exports: the weekly report as XLSX opens with the expected sheets and equals the JSON output."""
+"""Exports: the weekly report as XLSX opens with the expected sheets and equals the JSON output; text
+never becomes a formula (CSV prefix, XLSX string cells) and characters a workbook cannot hold are dropped."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import csv
 import io
 import json
 import zipfile
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from openpyxl import load_workbook
 
 from finops.reports import get
 from finops.reports.export import render
+from finops.reports.model import Report
 from finops.reports.params import build_params
 from finops.settings import Settings
 from finops.store import Store
@@ -73,3 +76,62 @@ def test_weekly_csv_is_a_zip_of_tables_and_other_reports_are_plain_csv(
     rows = list(csv.DictReader(io.StringIO(content.decode())))
     assert sum(Decimal(r["cost"]) for r in rows) == Decimal("534")
     assert {r["note"] for r in rows if r["project"] == "__unallocated__"} == {"no_tokens"}
+
+
+# Text a spreadsheet would evaluate (OWASP's list: = + - @ tab CR), and text it would not.
+FORMULA_TEXT = ['=HYPERLINK("http://x","y")', "+1", "-2+3", "@SUM(A1)", "\t=5+5", "\r=1+1"]
+PLAIN_TEXT = ["chatbot", "a=b", " =1", "'quoted", "#N/A", "{}", "a\r=1+1", "b\n@SUM(A1)", 'c,"d"']
+
+
+def _report(rows: list[dict[str, object]], **params: object) -> Report:
+    return Report("untagged-spend", dict(params), rows, {})
+
+
+def test_csv_prefixes_text_starting_a_formula_and_never_a_number() -> None:
+    rows: list[dict[str, object]] = [{"resource_id": t, "cost": Decimal("-5.00"), "n": -3, "day": date(2026, 11, 2)}
+                                     for t in FORMULA_TEXT + PLAIN_TEXT]
+    content, kind = render(_report(rows), "csv")
+    assert kind == "csv"
+    got = list(csv.DictReader(io.StringIO(content.decode(), newline="")))
+    # One row per row: a CR or LF inside a value is quoted, so it never starts a row of its own.
+    assert [r["resource_id"] for r in got] == ["'" + t for t in FORMULA_TEXT] + PLAIN_TEXT
+    assert content.decode().count("\n") == len(rows) + 1 + 1  # header, rows and the LF inside one value
+    assert '\n"a\r=1+1",' in content.decode() and '\n"b\n@SUM(A1)",' in content.decode()
+    assert {(r["cost"], r["n"], r["day"]) for r in got} == {("-5.00", "-3", "2026-11-02")}  # numbers as numbers
+
+
+def test_weekly_csv_zip_prefixes_formula_text_in_every_table() -> None:
+    report = Report("weekly", {}, [{"team": "+1", "cost": Decimal("-1.50")}], {},
+                    tables={"chargeback_team": [{"team": "=1+1", "cost": Decimal("2")}]})
+    content, kind = render(report, "csv")
+    assert kind == "zip"
+    with zipfile.ZipFile(io.BytesIO(content)) as z:
+        assert z.read("weekly.csv").decode().splitlines() == ["team,cost", "'+1,-1.50"]
+        assert z.read("chargeback_team.csv").decode().splitlines() == ["team,cost", "'=1+1,2.00"]
+
+
+def test_xlsx_text_is_always_a_string_cell_and_numbers_stay_numbers() -> None:
+    rows: list[dict[str, object]] = [{"resource_id": t, "cost": Decimal("-5.00")} for t in FORMULA_TEXT + PLAIN_TEXT]
+    wb = load_workbook(io.BytesIO(render(_report(rows, filter='=cmd|" /C calc"!A0'), "xlsx")[0]))
+    cells = [(r[0], r[1]) for r in wb["untagged_spend"].iter_rows(min_row=2)]
+    # CR is a line end to XML: a workbook gives it back as LF (it stays text all the same).
+    assert [t.value for t, _ in cells] == [t.replace("\r", "\n") for t in FORMULA_TEXT + PLAIN_TEXT]
+    assert {t.data_type for t, _ in cells} == {"s"}  # never "f" (formula), nor "e" for #N/A
+    # Excel's quote prefix keeps formula-like text text even when someone edits the cell.
+    assert [t.quotePrefix for t, _ in cells] == [True] * len(FORMULA_TEXT) + [False] * len(PLAIN_TEXT)
+    assert {(c.value, c.data_type) for _, c in cells} == {(-5.0, "n")}
+    params = {r[0].value: r[1] for r in wb["Parameters"].iter_rows(min_row=2)}
+    assert (params["filter"].value, params["filter"].data_type) == ('=cmd|" /C calc"!A0', "s")
+
+
+def test_xlsx_drops_characters_a_workbook_cannot_hold() -> None:
+    """Text already stored with a control character (or a lone surrogate) still exports."""
+    rows: list[dict[str, object]] = [
+        {"resource_id": "i-bell\u0007", "service": "\x00EC2\x1f", "note": "a\ud800b\uffff", "ok": "tab\tand\nline"}]
+    wb = load_workbook(io.BytesIO(render(_report(rows, team="core\u0007ai"), "xlsx")[0]))
+    [row] = wb["untagged_spend"].iter_rows(min_row=2, values_only=True)
+    assert row == ("i-bell", "EC2", "ab", "tab\tand\nline")  # tab and LF are legal and kept
+    params = {k: v for k, v in wb["Parameters"].iter_rows(min_row=2, values_only=True)}
+    assert params["team"] == "coreai"
+    # JSON and CSV can carry the character, and keep the text as it is.
+    assert json.loads(render(_report(rows), "json")[0])["rows"][0]["resource_id"] == "i-bell\u0007"

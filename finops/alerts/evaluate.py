@@ -39,7 +39,7 @@ FROM alert_deliveries d JOIN alerts a USING (alert_key, started_at)
 WHERE d.status = 'sent' AND (a.status = 'firing' OR a.resolved_at >= ?) GROUP BY ALL
 """
 RESOLVED_SQL = ("SELECT alert_key, started_at, rule, severity, summary, dims, amount, currency, link, resolved_at "
-                "FROM alerts WHERE status = 'resolved' AND resolved_at >= ?")
+                "FROM alerts WHERE status = 'resolved' AND NOT retired AND resolved_at >= ?")
 
 
 @dataclass
@@ -51,6 +51,7 @@ class Evaluation:
     failed_rules: dict[str, str] = field(default_factory=dict)
     started: list[str] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)  # closed silently: their rule left the configuration
     deliveries: list[tuple[str, Notification, Delivery]] = field(default_factory=list)
 
 
@@ -72,7 +73,7 @@ class AlertEngine:
             ev = Evaluation(now)
             ctx = Context(self.store, self.settings, now, self.config.exemptions, self.config.link_base,
                           self.watched, self.started_at)
-            for rule in self.config.rules:
+            for rule in self.config.active_rules():
                 try:
                     ev.findings += CHECKS[rule.kind](ctx, rule)
                 except Exception as exc:  # one broken rule must not stop the others (nor resolve its alerts)
@@ -107,11 +108,18 @@ class AlertEngine:
                                 "'firing') ON CONFLICT (alert_key, started_at) DO UPDATE SET status = 'firing', "
                                 "resolved_at = NULL, summary = excluded.summary, amount = excluded.amount",
                                 [*values, f.key, now]).fetchall()
+            configured = {r.name for r in self.config.active_rules()}
             for key, row in active.items():
-                if key not in started and row[2] not in ev.failed_rules:
-                    cur.execute("UPDATE alerts SET status = 'resolved', resolved_at = ? "
+                if key in started or row[2] in ev.failed_rules:
+                    continue
+                if row[2] not in configured:  # its rule left the configuration: no all-clear is true
+                    cur.execute("UPDATE alerts SET status = 'resolved', retired = true, resolved_at = ? "
                                 "WHERE alert_key = ? AND started_at = ?", [now, key, row[1]]).fetchall()
-                    ev.resolved.append(key)
+                    ev.retired.append(key)
+                    continue
+                cur.execute("UPDATE alerts SET status = 'resolved', resolved_at = ? "
+                            "WHERE alert_key = ? AND started_at = ?", [now, key, row[1]]).fetchall()
+                ev.resolved.append(key)
         return started
 
     def _outbox(self, ev: Evaluation, started: dict[str, datetime]) -> dict[str, list[Notification]]:

@@ -28,6 +28,7 @@ class _Rule(BaseModel):
 
     # Names the rule in alert keys and messages; defaults to the kind. Unique among rules.
     name: str = ""
+    enabled: bool = True
     severity: Severity = "warning"
 
     @model_validator(mode="before")
@@ -155,7 +156,11 @@ class AlertSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
+    # Rules given here are added to the default rules; one with a default's name (its kind, unless
+    # named) replaces that default, and `enabled = false` switches a rule off. `replace_default_rules`
+    # makes the given list the whole set.
     rules: list[Rule] = Field(default_factory=default_rules)
+    replace_default_rules: bool = False
     channels: list[Channel] = Field(default_factory=list)
     exemptions: Exemptions = Field(default_factory=Exemptions)
     # A firing alert is sent once per channel, then again only after this long while it holds.
@@ -166,6 +171,24 @@ class AlertSettings(BaseModel):
     resolved_retry_hours: float = Field(default=24.0, ge=0)
     # Public base URL of the API (e.g. https://finops.example.com) so messages carry absolute links.
     link_base: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _over_the_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "rules" not in data or data.get("replace_default_rules"):
+            return data
+        given = data["rules"] if isinstance(data["rules"], list) else []
+
+        def name(r: Any) -> str:
+            if isinstance(r, dict):
+                return str(r.get("name") or r.get("kind"))
+            return str(getattr(r, "name", r))
+
+        named = {name(r) for r in given}
+        return {**data, "rules": [r for r in default_rules() if r.name not in named] + list(given)}
+
+    def active_rules(self) -> list[Rule]:
+        return [r for r in self.rules if r.enabled]
 
     @model_validator(mode="after")
     def _unique_names(self) -> AlertSettings:

@@ -37,7 +37,7 @@ def test_500_is_retried_and_other_channels_still_get_theirs(
     waits: list[float] = []
     with Receiver(fail_first=2) as flaky, Receiver(always_fail=True) as broken, Receiver() as am:
         config = AlertSettings(
-            rules=[UntaggedSpendRule()],
+            replace_default_rules=True, rules=[UntaggedSpendRule()],
             channels=[
                 WebhookChannel(name="flaky", url=flaky.url, max_attempts=4, backoff_seconds=0.5),
                 SlackChannel(name="broken", url=f"{broken.url}/services/T000/B000/XXXSECRET", max_attempts=3,

@@ -67,7 +67,7 @@ def receivers() -> Iterator[tuple[Receiver, Receiver, Receiver]]:
 
 def engine(store: Store, settings: Settings, hook: Receiver, slack: Receiver, am: Receiver, **kw: object) -> AlertEngine:
     config = AlertSettings(
-        rules=[IdleGpuRule(min_hours=6, min_idle_cost=Decimal("5"), severity="critical")],
+        replace_default_rules=True, rules=[IdleGpuRule(min_hours=6, min_idle_cost=Decimal("5"), severity="critical")],
         channels=[WebhookChannel(name="hook", url=hook.url), SlackChannel(name="slack", url=slack.url),
                   AlertmanagerChannel(name="am", url=am.url)],
         resend_after_minutes=60, **kw)  # type: ignore[arg-type]
@@ -142,14 +142,14 @@ def test_idle_streak_fires_once_resends_after_interval_and_resolves(
 def test_streak_shorter_than_min_hours_or_exempt_gpu_does_not_fire(
         idle_day: Store, settings: Settings, receivers: tuple[Receiver, Receiver, Receiver]) -> None:
     t = DAY + timedelta(days=1, minutes=10)
-    short = AlertEngine(idle_day, settings, AlertSettings(rules=[IdleGpuRule(min_hours=24 - BUSY_HOURS + 1)]))
+    short = AlertEngine(idle_day, settings, AlertSettings(replace_default_rules=True, rules=[IdleGpuRule(min_hours=24 - BUSY_HOURS + 1)]))
     assert short.evaluate(t).findings == []
-    cheap = AlertEngine(idle_day, settings, AlertSettings(rules=[IdleGpuRule(min_idle_cost=Decimal("20.01"))]))
+    cheap = AlertEngine(idle_day, settings, AlertSettings(replace_default_rules=True, rules=[IdleGpuRule(min_idle_cost=Decimal("20.01"))]))
     assert cheap.evaluate(t).findings == []
     exempt = AlertEngine(idle_day, settings, AlertSettings(
-        rules=[IdleGpuRule()], exemptions=Exemptions(resource_ids=["arn:aws:ec2:us-east-1:1:instance/i-IDLE"])))
+        replace_default_rules=True, rules=[IdleGpuRule()], exemptions=Exemptions(resource_ids=["arn:aws:ec2:us-east-1:1:instance/i-IDLE"])))
     assert exempt.evaluate(t).findings == []
     # A GPU silent for longer than max_silence_hours is gone, not idle.
-    assert AlertEngine(idle_day, settings, AlertSettings(rules=[IdleGpuRule()])).evaluate(
+    assert AlertEngine(idle_day, settings, AlertSettings(replace_default_rules=True, rules=[IdleGpuRule()])).evaluate(
         t + timedelta(hours=5)).findings == []
-    assert len(AlertEngine(idle_day, settings, AlertSettings(rules=[IdleGpuRule()])).evaluate(t).findings) == 1
+    assert len(AlertEngine(idle_day, settings, AlertSettings(replace_default_rules=True, rules=[IdleGpuRule()])).evaluate(t).findings) == 1

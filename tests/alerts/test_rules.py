@@ -39,7 +39,7 @@ def test_untagged_spend_fires_on_example_a(store: Store, settings: Settings, rul
     untagged, pct = untagged_expectation(example_a.BILL)
     assert (untagged, pct) == (Decimal("198.00"), Decimal("37.08"))  # worked example A's figures (docs/definitions.md 9), from the bill
     with Receiver() as hook:
-        config = AlertSettings(rules=[UntaggedSpendRule(min_share=Decimal("0.30"))],
+        config = AlertSettings(replace_default_rules=True, rules=[UntaggedSpendRule(min_share=Decimal("0.30"))],
                                channels=[WebhookChannel(name="hook", url=hook.url)], link_base="https://finops.example")
         ev = AlertEngine(store, settings, config).evaluate(NOW)
         [body] = [r.body for r in hook.ok()]
@@ -54,18 +54,36 @@ def test_untagged_spend_fires_on_example_a(store: Store, settings: Settings, rul
     assert status == "firing" and Decimal(amount) == untagged
 
 
+def test_a_rule_leaving_the_configuration_never_sends_an_all_clear(store: Store, settings: Settings,
+                                                                   rules: TagRules, tmp_path: Path) -> None:
+    example_a.load(store, rules, tmp_path)
+    with Receiver() as hook:
+        channels = [WebhookChannel(name="hook", url=hook.url)]
+        firing = AlertEngine(store, settings, AlertSettings(
+            replace_default_rules=True, rules=[UntaggedSpendRule(min_share=Decimal("0.30"))], channels=channels))
+        assert [f.rule for f in firing.evaluate(NOW).findings] == ["untagged_spend"]
+        # The rule is switched off while its condition still holds: nothing is true to announce.
+        off = AlertSettings.model_validate({"rules": [{"kind": "untagged_spend", "enabled": False}],
+                                            "channels": [{"type": "webhook", "name": "hook", "url": hook.url}]})
+        ev = AlertEngine(store, settings, off).evaluate(NOW + timedelta(minutes=15))
+        # The stale-source default has nothing to say about a store whose only run is a FOCUS file.
+        assert ev.resolved == [] and ev.retired == ["untagged_spend|scope=all"]
+        assert [r.body["status"] for r in hook.ok()] == ["firing"]  # the firing one only: no RESOLVED
+    assert store.query("SELECT status, retired FROM alerts") == [("resolved", True)]
+
+
 def test_thresholds_share_or_amount(store: Store, settings: Settings, rules: TagRules, tmp_path: Path) -> None:
     example_a.load(store, rules, tmp_path)
 
     def fires(**kw: object) -> bool:
-        return bool(AlertEngine(store, settings, AlertSettings(rules=[UntaggedSpendRule(**kw)])).evaluate(NOW).findings)  # type: ignore[arg-type]
+        return bool(AlertEngine(store, settings, AlertSettings(replace_default_rules=True, rules=[UntaggedSpendRule(**kw)])).evaluate(NOW).findings)  # type: ignore[arg-type]
 
     assert fires(min_share=Decimal("0.37"))
     assert not fires(min_share=Decimal("0.38"))
     assert fires(min_share=None, min_amount=Decimal("198"))
     assert not fires(min_share=None, min_amount=Decimal("198.01"))
     # The window ends before the data: nothing to say.
-    assert AlertEngine(store, settings, AlertSettings(rules=[UntaggedSpendRule()])).evaluate(
+    assert AlertEngine(store, settings, AlertSettings(replace_default_rules=True, rules=[UntaggedSpendRule()])).evaluate(
         datetime(2026, 11, 2, 12)).findings == []
 
 
@@ -77,7 +95,7 @@ def test_exemptions_by_tag_and_resource_id(store: Store, settings: Settings, rul
     [r] = ingest_focus(store, rules, [path])
     assert r.status == "succeeded", r.error
     exemptions = Exemptions(resource_ids=["bucket-logs"])  # and bucket-logs by id; the default tag rule stays
-    [f] = AlertEngine(store, settings, AlertSettings(rules=[UntaggedSpendRule()], exemptions=exemptions)).evaluate(NOW).findings
+    [f] = AlertEngine(store, settings, AlertSettings(replace_default_rules=True, rules=[UntaggedSpendRule()], exemptions=exemptions)).evaluate(NOW).findings
     # Left: i-gpu2 (120 untagged) of 534 - 48 - 30.
     assert f.amount == Decimal("120")
     assert f.details["total_cost"] == Decimal("456")
@@ -104,13 +122,13 @@ def test_token_cost_week_over_week(store: Store, settings: Settings, rules: TagR
     gen = Decimal(4_000_000)  # llama-70b's generated tokens per day (docs/definitions.md 9)
     before, after = Decimal("240") / (gen / 1000), Decimal("300") / (gen / 1000)
     pct = ((after - before) / before * 100).quantize(Decimal("0.01"))
-    [f] = AlertEngine(store, settings, AlertSettings(rules=[TokenCostRule(min_increase_pct=Decimal("20"))])).evaluate(now).findings
+    [f] = AlertEngine(store, settings, AlertSettings(replace_default_rules=True, rules=[TokenCostRule(min_increase_pct=Decimal("20"))])).evaluate(now).findings
     assert f.key == "token_cost|model_id=llama-70b" and f.dims == {"model_id": "llama-70b"}
     assert f.details["increase_pct"] == pct == Decimal("25.00")
     assert f.amount == (after - before) * gen / 1000 == Decimal("60")
     assert "rose 25.00% week over week: 0.060000 -> 0.075000 USD" in f.summary
     # Mistral's cost per token did not change; a higher threshold silences llama too.
-    assert AlertEngine(store, settings, AlertSettings(rules=[TokenCostRule(min_increase_pct=Decimal("25"))])).evaluate(now).findings == []
+    assert AlertEngine(store, settings, AlertSettings(replace_default_rules=True, rules=[TokenCostRule(min_increase_pct=Decimal("25"))])).evaluate(now).findings == []
 
 
 def test_rule_configuration_errors_name_the_problem() -> None:
@@ -119,8 +137,15 @@ def test_rule_configuration_errors_name_the_problem() -> None:
     with pytest.raises(ValidationError, match="group_by: choose from"):
         TokenCostRule(group_by=("region",))
     with pytest.raises(ValidationError, match="rule names must be unique; repeated: untagged_spend"):
-        AlertSettings(rules=[UntaggedSpendRule(), UntaggedSpendRule(min_share=Decimal("0.5"))])
+        AlertSettings(replace_default_rules=True, rules=[UntaggedSpendRule(), UntaggedSpendRule(min_share=Decimal("0.5"))])
     config = AlertSettings.model_validate({"rules": [{"kind": "idle_gpu", "min_hours": 8, "name": "idle-8h"}],
                                            "channels": [{"type": "slack", "name": "ops", "url": "https://hooks.slack.example/x"}]})
-    assert config.rules[0].name == "idle-8h" and config.channels[0].type == "slack"
+    # A listed rule joins the defaults (a new name here), it does not silently replace all four.
+    assert [r.name for r in config.rules] == ["untagged_spend", "idle_gpu", "stale_source", "token_cost", "idle-8h"]
+    assert config.channels[0].type == "slack"
+    replaced = AlertSettings.model_validate({"rules": [{"kind": "idle_gpu", "min_hours": 8},
+                                                       {"kind": "token_cost", "enabled": False}]})
+    assert [(r.name, r.enabled) for r in replaced.rules] == [
+        ("untagged_spend", True), ("stale_source", True), ("idle_gpu", True), ("token_cost", False)]
+    assert [r.name for r in replaced.active_rules()] == ["untagged_spend", "stale_source", "idle_gpu"]
     assert "hooks.slack" not in repr(config)  # channel URLs are secrets

@@ -31,7 +31,7 @@ def test_source_that_stops_answering_raises_stale_alert(store: Store, settings: 
     with PrometheusServer(tmp_path / "tsdb") as prom, Receiver() as hook:
         s = settings.model_copy(update={"prometheus": settings.prometheus.model_copy(
             update={"url": prom.url, "max_retries": 0, "timeout_seconds": 2.0})})
-        alerts = AlertSettings(rules=[StaleSourceRule(max_age_hours=30, per_source_hours={"prometheus": 3})],
+        alerts = AlertSettings(replace_default_rules=True, rules=[StaleSourceRule(max_age_hours=30, per_source_hours={"prometheus": 3})],
                                channels=[WebhookChannel(name="hook", url=hook.url)])
         jobs = Jobs(store, s, schedule, alerts, clock=clock)
 
@@ -63,7 +63,7 @@ def test_a_watched_source_that_never_ran_is_stale_only_after_its_allowed_age(sto
 
     t0 = datetime(2026, 11, 23, 8)
     rule = StaleSourceRule(max_age_hours=30)
-    eng = AlertEngine(store, settings, AlertSettings(rules=[rule]), clock=lambda: t0, watched_sources=["azure", "focus"])
+    eng = AlertEngine(store, settings, AlertSettings(replace_default_rules=True, rules=[rule]), clock=lambda: t0, watched_sources=["azure", "focus"])
     assert eng.evaluate(t0 + timedelta(hours=29)).findings == []
     [f] = eng.evaluate(t0 + timedelta(hours=31)).findings  # focus (manual ingests) is excluded by default
     assert f.dims == {"source": "azure"}

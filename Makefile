@@ -5,32 +5,42 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: setup system-deps demo test test-dates lint
+.PHONY: setup system-deps prometheus-deb demo test test-dates lint
 
-$(BIN)/finops: pyproject.toml
+# The service and its runtime dependencies only (what `make demo` needs), with pip's progress shown.
+$(VENV)/.runtime: pyproject.toml
+	@echo "== installing finops and its runtime dependencies into $(VENV)"
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e .
+	touch $@
+
+# Everything the tests, linters, notebooks and Spark need on top.
+$(VENV)/.dev: $(VENV)/.runtime
+	@echo "== installing the test, lint, notebook and Spark extras"
 	$(BIN)/pip install -q -e '.[dev]'
-	touch $(BIN)/finops
+	touch $@
 
-setup: $(BIN)/finops
+setup: $(VENV)/.dev
 
-# Debian packages the tests need (a real Prometheus and promtool); installed when run as root.
-system-deps:
+# A real Prometheus and promtool (Debian's package), installed when run as root.
+prometheus-deb:
 	@if ! command -v promtool >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = "0" ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
 	  else echo "install Debian's prometheus package (apt-get install prometheus) for the Prometheus tests"; fi; \
 	fi
-	@# Java for the Spark (local mode) tests of the lake export.
+
+# Debian packages the tests need: Prometheus, and Java for the Spark (local mode) tests of the lake export.
+system-deps: prometheus-deb
 	@if ! command -v java >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = "0" ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; \
 	  else echo "install a Java 17 runtime for the Spark tests"; fi; \
 	fi
 
-# The demo sends its most recent days through a real Prometheus when one is installed (system-deps).
-demo: setup system-deps
+# The demo sends its most recent days through a real Prometheus when one is installed.
+demo: $(VENV)/.runtime prometheus-deb
 	$(BIN)/finops demo
 
 lint: setup

@@ -41,6 +41,10 @@ def show_summary(result: DemoResult) -> None:
     share = f"{s.untagged_share:.1%}" if s.untagged_share is not None else "n/a"
     head.add_row("Untagged share of spend", f"{share}  ({money(s.untagged_cost)})")
     console.print(head)
+    # Two different numbers that users compare: say what each one counts.
+    console.print("  Untagged spend counts bill lines missing a required tag. Most of it is still attributed,\n"
+                  "  through GPU and token telemetry on the same resource or a shared split; the model table's\n"
+                  "  __untagged__ / __unallocated__ rows hold only what no rule could attribute.", soft_wrap=True)
     models = Table(title="Cost per 1k generated tokens, by model")
     for col in ("model", "cost", "generated", "$ / 1k generated", "idle cost"):
         models.add_column(col, justify="left" if col == "model" else "right")

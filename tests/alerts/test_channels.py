@@ -19,8 +19,8 @@ from finops.settings.alerts import (
 )
 from finops.store import Store
 from finops.tags import TagRules
-from tests.alerts.receivers import Receiver
 from tests.support import example_a
+from tests.support.receivers import Receiver
 
 NOW = datetime(2026, 11, 3, 6, 0)
 

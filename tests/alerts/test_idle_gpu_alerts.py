@@ -27,8 +27,8 @@ from finops.settings.alerts import (
 from finops.store import Store
 from finops.tags import TagRules
 from finops.timeutil import Window
-from tests.alerts.receivers import Receiver
 from tests.support.example_a import focus_csv
+from tests.support.receivers import Receiver
 
 DAY = datetime(2026, 11, 2)
 DAILY_COST = Decimal("48.00")

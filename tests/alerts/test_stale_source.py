@@ -14,9 +14,9 @@ from finops.settings.alerts import AlertSettings, StaleSourceRule, WebhookChanne
 from finops.settings.schedule import ScheduleSettings, SourceSchedule
 from finops.store import Store
 from finops.store.ledger import runs
-from tests.alerts.receivers import Receiver
 from tests.support.clock import FixedClock
 from tests.support.prometheus import PrometheusServer
+from tests.support.receivers import Receiver
 
 pytestmark = pytest.mark.clock  # data and expectations are placed relative to the suite's clock
 

@@ -19,7 +19,7 @@ from finops.settings.schedule import ScheduleSettings, SourceSchedule, default_s
 from finops.store import Store
 from finops.store.ledger import runs, start_run, succeed_run, watermark
 from finops.timeutil import Window
-from tests.jobs import fake_source
+from tests.support import fake_source
 from tests.support.clock import TEST_NOW, FixedClock
 
 pytestmark = pytest.mark.clock  # data and expectations are placed relative to the suite's clock
@@ -37,7 +37,7 @@ def clock() -> FixedClock:
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> fake_source.State:
-    monkeypatch.setitem(SOURCES, "prometheus", "tests.jobs.fake_source")
+    monkeypatch.setitem(SOURCES, "prometheus", "tests.support.fake_source")
     return fake_source.reset()
 
 

@@ -23,7 +23,7 @@ from finops.settings import Settings
 from finops.settings.schedule import ScheduleSettings, SourceSchedule
 from finops.store import Store, open_store
 from finops.store.ledger import runs
-from tests.jobs import fake_source
+from tests.support import fake_source
 
 
 def free_port() -> int:
@@ -53,7 +53,7 @@ def stub_app(settings: Settings, store: Store | None = None, clock: Any = None) 
 
 def test_service_serves_api_and_scheduler_from_one_store(
         settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(SOURCES, "prometheus", "tests.jobs.fake_source")
+    monkeypatch.setitem(SOURCES, "prometheus", "tests.support.fake_source")
     fake = fake_source.reset()
     schedule = ScheduleSettings()
     schedule.weekly.enabled = False

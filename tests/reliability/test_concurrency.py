@@ -22,12 +22,12 @@ from finops.sources.azure import cost as azure_cost
 from finops.store import Store
 from finops.tags import TagRules
 from finops.timeutil import Window
-from tests.reliability.fault_proxy import Fault, FaultProxy
 from tests.reliability.helpers import ledger, snapshot, with_prom
 from tests.reliability.promfleet import D0, HOURS, SmallFleet
 from tests.sources.test_azure_collect import SCOPE_A, scenario
 from tests.support import example_a
 from tests.support.azure_fake import AzureFake, Clock, FakeCredential, make_cert
+from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.prometheus import PrometheusServer
 
 DAY = example_a.DAY

@@ -17,13 +17,13 @@ from finops.settings import AzureSettings, Settings
 from finops.sources.azure import cost as azure_cost
 from finops.store import Store
 from finops.timeutil import Window
-from tests.reliability.fault_proxy import Fault, FaultProxy, Seen, prometheus_error
 from tests.reliability.helpers import snapshot, with_prom
 from tests.reliability.promfleet import D0, HOURS, SmallFleet
 from tests.sources.test_aws_ce import SCENARIO, WINDOW, aws_settings, expected, stored
 from tests.sources.test_azure_collect import SCOPE_A, scenario
 from tests.support import moto as doubles
 from tests.support.azure_fake import QPU_HEADER, THROTTLED, AzureFake, Clock, FakeCredential, Reply, make_cert
+from tests.support.fault_proxy import Fault, FaultProxy, Seen, prometheus_error
 from tests.support.moto import CeServer, FakeBill, free_port
 from tests.support.prometheus import PrometheusServer
 

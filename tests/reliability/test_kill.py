@@ -24,11 +24,11 @@ import pytest
 
 from finops.collect import ingest_focus
 from finops.settings import Settings
-from finops.store import open_store
+from finops.store import StoreBusy, open_store
 from finops.tags import TagRules
-from tests.reliability.fault_proxy import Fault, FaultProxy
 from tests.reliability.helpers import FACT_TABLES, snapshot
 from tests.support import example_a
+from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.prometheus import PrometheusServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,7 +156,7 @@ def test_sigkill_during_a_collection(prepared: dict[str, Any], prom: PrometheusS
         _, run_id, status = child.wait_for("RUNNING").split()
         assert status == "running"
         # Another process asking for a collection meanwhile cannot even open the file: rejected, never both.
-        with pytest.raises(duckdb.IOException, match="lock"):
+        with pytest.raises(StoreBusy, match=f"in use by process {child.proc.pid}"):
             open_store(prepared["db"])
         assert child.kill() == -signal.SIGKILL
     check_restart(prepared, int(run_id), tmp_path)

@@ -7,6 +7,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from finops.gateway.labels import label_value
 from finops.settings.gateway import SHA256_PREFIX, CallerTags, GatewaySettings
 from finops.tags import TagRules, display
 
@@ -80,6 +81,7 @@ class Identifier:
         self.trust_headers = settings.trust_headers
         self.reject_unknown = settings.unknown_callers == "reject"
         self.rules = rules
+        self.max_length = settings.max_label_length
 
     def identify(self, headers: Mapping[str, str]) -> Caller | None:
         """``headers`` must have lower-case names (ASGI and Starlette both give them so)."""
@@ -88,10 +90,10 @@ class Identifier:
             return None
         dims: dict[str, str | None] = dict.fromkeys(CALLER_DIMS)
         if tags is not None:
-            dims = {d: self.rules.value(getattr(tags, d)) for d in CALLER_DIMS}
+            dims = {d: label_value(self.rules, getattr(tags, d), self.max_length) for d in CALLER_DIMS}
         if self.trust_headers:
             for dim, header in TRUSTED_HEADERS.items():
-                value = self.rules.value(headers.get(header))
+                value = label_value(self.rules, headers.get(header), self.max_length)
                 if value is not None:
                     dims[dim] = value
         return Caller(**dims)

@@ -11,6 +11,10 @@ Counting rule for a stream cut short (the client left, the upstream broke or wen
    one chunk per engine step and choice, so this is exact for a plain decode, and undercounts when a
    step yields several tokens (speculative decoding, ``--stream-interval`` > 1) or a parser swallows
    tokens (tool-call markers). Prompt tokens are then unknown and counted as 0.
+
+A ``usage`` whose counts are not non-negative integers (``-5``, ``1.5``, ``"12"``, ``true``) is never
+counted: a whole response then counts no tokens, a stream goes on to the next rule above. The
+caller reports it (``bad_usage``) so it can be seen on a counter and in the log.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
+
+from finops.gateway.intake import parse_body
 
 UsageMode = Literal["final", "continuous"]
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
@@ -29,64 +35,89 @@ class RequestPlan:
     """The body to send upstream and what the client asked for (so the gateway can hide what it added)."""
 
     body: bytes
-    model: str | None = None
     stream: bool = False
     client_usage: bool = False
     client_continuous: bool = False
     choices_per_prompt: int = 1
 
 
-def _count(v: Any) -> int:
-    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+class BadUsage(ValueError):
+    """An upstream ``usage`` object with a count that is not a non-negative integer."""
+
+
+def _count(usage: dict[str, Any], name: str, required: bool) -> int:
+    if name not in usage and not required:
+        return 0
+    v = usage.get(name)
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return v
+    raise BadUsage(f"{name} is {repr(v)[:40]}")  # repr: an upstream string cannot forge log lines
 
 
 def usage_tokens(usage: Any) -> tuple[int, int] | None:
-    """(prompt, generation) from an OpenAI ``usage`` object; embeddings have no completion tokens."""
-    if not isinstance(usage, dict):
+    """(prompt, generation) from an OpenAI ``usage`` object, None if there is none (absent or null).
+    Embeddings have no completion tokens. Raises BadUsage for anything else."""
+    if usage is None:
         return None
-    return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    if not isinstance(usage, dict):
+        raise BadUsage(f"usage is a {type(usage).__name__}, not an object")
+    return _count(usage, "prompt_tokens", True), _count(usage, "completion_tokens", False)
 
 
 def plan_request(body: bytes, mode: UsageMode) -> RequestPlan:
     """For a streamed request, add ``stream_options.include_usage`` (and vLLM's continuous stats in
-    "continuous" mode) unless the client asked already. Other bodies are forwarded byte for byte."""
-    try:
-        obj = json.loads(body)
-    except ValueError:
-        return RequestPlan(body)
-    if not isinstance(obj, dict):
-        return RequestPlan(body)
-    model = obj.get("model") if isinstance(obj.get("model"), str) else None
+    "continuous" mode) unless the client asked already. Other bodies are forwarded byte for byte.
+    Raises ``intake.Rejected`` for a body the gateway cannot meter (see ``intake.parse_body``)."""
+    obj = parse_body(body)
     n = obj.get("n")
     n = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
     if obj.get("stream") is not True:
-        return RequestPlan(body, model, False, choices_per_prompt=n)
+        return RequestPlan(body, False, choices_per_prompt=n)
     opts = obj.get("stream_options")
     opts = opts if isinstance(opts, dict) else {}
     client_usage = opts.get("include_usage") is True
     client_continuous = client_usage and opts.get("continuous_usage_stats") is True
     want_continuous = mode == "continuous"
     if client_usage and (client_continuous or not want_continuous):
-        return RequestPlan(body, model, True, True, client_continuous, n)
+        return RequestPlan(body, True, True, client_continuous, n)
     new_opts = {**opts, "include_usage": True}
     if want_continuous:
         new_opts["continuous_usage_stats"] = True
     obj["stream_options"] = new_opts
-    sent = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return RequestPlan(sent, model, True, client_usage, client_continuous, n)
+    return RequestPlan(dump(obj), True, client_usage, client_continuous, n)
 
 
-def parse_response(body: bytes) -> tuple[str | None, int, int]:
-    """(model, prompt tokens, generation tokens) of a non-streamed response; zeros if it has no usage."""
+def dump(obj: Any) -> bytes:
+    """Compact JSON, UTF-8 where it can be: a lone surrogate (valid JSON, not valid UTF-8) stays escaped."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":")).encode("ascii")
+
+
+class Answer(NamedTuple):
+    """What a non-streamed response amounted to; ``bad_usage`` says why its usage was not counted."""
+
+    model: str | None
+    prompt: int
+    generation: int
+    bad_usage: str | None = None
+
+
+def parse_response(body: bytes) -> Answer:
+    """The served model and the tokens of a non-streamed response; zeros if it has no (valid) usage."""
     try:
         obj = json.loads(body)
-    except ValueError:
-        return None, 0, 0
+    except (ValueError, RecursionError):
+        return Answer(None, 0, 0)
     if not isinstance(obj, dict):
-        return None, 0, 0
+        return Answer(None, 0, 0)
     model = obj.get("model") if isinstance(obj.get("model"), str) else None
-    prompt, generation = usage_tokens(obj.get("usage")) or (0, 0)
-    return model, prompt, generation
+    try:
+        prompt, generation = usage_tokens(obj.get("usage")) or (0, 0)
+    except BadUsage as exc:
+        return Answer(model, 0, 0, str(exc))
+    return Answer(model, prompt, generation)
 
 
 def choice_tokens(choice: Any) -> int:
@@ -123,6 +154,7 @@ class StreamMeter:
     chunk_tokens: int = 0
     error: int | None = None
     done: bool = False
+    bad_usage: str | None = None  # the first invalid usage seen, which was not counted
     _continuous: dict[int, tuple[int, int]] = field(default_factory=dict)
     _buf: bytes = b""
 
@@ -166,33 +198,42 @@ class StreamMeter:
             return event
         try:
             obj = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             return event
         if not isinstance(obj, dict):
             return event
         if self.model is None and isinstance(obj.get("model"), str):
             self.model = obj["model"]
         choices = obj.get("choices")
-        usage = obj.get("usage")
         if not choices:
             if "error" in obj or obj.get("object") == "error":  # newer and older vLLM error shapes
                 self.error = error_status(obj)
-            tokens = usage_tokens(usage)
-            if tokens is None:
+            if obj.get("usage") is None:
                 return event
-            self.final_usage = tokens
+            tokens = self._usage(obj)
+            if tokens is not None:
+                self.final_usage = tokens
             # The usage-only chunk the gateway asked for is not the client's to see.
             return event if self.plan.client_usage else b""
         if isinstance(choices, list):
             for choice in choices:
                 self.chunk_tokens += choice_tokens(choice)
-        tokens = usage_tokens(usage)
-        if tokens is None:
+        if obj.get("usage") is None:
             return event
-        first = choices[0] if isinstance(choices, list) and choices else None
-        index = first.get("index", 0) if isinstance(first, dict) else 0
-        self._continuous[index if isinstance(index, int) else 0] = tokens
+        tokens = self._usage(obj)
+        if tokens is not None:
+            first = choices[0] if isinstance(choices, list) and choices else None
+            index = first.get("index", 0) if isinstance(first, dict) else 0
+            self._continuous[index if isinstance(index, int) else 0] = tokens
         if self.plan.client_continuous:
             return event
         del obj["usage"]  # per-chunk usage the gateway asked for
-        return b"data: " + json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n\n"
+        return b"data: " + dump(obj) + b"\n\n"
+
+    def _usage(self, obj: dict[str, Any]) -> tuple[int, int] | None:
+        """The event's usage, or None (remembered in ``bad_usage``) if it is not valid."""
+        try:
+            return usage_tokens(obj["usage"])
+        except BadUsage as exc:
+            self.bad_usage = self.bad_usage or str(exc)
+            return None

@@ -33,6 +33,7 @@ class Outcome:
     duration: float
     ttft: float | None = None
     metered: bool = True
+    bad_usage: bool = False  # the upstream's usage was invalid and not counted
 
 
 class GatewayMetrics:
@@ -51,6 +52,12 @@ class GatewayMetrics:
             "finops_gateway_requests",
             "Requests proxied by the gateway, by caller dims, model and HTTP status (499: client left).",
             (*DIM_LABELS, "status"),
+            registry=self.registry,
+        )
+        self.bad_usage = Counter(
+            "finops_gateway_bad_usage",
+            "2xx answers whose usage counts were not non-negative integers, so were not counted, by model.",
+            ("model_id",),
             registry=self.registry,
         )
         self.duration = Histogram(
@@ -77,6 +84,8 @@ class GatewayMetrics:
         self._child(self.duration, (o.model_id,)).observe(o.duration)
         if o.ttft is not None:
             self._child(self.ttft, (o.model_id,)).observe(o.ttft)
+        if o.bad_usage:
+            self._child(self.bad_usage, (o.model_id,)).inc()
         if o.prompt_tokens or o.generation_tokens or 200 <= o.status < 300:
             self._child(self.tokens, (*dims, "prompt")).inc(o.prompt_tokens)
             self._child(self.tokens, (*dims, "generation")).inc(o.generation_tokens)

@@ -17,21 +17,19 @@ import httpx
 from starlette.types import Receive, Scope, Send
 
 from finops.gateway.identity import Caller, Identifier
+from finops.gateway.intake import Rejected, check_declared_length, read_body
+from finops.gateway.labels import ModelLabels
 from finops.gateway.metering import RequestPlan, StreamMeter, parse_response, plan_request
 from finops.gateway.metrics import GatewayMetrics, Outcome
-from finops.gateway.wire import (
-    error_body,
-    read_body,
-    response_headers,
-    send_json,
-    upstream_headers,
-)
+from finops.gateway.wire import error_body, response_headers, send_json, upstream_headers
 from finops.settings.gateway import GatewaySettings
 from finops.tags import UNTAGGED, TagRules
 
 log = logging.getLogger(__name__)
 
 CLIENT_CLOSED = 499  # nginx's convention for "the client went away before the answer was complete"
+
+
 @dataclass
 class Gateway:
     """What every exchange shares: settings, the upstream client, the caller identifier, the metrics."""
@@ -41,7 +39,12 @@ class Gateway:
     identifier: Identifier
     metrics: GatewayMetrics
     rules: TagRules
+    models: ModelLabels = field(init=False)
     _urls: dict[str, httpx.URL] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.models = ModelLabels(self.rules, s.max_model_labels, s.max_label_length)
 
     def url(self, path: str, query: bytes) -> httpx.URL:
         """The upstream URL for a path, joined to the base URL once per path (httpx's merge is costly)."""
@@ -56,13 +59,6 @@ class Gateway:
 
     def upstream_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         return upstream_headers(scope["headers"], self.settings.upstream_api_key)
-
-    def model_label(self, *candidates: str | None) -> str:
-        for c in candidates:
-            value = self.rules.value(c)
-            if value is not None:
-                return value
-        return UNTAGGED
 
 
 class _State:
@@ -80,18 +76,24 @@ class Exchange:
         self.gw, self.caller, self.metered, self.t0 = gw, caller, metered, t0
         self.state = _State()
         self.status = CLIENT_CLOSED
-        self.model: str | None = None
+        self.model: str | None = None  # the served model, only ever from a 2xx answer
         self.prompt = self.generation = 0
         self.ttft: float | None = None
+        self.bad_usage: str | None = None
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await read_body(receive)
-        if body is None:
-            self.state.client_gone = True
-            self._record(RequestPlan(b""))
-            return
+        settings = self.gw.settings
+        try:
+            check_declared_length(scope["headers"], settings.max_body_bytes)
+            body = await read_body(receive, settings.max_body_bytes)
+            if body is None:
+                self.state.client_gone = True
+                self._record()
+                return
+            plan = plan_request(body, settings.stream_usage) if self.metered else RequestPlan(body)
+        except Rejected as exc:
+            return await self._reject(send, exc)
         method = scope["method"]
-        plan = plan_request(body, self.gw.settings.stream_usage) if self.metered else RequestPlan(body)
         # A plain asyncio task rather than an anyio task group: uvicorn always runs asyncio, and the
         # task group's machinery was a third of the gateway's CPU time per request.
         task = asyncio.current_task()
@@ -109,7 +111,7 @@ class Exchange:
         finally:
             self.state.finished = True
             watcher.cancel()
-            self._record(plan)
+            self._record()
 
     async def _watch(self, receive: Receive, task: asyncio.Task[None]) -> None:
         while (await receive())["type"] != "http.disconnect":
@@ -143,6 +145,14 @@ class Exchange:
                 with anyio.move_on_after(5, shield=True):
                     await resp.aclose()
 
+    async def _reject(self, send: Send, exc: Rejected) -> None:
+        self.status = exc.status
+        self.state.finished = True
+        self._record()  # before answering, so a scrape after the answer sees it
+        # 413: close the connection rather than let the server read and discard the rest of the body.
+        await send_json(send, exc.status, error_body(exc.message, "invalid_request_error", exc.status, exc.param),
+                        close=exc.status == 413)
+
     async def _fail(self, send: Send, status: int, message: str) -> None:
         self.status = status
         self.state.finished = True
@@ -151,7 +161,7 @@ class Exchange:
     async def _whole(self, send: Send, resp: httpx.Response, data: bytes) -> None:
         self.status = resp.status_code
         if self.metered and 200 <= resp.status_code < 300:
-            self.model, self.prompt, self.generation = parse_response(data)
+            self.model, self.prompt, self.generation, self.bad_usage = parse_response(data)
         headers = response_headers(resp)
         headers.append((b"content-length", str(len(data)).encode()))
         self.state.finished = True
@@ -184,23 +194,29 @@ class Exchange:
         finally:
             self.model = meter.model
             self.prompt, self.generation = meter.tokens()
-            if meter.final_usage is None and meter.done and self.metered and not meter.error:
+            self.bad_usage = meter.bad_usage
+            if meter.final_usage is None and meter.done and self.metered and not (meter.error or self.bad_usage):
                 log.warning("upstream stream ended without a usage chunk; generation counted by chunks")
 
-    def _record(self, plan: RequestPlan) -> None:
+    def _record(self) -> None:
         if self.state.client_gone:
             self.status = CLIENT_CLOSED
-        # Tokens are only ever set from a 2xx answer or a stream that began (then cut short or ended
-        # by an in-band error); an upstream 4xx/5xx leaves them at zero.
+        # Tokens and the model are only ever set from a 2xx answer or a stream that began (then cut
+        # short or ended by an in-band error); an upstream 4xx/5xx leaves them unset. Never the model
+        # the request named: callers could otherwise mint one label value per request.
+        model = self.gw.models.label(self.model)
+        if self.bad_usage:
+            log.warning("upstream usage not counted (model %s): %s", model, self.bad_usage)
         self.gw.metrics.record(Outcome(
             caller=self.caller,
-            model_id=self.gw.model_label(self.model, plan.model),
+            model_id=model,
             status=self.status,
             prompt_tokens=self.prompt,
             generation_tokens=self.generation,
             duration=time.perf_counter() - self.t0,
             ttft=self.ttft,
             metered=self.metered,
+            bad_usage=self.bad_usage is not None,
         ))
 
 

@@ -1,4 +1,4 @@
-"""HTTP plumbing of the gateway: the upstream client, which headers cross, ASGI send/receive helpers."""
+"""HTTP plumbing of the gateway: the upstream client, which headers cross, ASGI send helpers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 from pydantic import SecretStr
-from starlette.types import Receive, Send
+from starlette.types import Send
 
 from finops.settings.gateway import GatewaySettings
 
@@ -50,28 +50,18 @@ def build_client(settings: GatewaySettings) -> httpx.AsyncClient:
     )
 
 
-def error_body(message: str, kind: str, status: int) -> bytes:
+def error_body(message: str, kind: str, status: int, param: str | None = None) -> bytes:
     """An OpenAI-style error object (what the openai clients parse)."""
-    return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": status}}).encode()
+    return json.dumps({"error": {"message": message, "type": kind, "param": param, "code": status}}).encode()
 
 
-async def send_json(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+async def send_json(send: Send, status: int, body: bytes, *, close: bool = False) -> None:
+    """A whole JSON answer; ``close`` ends the connection after it instead of keeping it alive."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def read_body(receive: Receive) -> bytes | None:
-    """The whole request body (requests are small JSON), or None if the client left while sending it."""
-    parts: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        parts.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(parts)
 
 
 def upstream_headers(headers: Iterable[tuple[bytes, bytes]], api_key: SecretStr | None) -> list[tuple[bytes, bytes]]:

@@ -1,4 +1,5 @@
-"""Settings of the metering gateway: where the upstream is, how callers are identified, how streams are metered."""
+"""Settings of the metering gateway: where the upstream is, how callers are identified, how streams are
+metered, and the bounds that keep a hostile caller from exhausting its memory or its metrics."""
 
 from __future__ import annotations
 
@@ -41,6 +42,14 @@ class GatewaySettings(BaseModel):
     # "final": usage from the stream's last chunk (any OpenAI-compatible server). "continuous" (vLLM
     # only): also ask for per-chunk cumulative usage, so a stream cut short is still counted exactly.
     stream_usage: Literal["final", "continuous"] = "final"
+    # Larger request bodies are refused with 413 before they are read (or as soon as a chunked body
+    # passes the limit): the gateway holds a whole body in memory to meter it.
+    max_body_bytes: int = 4 * 1024 * 1024
+    # Distinct model_id label values exported; later models are counted under "__other__", so a
+    # caller (or an upstream echoing request fields) cannot create series without bound.
+    max_model_labels: int = 100
+    # Any label value taken from a request or an upstream answer is cut to this many characters.
+    max_label_length: int = 200
     host: str = "127.0.0.1"
     port: int = 8080
 
@@ -68,4 +77,11 @@ class GatewaySettings(BaseModel):
     def _positive(cls, v: float) -> float:
         if v <= 0:
             raise ValueError("timeouts must be positive")
+        return v
+
+    @field_validator("max_connections", "max_body_bytes", "max_model_labels", "max_label_length")
+    @classmethod
+    def _positive_count(cls, v: int) -> int:
+        if v <= 0:
+            raise ValueError("must be a positive integer")
         return v

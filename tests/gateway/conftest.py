@@ -77,3 +77,15 @@ def wait_for(gateway_url: str, name: str, timeout: float = 5.0, **labels: str) -
         if time.monotonic() > deadline:
             raise AssertionError(f"no {name} series with {labels}")
         time.sleep(0.02)
+
+
+def wait_total(gateway_url: str, name: str, value: float, timeout: float = 5.0, **labels: str) -> Samples:
+    """Scrape until ``total(name, labels)`` reaches ``value`` (a positive barrier: it must happen)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape(gateway_url)
+        if total(samples, name, **labels) >= value:
+            return samples
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{name} {labels} stayed below {value}: {total(samples, name, **labels)}")
+        time.sleep(0.02)

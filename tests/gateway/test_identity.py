@@ -78,6 +78,24 @@ def test_settings_errors_never_show_a_key() -> None:
     assert SECRET not in repr(GatewaySettings(keys={SECRET: CallerTags()}))
 
 
+@pytest.mark.parametrize("field", ["max_body_bytes", "max_model_labels", "max_label_length", "max_connections"])
+def test_bounds_must_be_positive(field: str) -> None:
+    with pytest.raises(ValidationError, match="positive integer"):
+        GatewaySettings(**{field: 0})
+    assert getattr(GatewaySettings(**{field: 1}), field) == 1
+
+
+def test_settings_bounds_defaults() -> None:
+    s = GatewaySettings()
+    assert (s.max_body_bytes, s.max_model_labels, s.max_label_length) == (4 * 1024 * 1024, 100, 200)
+
+
+def test_header_values_are_cleaned_and_cut() -> None:
+    ident = Identifier(GatewaySettings(trust_headers=True, unknown_callers="untagged", max_label_length=5), RULES)
+    caller = ident.identify({"x-finops-team": "\x85Core\x00-Platform", "x-finops-project": "\x1b\x9b"})
+    assert caller == Caller(team="core-")  # a value of control characters only means "missing"
+
+
 def test_cli_settings_from_toml_then_flags(tmp_path: Path) -> None:
     cfg = tmp_path / "gateway.toml"
     cfg.write_text(f'''

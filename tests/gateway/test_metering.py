@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from finops.gateway.intake import Rejected
 from finops.gateway.metering import (
+    Answer,
     RequestPlan,
     StreamMeter,
     choice_tokens,
@@ -38,7 +40,7 @@ def run(plan: RequestPlan, data: bytes, size: int) -> tuple[bytes, StreamMeter]:
 
 def test_plan_asks_for_usage_on_streams_only() -> None:
     whole = body(stream=False, temperature=0.2)
-    assert plan_request(whole, "final") == RequestPlan(whole, "m", False)
+    assert plan_request(whole, "final") == RequestPlan(whole, False)
     plan = plan_request(body(stream=True, stream_options={"foo": 1}), "final")
     assert sent(plan)["stream_options"] == {"foo": 1, "include_usage": True}
     assert plan.stream and not plan.client_usage and not plan.client_continuous
@@ -58,9 +60,14 @@ def test_plan_continuous_mode() -> None:
     assert plan_request(raw, "continuous").body is raw
 
 
-@pytest.mark.parametrize("raw", [b"not json", b"[1, 2]", b""])
-def test_plan_forwards_what_it_cannot_read(raw: bytes) -> None:
-    assert plan_request(raw, "final") == RequestPlan(raw)
+@pytest.mark.parametrize(("raw", "status"), [
+    (b"not json", 400), (b"[1, 2]", 400), (b"", 400), (b'{"a": {"b": 1, "b": 2}}', 400),
+    (b'{"stream": "true"}', 422), (b'{"stream": 1}', 422), (b'{"stream": null}', 422),
+])
+def test_plan_refuses_what_it_cannot_meter(raw: bytes, status: int) -> None:
+    with pytest.raises(Rejected) as exc:
+        plan_request(raw, "final")
+    assert exc.value.status == status
 
 
 @pytest.mark.parametrize("size", [1, 2, 7, 50, 333, 10_000])
@@ -149,8 +156,34 @@ def test_error_event_inside_a_stream() -> None:
 
 def test_parse_response() -> None:
     chat = {"model": "M", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}
-    assert parse_response(json.dumps(chat).encode()) == ("M", 5, 7)
+    assert parse_response(json.dumps(chat).encode()) == Answer("M", 5, 7)
     emb = {"model": "E", "data": [], "usage": {"prompt_tokens": 4, "total_tokens": 4}}
-    assert parse_response(json.dumps(emb).encode()) == ("E", 4, 0)
-    assert parse_response(b'{"usage": {"prompt_tokens": -3, "completion_tokens": "7"}}') == (None, 0, 0)
-    assert parse_response(b"<html>") == (None, 0, 0)
+    assert parse_response(json.dumps(emb).encode()) == Answer("E", 4, 0)
+    assert parse_response(b'{"model": "M", "usage": null}') == Answer("M", 0, 0)
+    assert parse_response(b"<html>") == Answer(None, 0, 0)
+
+
+@pytest.mark.parametrize(("usage", "reason"), [
+    ({"prompt_tokens": -3, "completion_tokens": 7}, "prompt_tokens is -3"),
+    ({"prompt_tokens": 3, "completion_tokens": "7"}, "completion_tokens is '7'"),
+    ({"prompt_tokens": 1.5}, "prompt_tokens is 1.5"),
+    ({"prompt_tokens": True}, "prompt_tokens is True"),
+    ({"completion_tokens": 2}, "prompt_tokens is None"),
+    ([1, 2], "usage is a list"),
+])
+def test_invalid_usage_is_not_counted(usage: Any, reason: str) -> None:
+    answer = parse_response(json.dumps({"model": "M", "usage": usage}).encode())
+    assert answer[:3] == ("M", 0, 0) and answer.bad_usage is not None and reason in answer.bad_usage
+
+
+def test_invalid_usage_in_a_stream_falls_back_to_the_next_rule_and_stays_hidden() -> None:
+    bad = USAGE_EVENT.replace(b'"prompt_tokens":12', b'"prompt_tokens":-12')
+    assert bad != USAGE_EVENT
+    out, meter = run(RequestPlan(b"", stream=True), STREAM.replace(USAGE_EVENT, bad), 64)
+    assert out == STREAM.replace(USAGE_EVENT, b"")
+    assert meter.tokens() == (0, 4) and meter.bad_usage == "prompt_tokens is -12"
+    plan = RequestPlan(b"", stream=True, choices_per_prompt=1)
+    events = [e.replace(b'"completion_tokens": 3', b'"completion_tokens": "3"') for e in continuous_stream(1, 3, 9)]
+    _, meter = run(plan, b"".join(events), 50)
+    assert meter.tokens() == (9, 2)  # the chunk with the bad count is skipped, the last good one kept
+    assert meter.bad_usage == "completion_tokens is '3'"

@@ -4,7 +4,9 @@ A raw ASGI app (run it under uvicorn with ``tests.support.uvicorn_server.serve``
 the way vLLM's counters do: prompt tokens when a request starts, generation tokens one by one as they
 are produced, aborted requests included. Its "tokenizer" is whitespace: one word, one token.
 Knobs: ``fail`` (answer every request with that status), ``token_delay`` (seconds per decode step, so a
-disconnect can land mid-stream), ``break_after`` (drop the connection after that many tokens).
+disconnect can land mid-stream), ``break_after`` (drop the connection after that many tokens),
+``echo_model`` (serve whatever model the request names, as a router or a LoRA server does),
+``usage_patch`` (fields written over every ``usage`` object it sends, to send invalid counts).
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class FakeUpstream:
     token_delay: float = 0.0
     fail: tuple[int, str] | None = None
     break_after: int | None = None
+    echo_model: bool = False
+    usage_patch: dict[str, Any] | None = None
     default_max_tokens: int = 8
     calls: list[Call] = field(default_factory=list)
     prompt_tokens_total: int = 0
@@ -143,8 +147,12 @@ class FakeUpstream:
         max_tokens = int(b.get("max_completion_tokens") or b.get("max_tokens") or self.default_max_tokens)
         return n, max_tokens, call.path.endswith("/chat/completions")
 
-    def _usage(self, prompt: int, completion: int) -> dict[str, int]:
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    def _usage(self, prompt: int, completion: int) -> dict[str, Any]:
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        return {**usage, **(self.usage_patch or {})}
+
+    def _model(self, call: Call) -> Any:
+        return call.body.get("model") if self.echo_model else self.served_model
 
     async def _complete(self, call: Call, send: Send) -> None:
         n, max_tokens, chat = self._plan(call)
@@ -160,17 +168,18 @@ class FakeUpstream:
         call.answered = True
         await _json(send, 200, {
             "id": "cmpl-1", "object": "chat.completion" if chat else "text_completion", "created": 1,
-            "model": self.served_model, "choices": choices,
+            "model": self._model(call), "choices": choices,
             "usage": self._usage(call.prompt_tokens, call.generation_tokens)})
 
     async def _embeddings(self, call: Call, send: Send) -> None:
         inputs = call.body.get("input")
         items = inputs if isinstance(inputs, list) and inputs and not isinstance(inputs[0], int) else [inputs]
         call.answered = True
+        usage = {"prompt_tokens": call.prompt_tokens, "total_tokens": call.prompt_tokens, **(self.usage_patch or {})}
         await _json(send, 200, {
-            "object": "list", "model": self.served_model,
+            "object": "list", "model": self._model(call),
             "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(items))],
-            "usage": {"prompt_tokens": call.prompt_tokens, "total_tokens": call.prompt_tokens}})
+            "usage": usage})
 
     async def _stream(self, call: Call, send: Send) -> None:
         n, max_tokens, chat = self._plan(call)
@@ -185,7 +194,7 @@ class FakeUpstream:
             chunk: dict[str, Any] = {
                 "id": "chatcmpl-1" if chat else "cmpl-1",
                 "object": "chat.completion.chunk" if chat else "text_completion",
-                "created": 1, "model": self.served_model, "choices": [choice]}
+                "created": 1, "model": self._model(call), "choices": [choice]}
             if continuous:
                 chunk["usage"] = self._usage(call.prompt_tokens, per_choice[i])
             await _sse(send, chunk)
@@ -208,7 +217,7 @@ class FakeUpstream:
                             if chat else {"index": i, "text": text, "logprobs": None, "finish_reason": finish}, i)
         if include_usage:
             await _sse(send, {"id": "x", "object": "chat.completion.chunk" if chat else "text_completion",
-                              "created": 1, "model": self.served_model, "choices": [],
+                              "created": 1, "model": self._model(call), "choices": [],
                               "usage": self._usage(call.prompt_tokens, call.generation_tokens)})
         call.answered = True
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})

@@ -10,11 +10,11 @@ import typer
 
 from finops.cli.data import collect_cmd, db_app, ingest_app
 from finops.cli.demo import demo
+from finops.cli.gateway import gateway
 from finops.cli.keys import app as keys_app
 from finops.cli.lake import app as lake_app
 from finops.cli.report import report_cmd
 from finops.cli.serve import serve
-from finops.gateway.cli import gateway
 from finops.simulate.cli import app as simulate_app
 
 app = typer.Typer(help="FinOps for self-hosted LLM inference.", no_args_is_help=True, add_completion=False,

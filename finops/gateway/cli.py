@@ -1,10 +1,10 @@
-"""``finops gateway``: run the metering gateway under uvicorn."""
+"""What ``finops gateway`` does (its options: finops/cli/gateway.py): run the metering gateway under uvicorn."""
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import httpx
 import typer
@@ -33,18 +33,7 @@ def load_gateway_settings(config: Path | None, base: GatewaySettings | None = No
         raise typer.BadParameter(f"invalid gateway settings: {problems}") from None
 
 
-def gateway(
-    upstream: Annotated[str | None, typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML file with gateway settings and keys")] = None,
-    host: Annotated[str | None, typer.Option(help="listen address")] = None,
-    port: Annotated[int | None, typer.Option(help="listen port")] = None,
-    trust_headers: Annotated[bool | None, typer.Option(
-        "--trust-headers/--no-trust-headers", help="honour X-FinOps-Project/-Team/-Environment")] = None,
-    unknown_callers: Annotated[str | None, typer.Option(help="reject (401) or untagged")] = None,
-    stream_usage: Annotated[str | None, typer.Option(help="final, or continuous (vLLM only)")] = None,
-    upstream_api_key: Annotated[str | None, typer.Option(
-        envvar="FINOPS_GATEWAY_UPSTREAM_API_KEY", help="key the upstream expects", show_default=False)] = None,
-) -> None:
+def main(upstream: Any, config: Any, host: Any, port: Any, trust_headers: Any, unknown_callers: Any, stream_usage: Any, upstream_api_key: Any) -> None:
     """Run the OpenAI-compatible metering gateway in front of vLLM (tokens per project/team/environment)."""
     import uvicorn
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -84,6 +83,8 @@ def load_cmd(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Send requests for a bounded time and print the usage totals the server returned (JSON)."""
+    import asyncio
+
     from finops.simulate.load import PATTERNS, run_load
 
     if pattern not in PATTERNS:

@@ -108,10 +108,19 @@ class TagRules:
         """Like dims_from_tags for a JSON text; raises ValueError if it is not a JSON object."""
         if text is None:
             return dict.fromkeys(self.dims)
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_no_constant)
         if not isinstance(obj, dict):
             raise ValueError("Tags is not a JSON object")
         return self.dims_from_tags(obj)
+
+
+class TagValueError(ValueError):
+    """A Tags value no bill should carry; the message names it for the quarantine."""
+
+
+def _no_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity (not JSON); as tag values they became teams "nan" and "inf".
+    raise TagValueError(f"Tags: {name} is not a tag value (not valid JSON)")
 
 
 def display(value: str | None) -> str:

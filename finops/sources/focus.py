@@ -20,7 +20,7 @@ import pyarrow as pa
 from finops import money
 from finops.batch import Batch, SourceFailed, Task
 from finops.resources import RESOURCE_KEY_SQL
-from finops.tags import TagRules
+from finops.tags import TagRules, TagValueError
 
 # FOCUS column(s) feeding each cost-line column, first present wins, and how the value is read.
 # ServiceProviderName (FOCUS 1.3) replaces the deprecated ProviderName.
@@ -221,6 +221,8 @@ def _tag_map(con: duckdb.DuckDBPyConnection, rules: TagRules, tags_expr: str) ->
             dims, err = dict.fromkeys(rules.dims), f"Tags: not a JSON object ({type(exc).__name__})"
             if isinstance(exc, json.JSONDecodeError):
                 err = f"Tags: invalid JSON at position {exc.pos}"
+            elif isinstance(exc, TagValueError):
+                err = str(exc)
             elif isinstance(exc, RecursionError):
                 err = "Tags: JSON nested too deeply"
             elif isinstance(exc, UnicodeEncodeError):

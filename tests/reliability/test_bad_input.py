@@ -82,6 +82,8 @@ QUARANTINED: list[tuple[str, bytes, str]] = [
     ("tags-json-string", line(tags=quoted("Project=a")).encode(), "Tags: not a JSON object"),
     ("tags-nested-5000-deep", line(tags='"' + '{""a"":' * 5000 + "1" + "}" * 5000 + '"').encode(),
      "Tags: JSON nested too deeply"),
+    ("tags-nan", line(tags='"{""Team"": NaN}"').encode(), "Tags: NaN is not a tag value"),
+    ("tags-infinity", line(tags='"{""Team"": -Infinity}"').encode(), "Tags: -Infinity is not a tag value"),
     ("tags-lone-surrogate", line(tags='"{""Team"": ""a\\ud800""}"').encode(),
      "Tags: a value is not valid Unicode (a lone surrogate escape)"),
     ("tags-10-mb", line(tags=BIG_TAGS).encode(), "unreadable CSV row: LINE SIZE OVER MAXIMUM"),

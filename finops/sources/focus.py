@@ -136,11 +136,13 @@ def _lit(text: str) -> str:
 
 def _check_required(path: Path, columns: list[str], spec: FileSpec) -> None:
     present = set(columns)
-    missing = [" or ".join(alts) for alts in spec.required_columns if not present.intersection(alts)]
+    missing = [alts for alts in spec.required_columns if not present.intersection(alts)]
     if missing:
-        raise FocusFileError(
-            f"{path}: not a {spec.name} file: missing required column(s) {', '.join(missing)}"
-        )
+        by_lower = {c.lower(): c for c in columns}
+        near = [f"{by_lower[a.lower()]!r} for {a}" for alts in missing for a in alts if a.lower() in by_lower]
+        hint = f" (column names are case-sensitive: found {', '.join(near)})" if near else ""
+        raise FocusFileError(f"{path}: not a {spec.name} file: missing required column(s) "
+                             f"{', '.join(' or '.join(alts) for alts in missing)}{hint}")
 
 
 def _read_source(con: duckdb.DuckDBPyConnection, path: Path, spec: FileSpec) -> tuple[str, list[str]]:

@@ -166,6 +166,8 @@ BAD_FILES: list[tuple[str, bytes, str]] = [
     ("duplicate-header-other-case", f"{HEADER},billedcost\n{GOOD},1\n".encode(),
      "duplicate column(s) in the header: BilledCost, billedcost"),
     ("not-focus", b"date,amount\n2026-11-02,1\n", "not a FOCUS file: missing required column(s) BilledCost"),
+    ("lower-case-header", f"{HEADER.lower()}\n{GOOD}\n".encode(),
+     "(column names are case-sensitive: found 'billedcost' for BilledCost, 'effectivecost' for EffectiveCost"),
     ("utf-16", f"{HEADER}\n{GOOD}\n".encode("utf-16"), "not a FOCUS file"),
     ("binary", bytes(range(256)) * 4, "not a FOCUS file"),
     ("mixed-line-endings", (example_a.focus_csv() + GOOD + "NULL\n").encode(),

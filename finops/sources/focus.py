@@ -284,8 +284,10 @@ def parse_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS) 
             "FROM parsed WHERE _reason = '' ORDER BY _rn"
         ).to_arrow_table()
         bad = con.execute("SELECT _rn, _reason FROM parsed WHERE _reason <> '' ORDER BY _rn").fetchall()
+        starts = _record_starts(path, max(rn for rn, _ in bad)) if kind == "csv" and bad and not rejects else None
         quarantine = [
-            {"origin": str(path), "line": _line_of(rn, rejects) if kind == "csv" else rn, "reason": reason}
+            {"origin": str(path), "reason": reason,
+             "line": rn if kind != "csv" else starts[rn - 1] if starts else _line_of(rn, rejects)}
             for rn, reason in bad
         ]
         quarantine += [{"origin": str(path), "line": line, "reason": reason, "raw": raw}
@@ -319,6 +321,27 @@ def _reject_details(con: duckdb.DuckDBPyConnection, kind: str) -> list[tuple[int
         "FROM reject_errors GROUP BY line ORDER BY line"
     ).fetchall()
     return [(int(line), f"unreadable CSV row: {msg}", raw or "") for line, msg, raw in rows]
+
+
+def _record_starts(path: Path, records: int) -> list[int]:
+    """The file line on which each of the first `records` data records starts. A quoted value may
+    span lines, so records and lines differ; only read when some row is quarantined."""
+    starts: list[int] = []
+    with path.open("rb") as raw:
+        stream: Any = gzip.GzipFile(fileobj=raw) if _is_gzip(path) else raw
+        fh = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+        try:
+            reader = csv.reader(fh)
+            next(reader, None)  # the header
+            line = reader.line_num + 1
+            for _ in reader:
+                starts.append(line)
+                if len(starts) == records:
+                    break
+                line = reader.line_num + 1
+        finally:
+            fh.detach()
+    return starts if len(starts) == records else []
 
 
 def _line_of(rn: int, rejected: list[int]) -> int:

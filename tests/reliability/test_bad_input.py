@@ -197,6 +197,16 @@ def test_parquet_doubles_that_are_not_money_are_quarantined(tmp_path: Path) -> N
     assert [q["reason"].split(":")[0] for q in parsed.quarantine] == ["BilledCost"] * 3
 
 
+def test_quarantine_lines_count_quoted_values_that_span_lines(tmp_path: Path) -> None:
+    note = '"{\n""Project"": ""a"",\n""Team"": ""b""}"'  # JSON whose whitespace is two line breaks
+    path = tmp_path / "multiline.csv"
+    path.write_text(f"{HEADER}\n{line(tags=note)}\n{GOOD}\n{line(currency='XYZ')}\n")
+    parsed = parse_focus_file(path, RULES)
+    # The tagged row spans lines 2-4, the good row is line 5: the bad currency is on line 6.
+    assert [(q["line"], q["reason"]) for q in parsed.quarantine] == [(6, "BillingCurrency: unknown currency XYZ")]
+    assert parsed.rows.num_rows == 2
+
+
 def test_parquet_booleans_are_not_money(tmp_path: Path) -> None:
     path = tmp_path / "booleans.parquet"
     duckdb.sql(f"""COPY (SELECT * FROM (VALUES (true), (false)) v(BilledCost), (SELECT 1.0 AS EffectiveCost,

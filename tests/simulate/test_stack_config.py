@@ -120,10 +120,15 @@ def test_promtool_fails_a_broken_config(tmp_path: Path) -> None:
 def test_prometheus_attaches_the_finops_labels() -> None:
     static = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in static["scrape_configs"]}
-    for job, target in (("vllm", "vllm:8000"), ("dcgm", "dcgm-exporter:9400"), ("finops", "finops:8080")):
+    for job, target in (("vllm", "vllm:8000"), ("dcgm", "dcgm-exporter:9400")):
         group = jobs[job]["static_configs"][0]
         assert group["targets"] == [target]
         assert {"project", "team", "environment"} <= set(group["labels"])
+    # The finops service's gauges label themselves: no target labels, honoured as exported
+    # (tests/api/test_prometheus_scrape.py scrapes it with a real Prometheus).
+    finops = jobs["finops"]
+    assert finops["honor_labels"] is True and "labels" not in finops["static_configs"][0]
+    assert (PROM_DIR / finops["authorization"]["credentials_file"]).is_file()
     ec2 = yaml.safe_load((PROM_DIR / "prometheus-ec2.yml").read_text())
     for job in ec2["scrape_configs"]:
         assert job["ec2_sd_configs"]

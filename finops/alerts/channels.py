@@ -2,11 +2,15 @@
 
 Payloads are built by pure functions (one per channel type, in `PAYLOADS`); `deliver` posts one
 notification with retries and backoff on connection errors, 429 and 5xx. Errors name the channel
-and the HTTP status, never the URL (Slack and webhook URLs carry secrets).
+and the HTTP status, never the URL (Slack and webhook URLs carry secrets). Nor do logs: httpx logs
+every request with its URL at INFO, and `HideChannelUrls` (on the `httpx` logger) replaces the URL
+of a delivery with the URL's scheme and host and the channel's name, whatever the log level.
 """
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import ssl
 import time
 from collections.abc import Callable
@@ -132,6 +136,61 @@ def _post(client: httpx.Client, url: str, body: Any, name: str) -> tuple[str, st
         f"{name}: HTTP {resp.status_code} {resp.reason_phrase}"
 
 
+# The channel being delivered to on this thread (httpx logs from the thread that sends): the forms
+# its URL may be logged in, and the text that replaces them.
+_delivering: contextvars.ContextVar[tuple[tuple[str, ...], str] | None] = contextvars.ContextVar(
+    "finops_channel_delivery", default=None)
+
+
+class HideChannelUrls(logging.Filter):
+    """Masks the URL of the channel being delivered to (its path and query carry secrets).
+
+    On the `httpx` logger: while `deliver` posts, an httpx.URL argument becomes
+    `<scheme>://<host>/... (channel <name>)`, and so does the URL wherever a message or a string
+    argument holds it. Records outside a delivery pass unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        current = _delivering.get()
+        if current is None:
+            return True
+        forms, safe = current
+
+        def mask(value: Any) -> Any:
+            if isinstance(value, httpx.URL):
+                return safe
+            if isinstance(value, str):
+                for form in forms:
+                    value = value.replace(form, safe)
+            return value
+
+        if isinstance(record.args, tuple):
+            record.args = tuple(mask(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: mask(v) for k, v in record.args.items()}
+        record.msg = mask(record.msg)
+        return True
+
+
+def _masked(url: str, name: str) -> tuple[tuple[str, ...], str]:
+    """The forms of `url` to look for (as configured, and as httpx writes it) and what replaces them."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return (url,), f"<url> (channel {name})"
+    port = f":{parsed.port}" if parsed.port else ""
+    forms = sorted({url, str(parsed)}, key=len, reverse=True)  # longest first: no partial leftovers
+    return tuple(forms), f"{parsed.scheme}://{parsed.host}{port}/... (channel {name})"
+
+
+def _install_log_filter() -> None:
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, HideChannelUrls) for f in logger.filters):
+        logger.addFilter(HideChannelUrls())
+
+
+_install_log_filter()
+
+
 def deliver(channel: Channel, n: Notification, sleep: Callable[[float], None] = time.sleep) -> Delivery:
     """POST one notification, retrying transient failures with exponential backoff
     (`backoff_seconds`, then twice that, ... for up to `max_attempts` attempts)."""
@@ -144,7 +203,11 @@ def deliver(channel: Channel, n: Notification, sleep: Callable[[float], None] = 
                         wait=wait_exponential(multiplier=channel.backoff_seconds),
                         retry=retry_if_result(lambda outcome: outcome[0] == "retry"), sleep=sleep,
                         retry_error_callback=lambda state: state.outcome.result() if state.outcome else ("failed", ""))
-    with httpx.Client(timeout=channel.timeout_seconds, verify=verify, headers=headers) as client:
-        status, error = retrying(_post, client, url, PAYLOADS[channel.type](n), channel.name)
+    token = _delivering.set(_masked(url, channel.name))
+    try:
+        with httpx.Client(timeout=channel.timeout_seconds, verify=verify, headers=headers) as client:
+            status, error = retrying(_post, client, url, PAYLOADS[channel.type](n), channel.name)
+    finally:
+        _delivering.reset(token)
     attempts = int(retrying.statistics["attempt_number"])
     return Delivery("sent", attempts) if status == "sent" else Delivery("failed", attempts, error)

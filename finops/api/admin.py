@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from finops.api.deps import AdminDep, StateDep
 from finops.api.errors import ApiError, responses
 from finops.api.schemas import KeyCreate, KeyCreated, KeyOut, utc
-from finops.store.keys import ApiKey, check_team, create_key, list_keys, revoke_key
+from finops.store.keys import ApiKey, LastAdminKey, check_team, create_key, list_keys, revoke_key
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
@@ -21,7 +21,7 @@ def key_out(k: ApiKey) -> KeyOut:
                   last_used_at=utc(k.last_used_at), revoked_at=utc(k.revoked_at))
 
 
-@router.post("", status_code=201, response_model=KeyCreated, responses=responses(400, 401, 403, 422, 429),
+@router.post("", status_code=201, response_model=KeyCreated, responses=responses(400, 401, 403, 413, 422, 429),
              summary="Create a key; the answer holds the key, shown this once")
 async def create(_: AdminDep, state: StateDep, body: KeyCreate) -> KeyCreated:
     team = None
@@ -43,10 +43,15 @@ def list_all(_: AdminDep, state: StateDep) -> list[KeyOut]:
     return [key_out(k) for k in list_keys(state.db())]
 
 
-@router.delete("/{key_id}", status_code=204, response_class=Response, responses=responses(401, 403, 404, 429),
-               summary="Revoke a key at once")
+@router.delete("/{key_id}", status_code=204, response_class=Response,
+               responses=responses(401, 403, 404, 409, 429),
+               summary="Revoke a key at once (not the last active admin key: 409)")
 def revoke(_: AdminDep, state: StateDep, key_id: Annotated[str, Path(max_length=64)]) -> Response:
-    if not revoke_key(state.db(), key_id, state.now()):
+    try:
+        revoked = revoke_key(state.db(), key_id, state.now(), keep_an_admin=True)
+    except LastAdminKey as exc:
+        raise ApiError(409, str(exc), "key_id") from None
+    if not revoked:
         raise ApiError(404, f"key_id: no active key {key_id!r}", "key_id")
     state.keys.clear()  # a revoked key must not live on in the cache
     return Response(status_code=204)

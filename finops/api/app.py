@@ -15,7 +15,9 @@ from finops.api import reports as reports_router
 from finops.api.auth import require, require_unscoped
 from finops.api.cache import DataVersion, ReportCache
 from finops.api.errors import install, query_names, reject_unknown_query, responses
+from finops.api.guard import BodyGuard
 from finops.api.keystore import KeyCache, LastUsed
+from finops.api.routetable import RouteTable
 from finops.api.runs import RunRegistry
 from finops.api.scope import restrict
 from finops.api.state import AppState, Clock, system_clock
@@ -54,8 +56,8 @@ def create_app(settings: Settings, store: Store | None = None, clock: Clock | No
         return state.cache.get(name, params, state.data_version().get()).report
 
     request_metrics = RequestMetrics(state.registry)
-    state.registry.register(KpiCollector(state.db, settings, state.now, cached_report, api.metrics_window_days,
-                                         sources.LISTED))
+    state.kpis.register(KpiCollector(state.db, settings, state.now, cached_report, api.metrics_window_days,
+                                     sources.LISTED))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -80,7 +82,10 @@ def create_app(settings: Settings, store: Store | None = None, clock: Clock | No
                   dependencies=[Depends(reject_unknown_query)])
     app.state.finops = state
     install(app)
-    app.add_middleware(MetricsMiddleware, metrics=request_metrics)
+    # The last added runs first: requests are counted (BodyGuard's answers too), then bodies are guarded.
+    app.add_middleware(BodyGuard, state=state, max_body_bytes=api.max_body_bytes)
+    routes = RouteTable()  # filled below, once every router is included
+    app.add_middleware(MetricsMiddleware, metrics=request_metrics, routes=routes)
     closed: dict[str, Any] = {"responses": responses(401, 403, 429)}
     app.include_router(health.router, **({} if api.open_health else {
         **closed, "dependencies": [Depends(require("viewer"))]}))
@@ -91,5 +96,8 @@ def create_app(settings: Settings, store: Store | None = None, clock: Clock | No
     app.include_router(sources.router)
     app.include_router(alerts.router)
     app.include_router(admin.router)
-    app.state.query_names = query_names(app.openapi())
+    spec = app.openapi()
+    app.state.query_names = query_names(spec)
+    routes.load(app, spec)
+    app.state.route_table = routes
     return app

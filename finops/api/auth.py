@@ -16,6 +16,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.concurrency import run_in_threadpool
 
 from finops.api.errors import ApiError
@@ -34,18 +35,25 @@ def app_state(request: Request) -> AppState:
     return state
 
 
-async def authenticate(request: Request,
-                       credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
-    """The principal of the request's key, or 401 (no/bad key) or 429 (too many failures)."""
-    state = app_state(request)
-    client = request.client.host if request.client else "unknown"
+# Where the principal of a request's key is kept once verified (by BodyGuard or a dependency), so a
+# second dependency of the same request does not verify, count or touch the key again.
+PRINCIPAL_SCOPE_KEY = "finops.principal"
+
+
+def bearer_key(authorization: str | None) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header value, or None (absent, other scheme, empty)."""
+    scheme, key = get_authorization_scheme_param(authorization)  # as HTTPBearer reads it
+    return key if scheme.lower() == "bearer" and key else None
+
+
+async def check_key(state: AppState, client: str, key: str | None) -> Principal:
+    """The principal of `key`, or ApiError 401 (no/bad key) or 429 (too many failures from `client`)."""
     retry = state.limiter.retry_after(client, time.monotonic())
     if retry is not None:
         raise ApiError(429, f"too many failed authentications from {client}; retry in {math.ceil(retry)} s",
                        headers={"Retry-After": str(math.ceil(retry))})
-    if credentials is None:
+    if key is None:
         raise ApiError(401, "authorization: send `Authorization: Bearer <key>`", "authorization", CHALLENGE)
-    key = credentials.credentials
     digest = state.keys.digest(key)
     principal = state.keys.get(digest)
     if principal is None:
@@ -60,6 +68,32 @@ async def authenticate(request: Request,
     if state.last_used is not None:
         state.last_used.touch(principal.key_id, state.now())
     return principal
+
+
+async def authenticate(request: Request,
+                       credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+    """The principal of the request's key, or 401 (no/bad key) or 429 (too many failures)."""
+    verified: Principal | None = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    if verified is not None:  # e.g. BodyGuard checked this request's key before reading its body
+        return verified
+    client = request.client.host if request.client else "unknown"
+    principal = await check_key(app_state(request), client, credentials.credentials if credentials else None)
+    request.scope[PRINCIPAL_SCOPE_KEY] = principal  # checked once per request, whichever dependency asks
+    return principal
+
+
+async def optional_principal(request: Request) -> Principal | None:
+    """None without an `Authorization` header; otherwise the key must be valid (401/429 as above).
+
+    Not a security scheme in the OpenAPI document: the operation answers without a key too."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    verified: Principal | None = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    if verified is not None:
+        return verified
+    client = request.client.host if request.client else "unknown"
+    return await check_key(app_state(request), client, bearer_key(header))
 
 
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:

@@ -41,7 +41,8 @@ DESCRIPTIONS = {
     401: "No key, or a key that is unknown, malformed or revoked",
     403: "The key's role or team scope does not allow this",
     404: "No such resource",
-    409: "Conflicts with work in progress",
+    409: "Conflicts with the current state (a collection of that source is running; the last active admin key)",
+    413: "The body is larger than `max_body_bytes`",
     422: "A parameter is invalid; `error.param` names it",
     429: "Too many failed authentications from this address; retry after `Retry-After` seconds",
     503: "Not ready",
@@ -66,16 +67,13 @@ def _param_of(loc: Sequence[Any]) -> str:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
-        if regex is not None and route_methods and regex.match(request.url.path):
-            methods |= set(route_methods)
-    return sorted(methods)
+    table = getattr(request.app.state, "route_table", None)
+    return table.methods(request.url.path) if table is not None else []
 
 
 async def reject_unknown_query(request: Request) -> None:
-    """422 for query parameters the operation does not document (a typo must not be ignored)."""
+    """422 for query parameters the operation does not document (a typo must not be ignored), and
+    for a parameter given more than once (which value was meant is not ours to guess)."""
     route = request.scope.get("route")
     known = getattr(request.app.state, "query_names", {}).get((request.method, getattr(route, "path", "")))
     if known is None:
@@ -83,6 +81,10 @@ async def reject_unknown_query(request: Request) -> None:
     unknown = sorted(k for k in request.query_params if k not in known)
     if unknown:
         raise ApiError(422, f"{unknown[0]}: unknown parameter", unknown[0])
+    names = [k for k, _ in request.query_params.multi_items()]
+    if len(names) != len(set(names)):
+        repeated = next(k for i, k in enumerate(names) if k in names[:i])
+        raise ApiError(422, f"{repeated}: given {names.count(repeated)} times; give it once", repeated)
 
 
 def query_names(spec: dict[str, Any]) -> dict[tuple[str, str], frozenset[str]]:
@@ -111,6 +113,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":  # FastAPI reports it as a validation error at a position
+            return body(400, "body: not valid JSON", "body")
         param = _param_of(first.get("loc", ()))
         msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
         if first.get("type") == "extra_forbidden":

@@ -57,10 +57,10 @@ class ReportQuery(BaseModel):
     currency: str | NoNull = Field(default=None, pattern=r"^[A-Za-z]{3}$", description="report currency")
     format: Literal["json", "csv", "xlsx"] = Field(
         default="json", description="json (default), csv (a zip of one CSV per table for weekly) or xlsx (finance)")
-    project: str | NoNull = Field(default=None, min_length=1, max_length=128, description="only this project")
-    team: str | NoNull = Field(default=None, min_length=1, max_length=128, description="only this team")
-    environment: str | NoNull = Field(default=None, min_length=1, max_length=128, description="only this environment")
-    model_id: str | NoNull = Field(default=None, min_length=1, max_length=128, description="only this model")
+    project: str | NoNull = Field(default=None, min_length=1, max_length=256, description="only this project")
+    team: str | NoNull = Field(default=None, min_length=1, max_length=256, description="only this team")
+    environment: str | NoNull = Field(default=None, min_length=1, max_length=256, description="only this environment")
+    model_id: str | NoNull = Field(default=None, min_length=1, max_length=256, description="only this model")
 
 
 def _openapi_parameters() -> list[dict[str, Any]]:

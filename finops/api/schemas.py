@@ -95,7 +95,8 @@ class ReportFileOut(BaseModel):
 
 class KeyCreate(BaseModel):
     role: Literal["viewer", "finance", "admin"]
-    team: str | None = Field(default=None, max_length=128, description="restrict the key to this team's rows")
+    team: str | None = Field(default=None, max_length=256, description="restrict the key to this team's rows "
+                             "(any tag value; normalised like tags)")
     name: str | None = Field(default=None, max_length=200)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import date, timedelta
 from typing import Annotated, Literal, cast
@@ -26,22 +27,43 @@ Status = Literal["never_run", "running", "succeeded", "failed"]
 RUNNABLE = {**GROUPS, **{s: [s] for s in SOURCES}}
 
 
+# A run of the FOCUS source has its file as scope; errors name the file as it was given.
+_PATHS = re.compile(r"""[^\s'"]*[\\/]([^\s'"\\/]*)""")
+
+
+def file_name(path: str) -> str:
+    """The last component of a file path (either separator)."""
+    return re.split(r"[\\/]", path.rstrip("/\\"))[-1] or path
+
+
+def hide_paths(text: str | None, scope: str) -> str | None:
+    """`text` with the file `scope`, and anything else that looks like a path, reduced to base names."""
+    if text is None:
+        return None
+    return _PATHS.sub(r"\1", text.replace(scope, file_name(scope)))
+
+
 @router.get("", response_model=list[SourceOut], responses=responses(401, 403, 429),
             summary="Per source: newest run, status, data through, rows, error")
-def list_sources(_: ViewerDep, state: StateDep) -> list[SourceOut]:
+def list_sources(principal: ViewerDep, state: StateDep) -> list[SourceOut]:
+    """Server paths (the scope of a FOCUS file's run, and in its error) are shown to admin keys only;
+    other keys see the file's base name."""
     now = state.now().replace(tzinfo=None)
     out = []
     for s in source_states(state.db(), LISTED):
         run = s.last_run
         since = s.watermark or s.last_success_at
+        scope, error = (run.scope, run.error) if run else ("", None)
+        if run and s.source == FOCUS and not principal.can("admin"):
+            scope, error = file_name(run.scope), hide_paths(run.error, run.scope)
         out.append(SourceOut(
             source=s.source, status=cast(Status, run.status if run else "never_run"), running=s.running,
-            last_run=RunOut(run_id=run.run_id, scope=run.scope, status=run.status,  # type: ignore[arg-type]
+            last_run=RunOut(run_id=run.run_id, scope=scope, status=run.status,  # type: ignore[arg-type]
                             window_start=utc(run.window_start), window_end=utc(run.window_end), rows=run.rows,
-                            quarantined=run.quarantined, requests=run.requests, error=run.error,
+                            quarantined=run.quarantined, requests=run.requests, error=error,
                             started_at=utc(run.started_at), finished_at=utc(run.finished_at)) if run else None,
             last_success_at=utc(s.last_success_at), data_through=utc(s.watermark), rows=s.rows,
-            error=run.error if run and run.status == "failed" else None,
+            error=error if run and run.status == "failed" else None,
             freshness_seconds=max((now - since).total_seconds(), 0.0) if since else None,
         ))
     return out

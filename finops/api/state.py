@@ -39,7 +39,10 @@ class AppState:
     cache: ReportCache
     limiter: FailureLimiter
     keys: KeyCache
+    # The API's own request metrics (open on /metrics by default) and the FinOps KPIs (every team's
+    # costs: an unscoped key only, unless `open_metrics_kpis`), kept apart so each can be served alone.
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    kpis: CollectorRegistry = field(default_factory=CollectorRegistry)
     store: Store | None = None
     runs: RunRegistry | None = None
     last_used: LastUsed | None = None

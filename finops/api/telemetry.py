@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from finops.api.routetable import RouteTable
 from finops.reports.model import Report
 from finops.reports.params import ParamError, ReportParams, build_params
 from finops.settings import Settings
@@ -29,6 +30,13 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 ReportGetter = Callable[[str, ReportParams], Report]
 
 
+# Label values stay bounded whatever clients send: methods outside this set count as "other", paths
+# as their route template (one value, "unmatched", for every path no route matches).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+OTHER_METHOD = "other"
+UNMATCHED = "unmatched"
+
+
 class RequestMetrics:
     """Requests answered and their latency, by method, route template and status."""
 
@@ -39,11 +47,20 @@ class RequestMetrics:
                                  labels, buckets=BUCKETS, registry=registry)
 
 
+def route_template(scope: Scope, table: RouteTable) -> str:
+    """The template of the route that handled (or would handle) the request, else UNMATCHED.
+
+    The router leaves the matched route in the scope; a request answered before routing (e.g. a
+    body refused by BodyGuard) or by no route is looked up in the app's route table."""
+    path = getattr(scope.get("route"), "path", None)
+    return str(path) if path else table.template(scope["path"]) or UNMATCHED
+
+
 class MetricsMiddleware:
     """Pure ASGI middleware (no per-request task) that times each request."""
 
-    def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: ASGIApp, metrics: RequestMetrics, routes: RouteTable) -> None:
+        self.app, self.metrics, self.routes = app, metrics, routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,9 +78,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            # The route template, never the raw path: label values stay bounded.
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            labels = (scope["method"], route, str(status))
+            method = scope["method"] if scope["method"] in METHODS else OTHER_METHOD
+            labels = (method, route_template(scope, self.routes), str(status))
             self.metrics.count.labels(*labels).inc()
             self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)
 

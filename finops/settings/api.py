@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class ApiSettings(BaseModel):
@@ -10,8 +10,14 @@ class ApiSettings(BaseModel):
 
     # /healthz and /readyz answer without a key (probes rarely carry credentials).
     open_health: bool = True
-    # /metrics answers without a key; set False to require an unscoped key (its KPIs span all teams).
+    # /metrics answers without a key with the API's own request metrics; the FinOps KPIs (every
+    # team's costs) need an unscoped key. Set False to require an unscoped key for all of /metrics.
     open_metrics: bool = True
+    # Also serve the FinOps KPIs on /metrics without a key (anyone who reaches the port then reads
+    # every team's cost per 1k tokens, idle cost and untagged share). Needs open_metrics.
+    open_metrics_kpis: bool = False
+    # Largest request body accepted (413 beyond it); the key is checked before any body is read.
+    max_body_bytes: int = Field(default=1 << 20, ge=1)
     # Failed authentications per client address and minute before further attempts answer 429.
     auth_failures_per_minute: int = Field(default=10, ge=1)
     # Report results kept in memory, per (report, parameters, format, data version).
@@ -28,3 +34,9 @@ class ApiSettings(BaseModel):
     max_run_days: int = Field(default=366, ge=1)
     # How long shutdown waits for collections started through the API.
     shutdown_wait_seconds: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _kpis_need_open_metrics(self) -> ApiSettings:
+        if self.open_metrics_kpis and not self.open_metrics:
+            raise ValueError("open_metrics_kpis needs open_metrics (KPIs cannot be open on a closed /metrics)")
+        return self

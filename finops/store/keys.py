@@ -31,7 +31,12 @@ RANK = {role: i for i, role in enumerate(ROLES)}
 
 PREFIX = "fk_"
 _KEY = re.compile(r"^fk_([0-9a-f]{16})_([A-Za-z0-9_-]{20,128})$")
-_TEAM = re.compile(r"^[^\s_][^\s]{0,127}$")
+# A team scope is a normalised tag value (finops.tags.TagRules.value: trimmed, no control
+# characters, by default lower case), so any team the data can name can have keys, spaces
+# included. `__...__` names are the reports' group markers (`__untagged__`, `__unallocated__`).
+MAX_TEAM = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_RESERVED = re.compile(r"^__.*__$")
 # Compared against when the key id is unknown, so unknown and wrong keys take the same time.
 _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
 
@@ -67,15 +72,19 @@ def hash_key(key: str) -> str:
 
 
 def check_team(team: str | None, role: str) -> None:
-    """Raise ValueError for an unusable team scope (reserved `__...__` group names, admin keys)."""
+    """Raise ValueError for an unusable team scope: admin keys, reserved `__...__` group names, and
+    values tag normalisation never yields (empty, padded, control characters, over MAX_TEAM)."""
     if role not in ROLES:
         raise ValueError(f"role: {role!r} is not one of {', '.join(ROLES)}")
     if team is None:
         return
     if role == "admin":
         raise ValueError("team: admin keys cannot be team-scoped (an admin manages every key)")
-    if not _TEAM.match(team):
-        raise ValueError(f"team: {team!r} is not a team name (no spaces, must not start with '_')")
+    if _RESERVED.match(team):
+        raise ValueError(f"team: {team!r} is a reserved group name, not a team")
+    if not team or team != team.strip() or _CONTROL.search(team) or len(team) > MAX_TEAM:
+        raise ValueError(f"team: {team!r} is not a team name (a tag value: trimmed, no control characters, "
+                         f"at most {MAX_TEAM} characters)")
 
 
 def create_key(store: Store, role: str, team: str | None = None, name: str | None = None,
@@ -123,9 +132,21 @@ def list_keys(store: Store) -> list[ApiKey]:
     return [ApiKey(*r) for r in rows]
 
 
-def revoke_key(store: Store, key_id: str, now: datetime | None = None) -> bool:
-    """Revoke a key by id; False when there is no such (unrevoked) key."""
+class LastAdminKey(ValueError):
+    """Revoking this key would leave no active admin key (nobody could manage keys through the API)."""
+
+
+def revoke_key(store: Store, key_id: str, now: datetime | None = None, *, keep_an_admin: bool = False) -> bool:
+    """Revoke a key by id; False when there is no such (unrevoked) key. With `keep_an_admin`, raise
+    LastAdminKey instead of revoking the last active admin key (checked in the same transaction)."""
     with store.transaction() as cur:
+        if keep_an_admin:
+            [(other_admins, is_admin)] = cur.execute(
+                "SELECT count(*) FILTER (WHERE key_id <> ?), bool_or(key_id = ?) FROM api_keys "
+                "WHERE role = 'admin' AND revoked_at IS NULL", [key_id, key_id]).fetchall()
+            if is_admin and other_admins == 0:
+                raise LastAdminKey(f"key_id: {key_id} is the last active admin key; create another admin key "
+                                   "before revoking it")
         done = cur.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL "
                            "RETURNING key_id", [to_utc_naive(now) if now else store.clock(), key_id]).fetchall()
     return bool(done)

@@ -69,7 +69,7 @@ def test_closed_health_and_metrics_need_keys(start_api: Callable[..., Api], keys
 
 def test_kpis_of_example_a(start_api: Callable[..., Api], keys: Keys) -> None:
     api = start_api(metrics_window_days=8)  # [2026-11-02, 2026-11-10): holds example A's day
-    samples = scrape(api)
+    samples = scrape(api, keys.viewer)  # the KPIs need an unscoped key
     per_1k = {dict(labels)["model_id"] + "/" + dict(labels)["team"]: v
               for labels, v in series(samples, "finops_cost_per_1k_generated_tokens").items()}
     # cost / (generation tokens / 1000) from the bill and token tables of example A
@@ -104,12 +104,13 @@ def test_request_metrics(api: Api, keys: Keys) -> None:
     assert samples[("finops_http_requests_total", unmatched)] == 1
 
 
-def test_kpis_degrade_when_a_report_cannot_be_computed(start_api: Callable[..., Api], tmp_path: Path) -> None:
+def test_kpis_degrade_when_a_report_cannot_be_computed(start_api: Callable[..., Api], keys: Keys,
+                                                      tmp_path: Path) -> None:
     api = start_api(metrics_window_days=8)
     eur = tmp_path / "eur.csv"
     eur.write_text(focus_csv(DAY + timedelta(days=2), currency="EUR"))
     assert run_task(api.store, FOCUS, file_task(TagRules.from_settings(api.settings), eur)).status == "succeeded"
-    samples = scrape(api)  # USD and EUR in the window, no rates: the reports refuse, /metrics does not
+    samples = scrape(api, keys.viewer)  # USD and EUR in the window, no rates: the reports refuse, /metrics does not
     assert series(samples, "finops_kpi_up") and set(series(samples, "finops_kpi_up").values()) == {0.0}
     assert not series(samples, "finops_cost_per_1k_generated_tokens")
     assert series(samples, "finops_source_freshness_seconds")
@@ -161,5 +162,6 @@ def test_apps_share_no_state(settings: Settings, tmp_path: Path) -> None:
     # Two apps in one process: separate registries, caches and limits (no module-level state).
     a, b = (create_app(settings, api=ApiSettings(auth_failures_per_minute=n)) for n in (3, 4))
     assert a.state.finops.registry is not b.state.finops.registry
+    assert a.state.finops.kpis is not b.state.finops.kpis
     assert a.state.finops.cache is not b.state.finops.cache
     assert (a.state.finops.limiter.limit, b.state.finops.limiter.limit) == (3, 4)

@@ -21,7 +21,12 @@ import httpx
 import pytest
 from openpyxl import load_workbook
 
+from finops.api import ApiSettings
+from finops.collect import run_task
+from finops.sources.focus import SOURCE as FOCUS
+from finops.sources.focus import file_task
 from finops.store.keys import FailureLimiter, hash_key
+from finops.tags import TagRules
 from tests.api.conftest import WEEK, Api, Keys
 
 # Who may call each operation (the lowest role; None: open without a key by default).
@@ -45,6 +50,7 @@ ACCESS: dict[tuple[str, str], str | None] = {
     ("DELETE", "/v1/keys/{key_id}"): "admin",
 }
 RANK = {"viewer": 0, "finance": 1, "admin": 2}
+CHECKS_A_SENT_KEY = {"/metrics"}  # open operations that refuse a bad key rather than ignore it
 # Harmless path values: nothing exists under them, so an allowed call answers 404 or 422, never acts.
 PATH_VALUES = {"file_id": "999999", "name": "nosuch", "job_id": "999999", "key_id": "0000000000000000"}
 BODIES = {("POST", "/v1/keys"): {"role": "owner"}}  # refused by validation after the role check
@@ -75,7 +81,8 @@ def test_every_operation_requires_a_valid_key(start_api: Callable[..., Api], key
         open_ = ACCESS[(method, path)] is None and not closed
         for key in (None, BOGUS, "not-a-key", keys.viewer + "x"):
             r = call(client, key, method, path)
-            if open_:
+            # An open /metrics checks a key that is sent (the key decides whether the KPIs are shown).
+            if open_ and (key is None or path not in CHECKS_A_SENT_KEY):
                 assert r.status_code == 200, (method, path, key)
             else:
                 assert r.status_code == 401, (method, path, key, r.text)
@@ -177,6 +184,60 @@ def test_a_team_key_sees_only_its_alerts_and_no_store_wide_data(api: Api, keys: 
     # Report files span every team: a finance key scoped to a team may not list or fetch them.
     assert api.get("/v1/reports/weekly/files", keys.platform).status_code == 403
     assert api.get("/v1/reports/weekly/files/1", keys.platform).status_code == 403
+
+
+# FinOps KPIs on /metrics: every team's money (and where it is labelled, the team).
+KPI_FAMILIES = ("finops_cost_per_1k_generated_tokens", "finops_idle_gpu_hours", "finops_idle_gpu_cost",
+                "finops_untagged_share", "finops_source_freshness_seconds", "finops_kpi_up")
+
+
+def test_metrics_show_team_costs_to_unscoped_keys_only(start_api: Callable[..., Api], keys: Keys) -> None:
+    api = start_api(metrics_window_days=8)  # the window holds example A's day
+    full = api.get("/metrics", keys.viewer)
+    assert full.status_code == 200
+    # The unscoped key reads every team's cost per 1k tokens, platform's included ...
+    assert 'finops_cost_per_1k_generated_tokens{environment="prod",model_id="mistral-7b",project="search",' \
+           'team="platform"}' in full.text
+    assert all(name in full.text for name in KPI_FAMILIES)
+    # ... no key reads the request metrics only ...
+    anonymous = api.get("/metrics")
+    assert anonymous.status_code == 200 and "finops_http_requests_total" in anonymous.text
+    assert not [name for name in KPI_FAMILIES if name in anonymous.text]
+    assert "platform" not in anonymous.text and "coreai" not in anonymous.text
+    # ... and a team-scoped key, whose reports are confined to its team, is refused them.
+    for scoped, other in ((keys.coreai, "platform"), (keys.platform, "coreai")):
+        r = api.get("/metrics", scoped)
+        assert r.status_code == 403, r.text
+        assert other not in r.text and "finops_cost" not in r.text
+    bad = api.get("/metrics", BOGUS)  # a scrape with a wrong (e.g. revoked) key fails loudly
+    assert bad.status_code == 401 and "finops_" not in bad.text
+
+    closed = start_api(open_metrics=False)  # everything behind an unscoped key
+    assert closed.get("/metrics").status_code == 401
+    assert closed.get("/metrics", keys.coreai).status_code == 403
+    assert "finops_kpi_up" in closed.get("/metrics", keys.viewer).text
+
+    opened = start_api(open_metrics_kpis=True)  # the operator's explicit choice: KPIs without a key
+    assert "finops_kpi_up" in opened.get("/metrics").text
+    with pytest.raises(ValueError, match="open_metrics_kpis needs open_metrics"):
+        ApiSettings(open_metrics=False, open_metrics_kpis=True)
+
+
+def test_sources_show_file_names_not_server_paths_to_non_admin_keys(api: Api, keys: Keys, tmp_path: Path) -> None:
+    empty = tmp_path / "incoming" / "bill-2026-11.csv"  # a failed FOCUS run names its file in its error
+    empty.parent.mkdir()
+    empty.write_text("")
+    assert run_task(api.store, FOCUS, file_task(TagRules.from_settings(api.settings), empty)).status == "failed"
+    admin = {s["source"]: s for s in api.get("/v1/sources", keys.admin).json()}["focus"]
+    assert admin["last_run"]["scope"] == str(empty.resolve())  # admins see where the file is
+    assert str(tmp_path) in admin["error"]
+    for key in (keys.viewer, keys.finance, keys.coreai, keys.platform):
+        r = api.get("/v1/sources", key)
+        assert r.status_code == 200
+        assert str(tmp_path) not in r.text and "/tmp" not in r.text and "incoming" not in r.text
+        focus = {s["source"]: s for s in r.json()}["focus"]
+        assert focus["last_run"]["scope"] == "bill-2026-11.csv"
+        assert focus["error"] == focus["last_run"]["error"] == "bill-2026-11.csv: the file is empty"
 
 
 # --- keys never disclosed -----------------------------------------------------------------------

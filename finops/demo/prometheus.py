@@ -105,6 +105,17 @@ def write_openmetrics(path: Path, series: Iterable[OMSeries], start: float | Non
     return path
 
 
+def shifted(series: Iterable[OMSeries], seconds: float) -> list[OMSeries]:
+    """Copies of `series` with every sample moved by `seconds`.
+
+    Moved 1 ms earlier (`seconds=-0.001`), data served by Prometheus 2.x answers as Prometheus 3.x
+    would answer the original: 2.x range selectors are closed, `[t - r, t]`, 3.x's are left-open,
+    `(t - r, t]`, and a sample at `t - r` moved to `t - r - 0.001` falls out of the window as 3.x
+    drops it, while a sample at `t` moved to `t - 0.001` stays in.
+    """
+    return [OMSeries(s.name, dict(s.labels), s.type, [(t + seconds, v) for t, v in s.points]) for s in series]
+
+
 def backfill(openmetrics: Path, tsdb_dir: Path) -> None:
     """Turn an OpenMetrics file into TSDB blocks under `tsdb_dir` (promtool's 2-hour blocks)."""
     tsdb_dir.mkdir(parents=True, exist_ok=True)

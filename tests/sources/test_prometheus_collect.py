@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from finops.collect import collect
+from finops.demo.prometheus import shifted
 from finops.settings import PrometheusSettings, Settings
 from finops.store import Store, open_store
 from finops.timeutil import Window
@@ -39,7 +40,14 @@ from tests.sources.test_prometheus_fleet import (
 from tests.support.prometheus import PrometheusServer, free_port
 
 WINDOW = Window(D0, D0 + timedelta(days=3))
-QUERIES_PER_CHUNK = 11  # 5 GPU queries + 3 vLLM + 3 gateway (token_source gateway_then_vllm)
+# 5 GPU queries + 3 vLLM + vLLM suspects + 3 gateway + gateway suspects (token_source gateway_then_vllm).
+QUERIES_PER_CHUNK = 13
+# Raw-sample queries, 2 per measure and run of flagged periods: the gateway series start at D1 00:00
+# (one run), the vLLM restarts at D1 13:28 and D2 06:00 flag D1 14:00-15:00 and D2 06:00-07:00.
+RAW_GATEWAY, RAW_VLLM = 6, 6
+# Prometheus 2.x as installed, and 3.x's left-open range selectors emulated on it (every sample 1 ms
+# earlier: `finops.demo.prometheus.shifted`).
+SEMANTICS = ("prometheus-2", "prometheus-3-emulated")
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +55,11 @@ def fleet() -> Fleet:
     return build_fleet()
 
 
-@pytest.fixture(scope="module")
-def prom(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
-    with PrometheusServer.from_series(tmp_path_factory.mktemp("prometheus"), fleet.series) as server:
+@pytest.fixture(scope="module", params=SEMANTICS)
+def prom(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory,
+         request: pytest.FixtureRequest) -> Iterator[PrometheusServer]:
+    series = fleet.series if request.param == "prometheus-2" else shifted(fleet.series, -0.001)
+    with PrometheusServer.from_series(tmp_path_factory.mktemp("prometheus"), series) as server:
         yield server
 
 
@@ -121,7 +131,7 @@ def test_gpu_hours_busy_fractions_and_idle_hours_equal_the_generated_series(
     result = run(store, s)
     elapsed = time.monotonic() - started
     assert result.status == "succeeded", result.error
-    assert result.requests == QUERIES_PER_CHUNK
+    assert result.requests == QUERIES_PER_CHUNK + RAW_GATEWAY + RAW_VLLM
     print(f"\none collection of the test fleet: {result.requests} queries, {elapsed:.3f} s, {result.rows} rows")
     check_gpu_hours(store, fleet, s)
 
@@ -158,7 +168,7 @@ def test_token_counts_are_exact_across_vllm_restarts(store: Store, settings: Set
                                                      fleet: Fleet) -> None:
     result = run(store, with_prom(settings, prom, token_source="vllm"))
     assert result.status == "succeeded", result.error
-    assert result.requests == 8
+    assert result.requests == 5 + 3 + 1 + RAW_VLLM
     rows = token_facts(store)
     assert vllm_totals(rows) == {k: dict(v) for k, v in fleet.vllm.items()}
     # The restart hours really contain a counter drop: a naive last - first would be wrong there.
@@ -248,8 +258,13 @@ def test_long_windows_are_chunked_with_progress_and_give_the_same_facts(
     result = run(store, with_prom(settings, prom, max_points_per_query=24),
                  progress=lambda done, total: calls.append((done, total)))
     assert result.status == "succeeded", result.error
-    assert result.requests == 3 * QUERIES_PER_CHUNK
-    assert calls == [(i, 3 * QUERIES_PER_CHUNK) for i in range(3 * QUERIES_PER_CHUNK + 1)]
+    # Day-long chunks: the two vLLM restarts fall in different chunks, so in two runs.
+    queries = 3 * QUERIES_PER_CHUNK + RAW_GATEWAY + 2 * RAW_VLLM
+    assert result.requests == queries
+    # Every query reported once; the total grows as raw queries are found, and ends exact.
+    assert [done for done, _ in calls] == list(range(queries + 1))
+    totals = [total for _, total in calls]
+    assert totals[0] == 3 * QUERIES_PER_CHUNK and totals == sorted(totals) and totals[-1] == queries
     assert snapshot(store) == whole
 
 
@@ -260,7 +275,7 @@ def test_prometheus_stopped_mid_run_fails_the_run_and_a_later_run_fills_the_gap(
     before = snapshot(store)
 
     def stop_after_first_chunk(done: int, total: int) -> None:
-        if done == 8:  # 5 GPU + 3 vLLM queries: the first of three chunks is complete
+        if done == 9:  # 5 GPU + 3 vLLM + suspects: the first of three chunks is complete (none flagged)
             prom.stop()
 
     try:
@@ -270,7 +285,7 @@ def test_prometheus_stopped_mid_run_fails_the_run_and_a_later_run_fills_the_gap(
     s = with_prom(settings, prom, max_points_per_query=24, token_source="vllm")  # the port may have moved
     assert failed.status == "failed"
     assert "unreachable" in failed.error and "127.0.0.1" in failed.error
-    assert failed.requests == 9
+    assert failed.requests == 10
     assert snapshot(store) == before
     [(status, error)] = store.query("SELECT status, error FROM source_runs WHERE run_id = ?", [failed.run_id])
     assert (status, error) == ("failed", failed.error)
@@ -312,9 +327,10 @@ def test_cli_collect_prometheus(tmp_path: Path, prom: PrometheusServer, fleet: F
     db = tmp_path / "cli.duckdb"
     monkeypatch.setenv("FINOPS_DB", str(db))
     monkeypatch.setenv("FINOPS_PROMETHEUS_URL", prom.url)
+    # D1: the llama restart is flagged, not the gateway's first sample (D1 00:00 closes D0 23:00).
     result = CliRunner().invoke(app, ["collect", "prometheus", "--start", "2026-11-03", "--end", "2026-11-04"])
     assert result.exit_code == 0, result.output
-    assert "prometheus:" in result.output and "11 requests" in result.output
+    assert "prometheus:" in result.output and f"{QUERIES_PER_CHUNK + RAW_VLLM} requests" in result.output
     store = open_store(db)
     try:
         day = Window(D0 + timedelta(days=1), D0 + timedelta(days=2))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -90,13 +91,23 @@ def error_reason(message: str) -> str:
 def run_range(client: PrometheusConnect, expr: str, start: datetime, end: datetime,
               step_seconds: int) -> list[dict[str, Any]]:
     """One `query_range` from `start` to `end` (naive UTC, both evaluated), raw `result` list."""
+    return _run(client, lambda: client.custom_query_range(
+        expr,
+        start_time=start.replace(tzinfo=UTC),  # the client calls .timestamp(): never local time
+        end_time=end.replace(tzinfo=UTC),
+        step=str(step_seconds),
+    ))
+
+
+def run_instant(client: PrometheusConnect, expr: str, at: int) -> list[dict[str, Any]]:
+    """One instant `query` evaluated at Unix second `at`, raw `result` list (a range-vector
+    selector such as `c[2h]` answers its raw samples)."""
+    return _run(client, lambda: client.custom_query(expr, params={"time": str(at)}))
+
+
+def _run(client: PrometheusConnect, call: Callable[[], Any]) -> list[dict[str, Any]]:
     try:
-        result = client.custom_query_range(
-            expr,
-            start_time=start.replace(tzinfo=UTC),  # the client calls .timestamp(): never local time
-            end_time=end.replace(tzinfo=UTC),
-            step=str(step_seconds),
-        )
+        result = call()
     except PrometheusApiClientException as exc:
         raise QueryFailed(error_reason(str(exc))) from None
     except requests.exceptions.JSONDecodeError:

@@ -2,7 +2,10 @@
 
 Aggregation happens in Prometheus: every query of `finops.sources.prometheus.promql.QUERIES` is a range
 query at a 1h step returning one point per GPU or model server and hour, so one hour of a large
-fleet costs a handful of queries. Long windows are split into chunks under Prometheus's
+fleet costs a handful of queries. Token counters are exact to the token: the series-periods a
+counter reset or a scrape gap makes unsafe for PromQL are flagged by a suspects query and counted
+from their raw samples (`recount`), two instant queries per group of flagged series and run of
+flagged periods. Long windows are split into chunks under Prometheus's
 11,000-points-per-series limit. The whole window is one task: all chunks are fetched first and
 land together, so a failure in any chunk leaves the store as it was.
 """
@@ -13,6 +16,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from prometheus_api_client import PrometheusConnect
@@ -24,12 +28,14 @@ from finops.sources.prometheus.client import (
     QueryFailed,
     build_client,
     plan_chunks,
+    run_instant,
     run_range,
     safe_url,
 )
 from finops.sources.prometheus.gpu import GPU_MEASURES, gpu_rows, gpu_table
 from finops.sources.prometheus.parse import LabelMap, MalformedResult, Series, parse_matrix
 from finops.sources.prometheus.promql import MODEL_NAME_LABEL, QUERIES, TOKEN_FACTS, Query, render
+from finops.sources.prometheus.recount import recount
 from finops.sources.prometheus.tokens import (
     TOKEN_MEASURES,
     TokenSource,
@@ -92,34 +98,74 @@ def _describe(chunk: Chunk, step_seconds: int) -> str:
     return f"[{start:%Y-%m-%dT%H:%M}, {chunk.last:%Y-%m-%dT%H:%M})"
 
 
+class _Runner:
+    """Runs queries, counting them for progress and for the SourceFailed of a failure."""
+
+    def __init__(self, client: PrometheusConnect, planned: int, progress: Progress | None) -> None:
+        self.client, self.done, self.total, self.progress = client, 0, planned, progress
+        if progress:
+            progress(0, planned)
+
+    def _failed(self, what: str, exc: Exception) -> SourceFailed:
+        return SourceFailed(f"Prometheus query {what} failed: {exc}", requests=self.done + 1)
+
+    def _count(self) -> None:
+        self.done += 1
+        if self.progress:
+            self.progress(self.done, self.total)
+
+    def range(self, what: str, expr: str, chunk: Chunk, step_seconds: int) -> list[Series]:
+        try:
+            series = parse_matrix(run_range(self.client, expr, chunk.first, chunk.last, step_seconds))
+        except (QueryFailed, MalformedResult) as exc:
+            raise self._failed(what, exc) from None
+        self._count()
+        return series
+
+    def instant(self, what: str, expr: str, at: int) -> list[dict[str, Any]]:
+        self.total += 1  # a raw query, found as the flagged series are read
+        try:
+            raw = run_instant(self.client, expr, at)
+        except QueryFailed as exc:
+            raise self._failed(what, exc) from None
+        self._count()
+        return raw
+
+
 def fetch_all(client: PrometheusConnect, the_plan: Plan,
-              progress: Progress | None = None) -> dict[tuple[str, str], list[Series]]:
-    """Run every query over every chunk; results per (fact, measure). Raises SourceFailed."""
+              progress: Progress | None = None) -> tuple[dict[tuple[str, str], list[Series]], int]:
+    """Run every query over every chunk, then the raw queries of the series-periods the suspects
+    queries flag; results per (fact, measure) and the number of queries. Raises SourceFailed.
+
+    Progress counts the raw queries as they are found: its total grows by one with each.
+    """
     results: dict[tuple[str, str], list[Series]] = defaultdict(list)
-    done, total = 0, the_plan.total_queries
-    if progress:
-        progress(done, total)
+    runner = _Runner(client, the_plan.total_queries, progress)
+    step = the_plan.step_seconds
     for chunk in the_plan.chunks:
+        span = _describe(chunk, step)
+        flagged: dict[str, list[Series]] = {}
         for query, expr in the_plan.queries:
+            series = runner.range(f"{query.fact}/{query.measure} for {span}", expr, chunk, step)
+            if query.measure == "suspects":
+                flagged[query.fact] = series
+            else:
+                results[(query.fact, query.measure)].extend(series)
+        for fact, suspects in flagged.items():
+            what = f"{fact}/raw samples for {span}"
             try:
-                raw = run_range(client, expr, chunk.first, chunk.last, the_plan.step_seconds)
-                series = parse_matrix(raw)
-            except (QueryFailed, MalformedResult) as exc:
-                raise SourceFailed(
-                    f"Prometheus query {query.fact}/{query.measure} for {_describe(chunk, the_plan.step_seconds)} "
-                    f"failed: {exc}", requests=done + 1,
-                ) from None
-            done += 1
-            results[(query.fact, query.measure)].extend(series)
-            if progress:
-                progress(done, total)
-    return results
+                exact = recount(partial(runner.instant, what), fact, suspects, step)
+            except MalformedResult as exc:
+                raise SourceFailed(f"Prometheus query {what} failed: {exc}", requests=runner.done) from None
+            for measure, series in exact.items():
+                results[(fact, measure)].extend(series)
+    return results, runner.done
 
 
 def collect_window(client: PrometheusConnect, the_plan: Plan, progress: Progress | None = None) -> Batch:
     """Query Prometheus for the planned window and build the GPU-hour and token-hour facts."""
     started = time.monotonic()
-    results = fetch_all(client, the_plan, progress)
+    results, queries = fetch_all(client, the_plan, progress)
     step, lm = the_plan.step_seconds, the_plan.labels
     gpus, quarantine = gpu_rows({m: results[("gpu", m)] for m in GPU_MEASURES},
                                 results[("gpu_labels", "labels")], lm, step)
@@ -130,7 +176,7 @@ def collect_window(client: PrometheusConnect, the_plan: Plan, progress: Progress
     tokens = merge_token_sources(vllm, gateway, the_plan.token_source)
     details: dict[str, Any] = {
         "url": safe_url(client.url),
-        "queries": the_plan.total_queries,
+        "queries": queries,
         "chunks": len(the_plan.chunks),
         "token_source": the_plan.token_source,
         "gpu_hours": len(gpus),
@@ -140,6 +186,6 @@ def collect_window(client: PrometheusConnect, the_plan: Plan, progress: Progress
     return Batch(
         facts={"gpu_hours": gpu_table(gpus), "token_hours": token_table(tokens)},
         quarantine=quarantine + q_vllm + q_gateway,
-        requests=the_plan.total_queries,
+        requests=queries,
         details=details,
     )

@@ -118,3 +118,38 @@ class LabelMap:
         if exporter_container:  # a workload pod, but its container label came from the scrape target
             found["container"] = None
         return found
+
+
+def series_key(labels: Mapping[str, str], drop: Iterable[str] = ("__name__",)) -> frozenset[tuple[str, str]]:
+    """A series' identity for matching answers of different queries: its labels but `drop`."""
+    dropped = set(drop)
+    return frozenset((str(k), str(v)) for k, v in labels.items() if k not in dropped)
+
+
+def parse_samples(result: Any) -> dict[frozenset[tuple[str, str]], list[tuple[int, float]]]:
+    """Raw samples of an instant query of a range-vector selector: `(unix_ms, value)` per series."""
+    out = {}
+    for s in _items(result, "values"):
+        try:
+            out[series_key(s["metric"])] = [(round(float(ts) * 1000), float(v)) for ts, v in s["values"]]
+        except (TypeError, ValueError, OverflowError):
+            raise MalformedResult("a raw sample is not [time, \"value\"]") from None
+    return out
+
+
+def parse_vector(result: Any) -> dict[frozenset[tuple[str, str]], float]:
+    """The value of each series of an instant vector answer."""
+    out = {}
+    for s in _items(result, "value"):
+        try:
+            out[series_key(s["metric"])] = float(s["value"][1])
+        except (TypeError, ValueError, IndexError):
+            raise MalformedResult("a vector sample is not [time, \"value\"]") from None
+    return out
+
+
+def _items(result: Any, field: str) -> list[dict[str, Any]]:
+    if not isinstance(result, list) or not all(isinstance(i, dict) and isinstance(i.get("metric"), dict)
+                                               and isinstance(i.get(field), list) for i in result):
+        raise MalformedResult(f"result is not a list of series with metric and {field}")
+    return result

@@ -2,8 +2,8 @@
 
 Every query runs as a range query whose step equals its range (`$range`, 1h by default), so the
 point stamped T is the aggregate of the hour ending at T. Templates use `string.Template`
-placeholders: `$range`, `$by` (labels to keep), `$gpu` (GPU identity) and `$uuid` (physical GPU),
-plus one `$<name>` per entry of `METRICS`. A metric rename is a one-line change to `METRICS`.
+placeholders: `$range`, `$range2` (two steps), `$by` (labels to keep), `$gpu` (GPU identity) and
+`$uuid` (physical GPU), plus one `$<name>` per entry of `METRICS`. A metric rename is a one-line change to `METRICS`.
 """
 
 from __future__ import annotations
@@ -68,20 +68,48 @@ class Query:
     template: str
 
 
-def counted(counter: str) -> str:
-    """Growth of a counter over each step, without extrapolation where it can be avoided.
+def steady(counter: str) -> str:
+    """Growth of a counter over each period, for the series whose growth is plainly last - before.
 
-    `increase()` stretches a period's growth to the period's edges, so hourly values summed over a
-    day drift from the true total. Where the counter did not reset and has a value in the previous
-    period, the growth is its last value minus the previous period's last value: consecutive
-    periods then add up exactly to the counter's growth. Otherwise (a restart, a new series) it
-    falls back to `increase()`, which counts across resets.
+    `last` is the counter's last value in the period, `before` its last value in the previous
+    period. Where `before` exists and `resets()` sees no drop over both periods (a window that holds
+    `before`'s own sample, whichever edge semantics: Prometheus 2's closed `[t-r, t]` or 3's
+    left-open `(t-r, t]`), every sample-to-sample increase from `before` to `last` is a plain
+    increase, so `last - before` is the exact growth, with no extrapolation. The other series of a
+    period are in `suspects()` and counted from their raw samples (`finops.sources.prometheus.exact`).
     """
     last, before = f"last_over_time({counter}[$range])", f"last_over_time({counter}[$range] offset $range)"
-    # A window holding only the previous period's edge sample is no growth, as for increase().
-    single = f"count_over_time({counter}[$range]) < 2"
-    return (f"(({last} - {before}) unless resets({counter}[$range]) > 0 unless {single})"
-            f" or increase({counter}[$range])")
+    # A window holding one sample and no growth holds, on Prometheus 2, only the previous period's
+    # edge sample: no row, as for a period without samples (a period with one unchanged sample
+    # loses only a zero).
+    only_edge = f"(count_over_time({counter}[$range]) == 1 and ({last} - {before}) == 0)"
+    return f"((({last} - {before}) and resets({counter}[$range2]) == 0) unless {only_edge})"
+
+
+def suspects(counters: Mapping[str, str]) -> str:
+    """Every series and period that `steady()` leaves out (a drop, or no value in the previous
+    period), labelled `finops_measure` with the measure it feeds: one query for all counters."""
+    parts = []
+    for measure, counter in counters.items():
+        last, before = f"last_over_time({counter}[$range])", f"last_over_time({counter}[$range] offset $range)"
+        flagged = f"({last} unless ({before} and resets({counter}[$range2]) == 0))"
+        parts.append(f'label_replace({flagged}, "{MEASURE_LABEL}", "{measure}", "", "")')
+    return " or ".join(parts)
+
+
+# The label `suspects()` adds to name the measure a flagged series feeds.
+MEASURE_LABEL = "finops_measure"
+# Counter (METRICS key) behind each token measure, per token fact.
+COUNTERS: dict[str, dict[str, str]] = {
+    "vllm": {"prompt_tokens": "vllm_prompt", "generation_tokens": "vllm_generation", "requests": "vllm_requests"},
+    "gateway": {"prompt_tokens": "gw_prompt", "generation_tokens": "gw_generation", "requests": "gw_requests"},
+}
+
+
+def _token_queries(fact: Fact) -> tuple[Query, ...]:
+    counters = {m: f"${key}" for m, key in COUNTERS[fact].items()}
+    return (*(Query(fact, m, "sum by ($by) (" + steady(c) + ")") for m, c in counters.items()),
+            Query(fact, "suspects", suspects(counters)))
 
 
 QUERIES: tuple[Query, ...] = (
@@ -98,14 +126,10 @@ QUERIES: tuple[Query, ...] = (
     Query("gpu_labels", "labels",
           "group by ($by) (last_over_time($prof_busy[$range]))"
           " or group by ($by) (last_over_time($util[$range]))"),
-    # Per model server, summed over `engine` (data parallel) and `finished_reason`.
-    Query("vllm", "prompt_tokens", "sum by ($by) (" + counted("$vllm_prompt") + ")"),
-    Query("vllm", "generation_tokens", "sum by ($by) (" + counted("$vllm_generation") + ")"),
-    Query("vllm", "requests", "sum by ($by) (" + counted("$vllm_requests") + ")"),
-    # The metering gateway's per-caller counters (requests of every status).
-    Query("gateway", "prompt_tokens", "sum by ($by) (" + counted("$gw_prompt") + ")"),
-    Query("gateway", "generation_tokens", "sum by ($by) (" + counted("$gw_generation") + ")"),
-    Query("gateway", "requests", "sum by ($by) (" + counted("$gw_requests") + ")"),
+    # Per model server, summed over `engine` (data parallel) and `finished_reason`; the gateway's
+    # per-caller counters (requests of every status). Each with its suspects query.
+    *_token_queries("vllm"),
+    *_token_queries("gateway"),
 )
 
 # Which token facts each `token_source` setting queries.
@@ -149,6 +173,7 @@ def render(query: Query, step_seconds: int, resource_labels: Iterable[str],
     return Template(query.template).substitute(
         METRICS,
         range=f"{step_seconds}s",
+        range2=f"{2 * step_seconds}s",
         by=by_labels(query.fact, resource_labels, dim_labels),
         gpu=label_list(GPU_ID_LABELS),
         uuid=UUID_LABEL,

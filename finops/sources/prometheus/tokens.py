@@ -45,7 +45,7 @@ MAX_COUNT = float(2**53)
 
 
 def count(value: float) -> int:
-    """A token or request count from `increase()`, which is a float: round half up."""
+    """A token or request count from a query answer, which is a float: round half up."""
     return int(math.floor(value + 0.5))
 
 

@@ -33,7 +33,7 @@ def weekly_report(store: Store, rules: TagRules, settings: Settings, tmp_path: P
 def test_weekly_xlsx_has_the_sheets_and_equals_json(weekly_report) -> None:  # type: ignore[no-untyped-def]
     data = json.loads(render(weekly_report, "json")[0], parse_float=Decimal)
     wb = load_workbook(io.BytesIO(render(weekly_report, "xlsx")[0]))
-    assert wb.sheetnames == ["weekly", "summary", "chargeback_team", "chargeback_project", "unit_economics_by_model",
+    assert wb.sheetnames == ["About", "chart_chargeback_team", "weekly", "summary", "chargeback_team", "chargeback_project", "unit_economics_by_model",
                              "idle_gpus", "untagged_spend", "savings", "Reconciliation", "Parameters"]
     for sheet, key in [("weekly", "rows"), ("summary", "summary"), ("chargeback_team", "chargeback_team"),
                        ("idle_gpus", "idle_gpus"), ("untagged_spend", "untagged_spend")]:
@@ -45,7 +45,8 @@ def test_weekly_xlsx_has_the_sheets_and_equals_json(weekly_report) -> None:  # t
         for x, j in zip(rows, data[key], strict=True):
             for k, v in j.items():
                 if isinstance(v, Decimal):
-                    assert x[k] == pytest.approx(float(v), abs=1e-9), (sheet, k)
+                    # Prices are written to 6 decimals (tests/reports/test_workbook.py checks each kind exactly).
+                    assert x[k] == pytest.approx(float(v), abs=1e-6), (sheet, k)
                     assert isinstance(x[k], int | float)  # numbers, not text
                 elif v is not None:
                     got = x[k].isoformat() if hasattr(x[k], "isoformat") else x[k]

@@ -1,0 +1,210 @@
+"""vLLM restarts and scrape gaps against a real Prometheus: token counts exact to the token.
+
+Each scenario is one model server (pod) whose three counters are generated from per-scrape
+increments; the expected hourly counts are the sums of those increments, computed here, never from
+PromQL. The truth (docs/definitions.md): each increment belongs to the hour `(E - 1h, E]` of the
+scrape that shows it; a restart's first scrape shows only tokens since the restart (tokens between
+a server's last scrape and its crash are unobservable: the generator has none).
+
+Every test runs under both range semantics: Prometheus 2.x as installed (closed `[t - r, t]`), and
+3.x's left-open `(t - r, t]` emulated on 2.x by backfilling every sample 1 ms earlier.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from finops.collect import collect
+from finops.demo.prometheus import shifted
+from finops.settings import PrometheusSettings, Settings
+from finops.store import Store
+from finops.timeutil import Window
+from tests.support.prometheus import OMSeries, PrometheusServer
+
+W = datetime(2026, 11, 10)  # the collected window is [W, W + 6h); naive UTC like the store
+HOURS = 6
+HOUR, MIN = 3600, 60
+TW = int(W.replace(tzinfo=UTC).timestamp())
+WINDOW = Window(W, W + timedelta(hours=HOURS))
+MEASURES = ("prompt_tokens", "generation_tokens", "requests")
+SEMANTICS = ("prometheus-2", "prometheus-3-emulated")
+
+
+def minutes(start: int, end: int, offset: int = 0) -> list[int]:
+    """Scrape times every minute in [start, end), `offset` seconds past the minute."""
+    return list(range(start + offset, end, MIN))
+
+
+EVERY = minutes(TW - HOUR, TW + HOURS * HOUR + 1)  # on the minute, hour edges included
+
+
+@dataclass
+class Scenario:
+    """One server: scrape times, the scrapes that are a restart's first, and what it must show."""
+
+    pod: str
+    times: list[int]
+    restarts: set[int] = field(default_factory=set)
+    jump: set[int] = field(default_factory=set)  # scrapes after a gap without restart: larger increments
+
+
+def without(times: list[int], start: int, end: int) -> list[int]:
+    return [t for t in times if not start <= t < end]
+
+
+E1, E2, E3 = TW + HOUR, TW + 2 * HOUR, TW + 3 * HOUR
+SCENARIOS = [
+    Scenario("steady", EVERY),
+    # The restart's first scrape falls exactly on an hour edge: its tokens belong to the hour it closes.
+    Scenario("restart-on-edge", EVERY, {E2}),
+    # ... and the scrape just after an edge.
+    Scenario("restart-after-edge", EVERY, {E2 + MIN}),
+    # No scrape from E3 - 5 min to E3 + 5 min; restarted within.
+    Scenario("gap-one-edge", without(EVERY, E3 - 4 * MIN, E3 + 5 * MIN), {E3 + 5 * MIN}),
+    # No scrape from E2 - 10 min to E3 + 10 min (two edges, a whole hour without samples); restarted.
+    Scenario("gap-two-edges", without(EVERY, E2 - 9 * MIN, E3 + 10 * MIN), {E3 + 10 * MIN}),
+    # A gap over an edge without a restart: the growth over the gap belongs to the later scrape's hour.
+    Scenario("gap-no-restart", without(EVERY, E1 - 7 * MIN, E1 + 3 * MIN), set(), {E1 + 3 * MIN}),
+    # Three restarts within one hour.
+    Scenario("several-restarts", EVERY, {E1 + 10 * MIN, E1 + 25 * MIN, E1 + 40 * MIN}),
+    # ... with scrapes off the minute, so no sample sits on an edge (increase() would extrapolate).
+    Scenario("several-restarts-off-minute", minutes(TW - HOUR, TW + HOURS * HOUR, 30),
+             {E1 + 10 * MIN + 30, E1 + 25 * MIN + 30, E1 + 40 * MIN + 30}),
+    # Down from E1 + 30 min to E1 + 3 h 45 min, then restarted: three hours without samples.
+    Scenario("long-outage", without(EVERY, E1 + 30 * MIN, E1 + 225 * MIN), {E1 + 225 * MIN}),
+    # A new server: first scraped mid-hour, off the minute; its first scrape is the baseline.
+    Scenario("appears", minutes(E2 + 17 * MIN, TW + HOURS * HOUR + 1, 30)),
+    # A server that goes away mid-hour.
+    Scenario("disappears", minutes(TW - HOUR, E3 + 42 * MIN + 1)),
+]
+
+
+def hour_of_scrape(t: int) -> datetime:
+    """The hour (E - 1h, E] holding scrape t, as its start."""
+    edge = -(-t // HOUR) * HOUR
+    return datetime.fromtimestamp(edge - HOUR, UTC).replace(tzinfo=None)
+
+
+@dataclass
+class Data:
+    series: list[OMSeries]
+    truth: dict[tuple[str, datetime], dict[str, int]]
+
+
+def build(scenarios: list[Scenario], copies: int = 1, seed: int = 7) -> Data:
+    """Counter series of every scenario (`copies` servers each) and their hourly truth."""
+    rng = random.Random(seed)
+    series: list[OMSeries] = []
+    truth: dict[tuple[str, datetime], dict[str, int]] = defaultdict(lambda: dict.fromkeys(MEASURES, 0))
+    for sc in scenarios:
+        for copy in range(copies):
+            pod = sc.pod if copies == 1 else f"{sc.pod}-{copy}"
+            labels = {"model_name": "meta-llama/Llama-3.1-8B-Instruct", "pod": pod, "namespace": "llm",
+                      "instance": f"10.9.0.{len(series) % 250}:8000", "job": "vllm", "engine": "0"}
+            value = {"prompt_tokens": 5_000_000, "generation_tokens": 2_000_000, "requests": 9_000}
+            points: dict[str, list[tuple[float, float]]] = {m: [] for m in MEASURES}
+            for i, t in enumerate(sc.times):
+                scale = 30 if t in sc.jump else 1
+                inc = {"prompt_tokens": rng.randint(100, 2000) * scale, "generation_tokens": rng.randint(10, 600) * scale,
+                       "requests": rng.randint(1, 5) * scale}
+                for m in MEASURES:
+                    if i == 0:
+                        continue  # the first scrape is the series' baseline
+                    if t in sc.restarts:
+                        assert inc[m] < value[m], "a restart must show as a drop"
+                        value[m] = 0
+                    value[m] += inc[m]
+                    truth[(pod, hour_of_scrape(t))][m] += inc[m]
+                for m in MEASURES:
+                    points[m].append((t, float(value[m])))
+            series += [
+                OMSeries("vllm:prompt_tokens_total", labels, "counter", points["prompt_tokens"]),
+                OMSeries("vllm:generation_tokens_total", labels, "counter", points["generation_tokens"]),
+                OMSeries("vllm:request_success_total", {**labels, "finished_reason": "stop"}, "counter",
+                         points["requests"]),
+            ]
+    in_window = {k: v for k, v in truth.items() if W <= k[1] < W + timedelta(hours=HOURS)}
+    return Data(series, in_window)
+
+
+def serve(tmp: Path, data: Data, semantics: str) -> PrometheusServer:
+    series = data.series if semantics == "prometheus-2" else shifted(data.series, -0.001)
+    return PrometheusServer.from_series(tmp, series)
+
+
+@pytest.fixture(scope="module")
+def data() -> Data:
+    return build(SCENARIOS)
+
+
+@pytest.fixture(scope="module", params=SEMANTICS)
+def prom(data: Data, tmp_path_factory: pytest.TempPathFactory,
+         request: pytest.FixtureRequest) -> Iterator[PrometheusServer]:
+    with serve(tmp_path_factory.mktemp("restarts"), data, request.param) as server:
+        yield server
+
+
+def run(store: Store, settings: Settings, prom: PrometheusServer, window: Window = WINDOW) -> Any:
+    cfg = PrometheusSettings(url=prom.url, max_retries=0, timeout_seconds=10, token_source="vllm")
+    [result] = collect(store, settings.model_copy(update={"prometheus": cfg}), "prometheus", window)
+    assert result.status == "succeeded", result.error
+    return result
+
+
+def token_hours(store: Store) -> dict[tuple[str, datetime], dict[str, int]]:
+    out: dict[tuple[str, datetime], dict[str, int]] = {}
+    for pod, hour, *counts in store.query(
+            "SELECT pod, hour_start, prompt_tokens, generation_tokens, requests FROM token_hours"):
+        assert (pod, hour) not in out, f"{pod} {hour} stored twice"
+        out[(pod, hour)] = dict(zip(MEASURES, counts, strict=True))
+    return out
+
+
+@pytest.mark.parametrize("pod", [sc.pod for sc in SCENARIOS])
+def test_each_scenario_is_exact_to_the_token(store: Store, settings: Settings, prom: PrometheusServer,
+                                             data: Data, pod: str) -> None:
+    run(store, settings, prom)
+    got = {k: v for k, v in token_hours(store).items() if k[0] == pod}
+    want = {k: v for k, v in data.truth.items() if k[0] == pod}
+    assert want  # every scenario has tokens in the window
+    assert got == want
+    # No hour of this server quarantined (the old per-period difference went negative there).
+    assert store.query("SELECT count(*) FROM quarantine WHERE raw LIKE ?", [f'%"pod": "{pod}"%']) == [(0,)]
+
+
+def test_the_scenarios_defeat_last_minus_previous_last() -> None:
+    """The data really holds the cases the old per-period difference got wrong: a negative hour."""
+    sc = next(s for s in SCENARIOS if s.pod == "gap-one-edge")
+    [prompt] = [s for s in build([sc]).series if s.name == "vllm:prompt_tokens_total"]
+    last_before = max((t, v) for t, v in prompt.points if t <= E3)[1]
+    last_in = max((t, v) for t, v in prompt.points if t <= E3 + HOUR)[1]
+    assert last_in - last_before < 0
+
+
+def test_collecting_hour_by_hour_gives_the_same_counts(store: Store, settings: Settings,
+                                                       prom: PrometheusServer, data: Data) -> None:
+    for h in range(HOURS):
+        run(store, settings, prom, Window(W + timedelta(hours=h), W + timedelta(hours=h + 1)))
+    assert token_hours(store) == data.truth
+
+
+def test_queries_do_not_grow_with_the_flagged_servers(store: Store, settings: Settings, prom: PrometheusServer,
+                                                      tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    one = run(store, settings, prom).requests
+    semantics = request.node.callspec.params["prom"]
+    many = build(SCENARIOS, copies=4)
+    with serve(tmp_path, many, semantics) as big:
+        result = run(store, settings, big)
+    assert token_hours(store) == many.truth
+    assert result.requests == one
+    # 5 GPU + 3 token + 1 suspects range queries, then 2 raw queries per measure: all flagged hours
+    # of the window are one run, and all flagged servers fit one selector.
+    assert one == 9 + 2 * 3

@@ -23,7 +23,7 @@ from finops.scheduler.jobs import Jobs
 from finops.settings import Settings
 from finops.settings.alerts import AlertSettings
 from finops.settings.schedule import ScheduleSettings
-from finops.store import Store, open_store
+from finops.store import Store, local_access, open_store
 from finops.store.keys import RedactKeys
 from finops.timeutil import utcnow
 
@@ -59,6 +59,8 @@ class Service:
     def _prepare(self) -> uvicorn.Server:
         if self.store is None:
             self.store = open_store(self.settings.db, self.settings.duckdb, clock=self.clock)
+        if self._own_store:  # the store's one writer: CLI commands on this host come through the API
+            local_access.grant(self.store, f"http://{_local(self.host)}:{self.port}")
         factory = self.app_factory or api_factory()
         app = factory(self.settings, store=self.store, clock=self.clock)
         config = uvicorn.Config(app, host=self.host, port=self.port, log_level=self.log_level, lifespan="auto")
@@ -117,5 +119,11 @@ class Service:
             self.jobs = None
             log.info("scheduler stopped")
         if self._own_store and self.store is not None:
+            local_access.withdraw(self.store)
             self.store.close()
             self.store = None
+
+
+def _local(host: str) -> str:
+    """The address a process on this host reaches a server listening on `host` at."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else f"[{host}]" if ":" in host else host

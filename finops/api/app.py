@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from finops import reports
-from finops.api import admin, alerts, files, health, metrics, sources
+from finops.api import admin, alerts, files, health, metrics, sources, uploads
 from finops.api import reports as reports_router
 from finops.api.auth import require, require_unscoped
 from finops.api.cache import DataVersion, ReportCache
@@ -83,7 +83,8 @@ def create_app(settings: Settings, store: Store | None = None, clock: Clock | No
     app.state.finops = state
     install(app)
     # The last added runs first: requests are counted (BodyGuard's answers too), then bodies are guarded.
-    app.add_middleware(BodyGuard, state=state, max_body_bytes=api.max_body_bytes)
+    app.add_middleware(BodyGuard, state=state, max_body_bytes=api.max_body_bytes,
+                       streamed={uploads.PATH: api.max_upload_bytes})
     routes = RouteTable()  # filled below, once every router is included
     app.add_middleware(MetricsMiddleware, metrics=request_metrics, routes=routes)
     closed: dict[str, Any] = {"responses": responses(401, 403, 429)}
@@ -93,6 +94,7 @@ def create_app(settings: Settings, store: Store | None = None, clock: Clock | No
         **closed, "dependencies": [Depends(require_unscoped)]}))
     app.include_router(files.router)
     app.include_router(reports_router.router)
+    app.include_router(uploads.router)  # before /v1/sources/{name}: its path is more specific
     app.include_router(sources.router)
     app.include_router(alerts.router)
     app.include_router(admin.router)

@@ -31,8 +31,10 @@ CLOSE = {"Connection": "close"}
 class BodyGuard:
     """Key first, then at most `max_body_bytes` of body (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, state: AppState, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, state: AppState, max_body_bytes: int,
+                 streamed: dict[str, int] | None = None) -> None:
         self.app, self.state, self.limit = app, state, max_body_bytes
+        self.streamed = streamed or {}  # path -> its own limit: the route streams the body itself
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,6 +50,15 @@ class BodyGuard:
             scope[PRINCIPAL_SCOPE_KEY] = await check_key(self.state, client, bearer_key(headers.get("authorization")))
         except ApiError as exc:
             await body(exc.status, exc.message, exc.param, {**exc.headers, **CLOSE})(scope, receive, send)
+            return
+        limit = self.streamed.get(scope.get("path", ""))
+        if limit is not None:  # a file upload: its declared length is bounded, the route streams it
+            if "content-length" not in headers or length is None:
+                await body(411, "body: send the file with a Content-Length", "body", CLOSE)(scope, receive, send)
+            elif length > limit:
+                await self._too_large(scope, receive, send, f"{length} bytes is more", limit)
+            else:
+                await self.app(scope, receive, send)
             return
         if length is not None and length > self.limit:
             await self._too_large(scope, receive, send, f"{length} bytes is more")
@@ -68,8 +79,9 @@ class BodyGuard:
                 break
         await self.app(scope, _replay(b"".join(chunks), receive), send)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send, size: str) -> None:
-        message = f"body: {size} than the {self.limit} bytes a request may carry (max_body_bytes)"
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, size: str, limit: int | None = None) -> None:
+        setting = "max_upload_bytes" if limit is not None else "max_body_bytes"
+        message = f"body: {size} than the {limit or self.limit} bytes a request may carry ({setting})"
         await body(413, message, "body", CLOSE)(scope, receive, send)
 
 

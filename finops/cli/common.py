@@ -19,6 +19,7 @@ from finops.timeutil import Clock, utcnow
 if TYPE_CHECKING:  # imported when a command runs, so `finops --help` starts fast
     from finops.settings import Settings
     from finops.store import Store
+    from finops.store.local_access import Access
 
 # A line is never cut or wrapped; tables get a terminal's width, or room for every column when piped.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 250)
@@ -38,14 +39,28 @@ def now() -> datetime:
     return CLOCK()
 
 
+class ServiceOwnsStore(Exception):
+    """The running service owns the store; `access` reaches it (commands that can, go through it)."""
+
+    def __init__(self, access: Access):
+        super().__init__(access.url)
+        self.access = access
+
+
 @contextmanager
-def opened(s: Settings, *, migrate: bool = True) -> Iterator[Store]:
-    """The store for the duration of one command; closed however the command ends."""
-    from finops.store import StoreBusy, open_store
+def opened(s: Settings, *, migrate: bool = True, via_service: bool = False) -> Iterator[Store]:
+    """The store for the duration of one command; closed however the command ends.
+
+    When another process holds it: with `via_service`, raises ServiceOwnsStore if that process is a
+    `finops serve` this user may reach; otherwise one line says what to do and the command exits 1."""
+    from finops.store import StoreBusy, local_access, open_store
 
     try:
         store = open_store(s.db, s.duckdb, migrate=migrate, clock=CLOCK)
     except StoreBusy as exc:
+        access = local_access.read(s.db) if via_service else None
+        if access is not None:
+            raise ServiceOwnsStore(access) from None
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
     try:

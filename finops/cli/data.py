@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from finops.cli.common import console, err, opened, settings
+from finops.cli.common import ServiceOwnsStore, console, err, opened, settings
 from finops.timeutil import Window, parse_date
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -41,22 +41,49 @@ def ingest_focus_cmd(paths: Annotated[list[Path], typer.Argument(help="FOCUS CSV
     from finops.tags import TagRules
 
     s = settings()
-    failed = False
-    with opened(s) as store:
-        rules = TagRules.from_settings(s)
-        for path in paths:
-            r = run_task(store, SOURCE, file_task(rules, path))
-            if r.status == "succeeded" and r.rows == 0 and r.quarantined > 0:
-                failed = True  # nothing of the file could be used: not a success, whatever was recorded
-                err.print(f"[red]{path}: every row quarantined ({r.quarantined}); nothing stored[/red] "
-                          f"(run {r.run_id}; each row's line and reason are in the quarantine table)")
-            elif r.status == "succeeded":
-                console.print(f"{path}: {r.rows} accepted, {r.quarantined} quarantined (run {r.run_id})")
-            else:
-                failed = True
-                err.print(f"[red]{path}: failed: {r.error}[/red] (run {r.run_id}; nothing stored)")
+    try:
+        with opened(s, via_service=True) as store:
+            rules = TagRules.from_settings(s)
+            failed = False
+            for path in paths:
+                r = run_task(store, SOURCE, file_task(rules, path))
+                failed |= not _said(path, r.status, r.rows, r.quarantined, r.error, f"run {r.run_id}")
+    except ServiceOwnsStore as svc:
+        failed = not _ingest_via(svc, paths)
     if failed:
         raise typer.Exit(1)
+
+
+def _said(path: Path, status: str, rows: int, quarantined: int, error: str | None, where: str) -> bool:
+    """Print one file's outcome; False when the file gave nothing (failed, or every row quarantined)."""
+    if status == "succeeded" and rows == 0 and quarantined > 0:
+        # Nothing of the file could be used: not a success, whatever was recorded.
+        err.print(f"[red]{path}: every row quarantined ({quarantined}); nothing stored[/red] "
+                  f"({where}; each row's line and reason are in the quarantine table)")
+        return False
+    if status == "succeeded":
+        console.print(f"{path}: {rows} accepted, {quarantined} quarantined ({where})")
+        return True
+    err.print(f"[red]{path}: failed: {error}[/red] ({where}; nothing stored)")
+    return False
+
+
+def _ingest_via(svc: ServiceOwnsStore, paths: list[Path]) -> bool:
+    """Send each file to the running service, which ingests it as the CLI would; True if all landed."""
+    from finops.cli.client import ServiceClient, ServiceError
+
+    ok = True
+    with ServiceClient(svc.access) as client:
+        for path in paths:
+            try:
+                r = client.upload_focus(path)
+            except (OSError, ServiceError) as exc:
+                err.print(f"[red]{path}: {exc}[/red]")
+                ok = False
+                continue
+            where = f"run {r['run_id']}, through the running service at {svc.access.url}"
+            ok &= _said(path, r["status"], r["rows"], r["quarantined"], r["error"], where)
+    return ok
 
 
 def collect_cmd(

@@ -6,13 +6,21 @@ While `finops serve` runs it owns the database file; manage keys through the API
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from finops.cli.common import now, opened, settings
+from finops.cli.common import ServiceOwnsStore, console, now, opened, settings
+
+if TYPE_CHECKING:
+    from finops.cli.client import ServiceClient
+
+T = TypeVar("T")
 
 app = typer.Typer(help="API keys (stored as hashes; a new key is shown once).", no_args_is_help=True)
 err = Console(stderr=True)
@@ -40,10 +48,15 @@ def create_cmd(
         check_team(team, role)
     except ValueError as exc:
         raise typer.BadParameter(str(exc).split(": ", 1)[1], param_hint="--team") from None
-    with opened(s) as store:
-        record, key = create_key(store, role, team, name, now())
-    scope = f", team {record.team}" if record.team else ""
-    err.print(f"created key {record.key_id} (role {record.role}{scope}); store it now, it is not shown again:")
+    try:
+        with opened(s, via_service=True) as store:
+            record, key = create_key(store, role, team, name, now())
+        key_id, team = record.key_id, record.team
+    except ServiceOwnsStore as svc:
+        created = _via(svc, lambda c: c.create_key(role, team, name))
+        key_id, team, key = created["key_id"], created["team"], created["key"]
+    scope = f", team {team}" if team else ""
+    err.print(f"created key {key_id} (role {role}{scope}); store it now, it is not shown again:")
     typer.echo(key)
 
 
@@ -53,15 +66,36 @@ def list_cmd() -> None:
     from finops.store.keys import list_keys
 
     s = settings()
-    with opened(s) as store:
-        keys = list_keys(store)
+    try:
+        with opened(s, via_service=True) as store:
+            keys = [asdict(k) for k in list_keys(store)]
+    except ServiceOwnsStore as svc:
+        keys = _via(svc, lambda c: c.list_keys())
     table = Table("role", "team", "name", "created", "last used", "revoked")
     table.columns.insert(0, Column("key id", no_wrap=True))
     for k in keys:
-        table.add_row(k.key_id, k.role, k.team or "", k.name or "", f"{k.created_at:%Y-%m-%d %H:%M}",
-                      f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "",
-                      f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "")
-    Console().print(table)
+        table.add_row(k["key_id"], k["role"], k["team"] or "", k["name"] or "", _when(k["created_at"]),
+                      _when(k["last_used_at"]), _when(k["revoked_at"]))
+    console.print(table)
+
+
+def _when(value: datetime | str | None) -> str:
+    if value is None:
+        return ""
+    at = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return f"{at:%Y-%m-%d %H:%M}"
+
+
+def _via(svc: ServiceOwnsStore, call: Callable[[ServiceClient], T]) -> T:
+    """Run `call` against the running service; its error, if any, as one line and exit 1."""
+    from finops.cli.client import ServiceClient, ServiceError
+
+    try:
+        with ServiceClient(svc.access) as client:
+            return call(client)
+    except (ServiceError, OSError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
 
 
 @app.command("revoke")
@@ -70,8 +104,12 @@ def revoke_cmd(key_id: Annotated[str, typer.Argument(help="the key id shown by `
     from finops.store.keys import revoke_key
 
     s = settings()
-    with opened(s) as store:
-        done = revoke_key(store, key_id, now())
+    try:
+        with opened(s, via_service=True) as store:
+            done = revoke_key(store, key_id, now())
+    except ServiceOwnsStore as svc:
+        _via(svc, lambda c: c.revoke_key(key_id))
+        done = True
     if not done:
         err.print(f"[red]no active key with id {key_id!r}[/red]")
         raise typer.Exit(1)

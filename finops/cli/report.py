@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from finops.cli.common import console, err, now, opened, settings
+from finops.cli.common import ServiceOwnsStore, console, err, now, opened, settings
 from finops.reports import NAMES
 
 
@@ -47,11 +48,17 @@ def report_cmd(
             currency=currency, shared_cost_key=s.shared_cost_key,
             default_window_days=7, today=now().date(),
         )
-        with opened(s) as store:
+        with opened(s, via_service=True) as store:
             report = reports.get(name)(store, s, params)
             held = coverage(store) if not report.rows else None
     except ParamError as exc:
         raise typer.BadParameter(exc.message, param_hint=f"--{exc.param.replace('_', '-')}") from None
+    except ServiceOwnsStore as svc:  # the service computes it (the same code, over the same store)
+        query = {"start": start, "end": end, "week": week, "group_by": group_by, "granularity": granularity,
+                 "cost_basis": cost_basis, "idle_threshold": idle_threshold, "scope": scope,
+                 "required_tags": required_tags, "currency": currency}
+        _via_service(svc, name, query, fmt, out)
+        return
     if held is not None:  # an empty report says why, on stderr, whatever the format
         err.print(no_data(params.start, params.end, held))
     if fmt == "table":
@@ -65,6 +72,31 @@ def report_cmd(
         typer.echo(content.decode(), nl=False)
     else:
         raise typer.BadParameter(f"{kind} output is binary: give --out FILE", param_hint="--out")
+
+
+def _via_service(svc: ServiceOwnsStore, name: str, query: dict[str, Any], fmt: str, out: Path | None) -> None:
+    from finops.cli.client import ServiceClient, ServiceError
+    from finops.reports.model import Report
+    from finops.reports.terminal import show
+
+    try:
+        with ServiceClient(svc.access) as client:
+            content = client.report(name, query, "json" if fmt == "table" else fmt)
+    except (ServiceError, OSError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    if fmt == "table":
+        data = json.loads(content)
+        tables = {k: v for k, v in data.items() if k not in ("rows", "totals", "params")}
+        show(Report(name, data["params"], data["rows"], data["totals"], tables, data["params"].get("currency", "")),
+             console)
+    elif out is not None:
+        out.write_bytes(content)
+        err.print(f"wrote {out} ({fmt}, {len(content)} bytes, from the running service)")
+    elif fmt in ("json", "csv"):
+        typer.echo(content.decode(), nl=False)
+    else:
+        raise typer.BadParameter(f"{fmt} output is binary: give --out FILE", param_hint="--out")
 
 
 def no_data(start: date, end: date, held: dict[str, tuple[date, date] | None]) -> str:

@@ -18,6 +18,8 @@ class ApiSettings(BaseModel):
     open_metrics_kpis: bool = False
     # Largest request body accepted (413 beyond it); the key is checked before any body is read.
     max_body_bytes: int = Field(default=1 << 20, ge=1)
+    # Largest billing file accepted by POST /v1/sources/focus/files (streamed to disk, not to memory).
+    max_upload_bytes: int = Field(default=4 << 30, ge=1)
     # Failed authentications per client address and minute before further attempts answer 429.
     auth_failures_per_minute: int = Field(default=10, ge=1)
     # Report results kept in memory, per (report, parameters, format, data version).

@@ -101,7 +101,7 @@ def test_weekly_files_also_go_to_s3(moto: str, aws_env: None, store: Store, sett
     body = boto3.client("s3", endpoint_url=moto).get_object(Bucket="finance", Key=f"finops/weekly/weekly-{WEEK_OF_A}.xlsx")
     content = body["Body"].read()
     assert content == (tmp_path / "reports" / f"weekly-{WEEK_OF_A}.xlsx").read_bytes()
-    assert openpyxl.load_workbook(io.BytesIO(content)).sheetnames[0] == "weekly"
+    assert openpyxl.load_workbook(io.BytesIO(content)).sheetnames[0] == "About"
     assert run(store, s, cfg, now) == []  # recorded: not written again
 
 

@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args()
     samples: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    for name, cmd in COMMANDS.items():
+    for cmd in COMMANDS.values():
         timed(cmd)  # warm the file cache
     for _ in range(args.runs):
         for name, cmd in COMMANDS.items():

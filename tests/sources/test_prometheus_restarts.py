@@ -208,3 +208,24 @@ def test_queries_do_not_grow_with_the_flagged_servers(store: Store, settings: Se
     # 5 GPU + 3 token + 1 suspects range queries, then 2 raw queries per measure: all flagged hours
     # of the window are one run, and all flagged servers fit one selector.
     assert one == 9 + 2 * 3
+
+
+def test_a_failed_raw_query_fails_the_run_and_keeps_the_store(store: Store, settings: Settings,
+                                                               prom: PrometheusServer, data: Data) -> None:
+    run(store, settings, prom)
+    before = token_hours(store)
+
+    def stop_after_suspects(done: int, total: int) -> None:
+        if done == 9:  # 5 GPU + 3 token + suspects: the raw queries come next
+            prom.stop()
+
+    cfg = PrometheusSettings(url=prom.url, max_retries=0, timeout_seconds=10, token_source="vllm")
+    try:
+        [failed] = collect(store, settings.model_copy(update={"prometheus": cfg}), "prometheus", WINDOW,
+                           progress=stop_after_suspects)
+    finally:
+        prom.start()
+    assert failed.status == "failed"
+    assert "vllm/raw samples" in failed.error and "unreachable" in failed.error
+    assert failed.requests == 10
+    assert token_hours(store) == before == data.truth

@@ -100,3 +100,13 @@ def test_the_escaped_alternation_matches_exactly_the_value(value: str) -> None:
     assert quoted
     pattern = quoted.group(1).encode().decode("unicode_escape")  # undo PromQL's string escaping
     assert re.fullmatch(pattern, value) and not re.fullmatch(pattern, value + "x")
+
+
+def test_non_finite_samples_are_skipped() -> None:
+    samples = [(E - 30, 10.0), (E - 20, float("nan")), (E - 10, 14.0), (E - 5, float("inf"))]
+    assert growth(samples, [E], H) == {E: 4}
+
+
+def test_a_restart_scraped_above_the_old_value_counts_only_the_difference() -> None:
+    """The documented limit: 1000 -> (restart) -> 1200 looks like growth of 200, not 1200."""
+    assert growth([(E - 20, 1000.0), (E - 10, 1200.0)], [E], H) == {E: 200}

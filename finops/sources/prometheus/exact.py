@@ -34,12 +34,14 @@ def growth(samples: Sequence[tuple[int, float]], edges: Iterable[int], step_ms: 
 
     `samples` are `(unix_ms, value)` in time order; `before` is the value of the sample preceding
     them, None when there is none. Values are counts (integers); a fractional value is rounded half
-    up, so the sums are exact integers.
+    up, so the sums are exact integers; a NaN or infinite sample is skipped.
     """
     wanted = set(edges)
     out: dict[int, int] = {}
     prev = None if before is None else _count(before)
     for t, raw in samples:
+        if not math.isfinite(raw):
+            continue  # not a count: as if not scraped
         v = _count(raw)
         edge = -(-t // step_ms) * step_ms  # the period (edge - step, edge] holding t
         if prev is not None and edge in wanted:

@@ -42,9 +42,10 @@ from tests.support.prometheus import PrometheusServer, free_port
 WINDOW = Window(D0, D0 + timedelta(days=3))
 # 5 GPU queries + 3 vLLM + vLLM suspects + 3 gateway + gateway suspects (token_source gateway_then_vllm).
 QUERIES_PER_CHUNK = 13
-# Raw-sample queries, 2 per measure and run of flagged periods: the gateway series start at D1 00:00
-# (one run), the vLLM restarts at D1 13:28 and D2 06:00 flag D1 14:00-15:00 and D2 06:00-07:00.
-RAW_GATEWAY, RAW_VLLM = 6, 6
+# Raw-sample queries, 2 per measure and run of flagged periods plus 2 for the process start times:
+# the gateway series start at D1 00:00 (one run), the vLLM restarts at D1 13:28 and D2 06:00 flag
+# D1 14:00-15:00 and D2 06:00-07:00.
+RAW_GATEWAY, RAW_VLLM = 8, 8
 # Prometheus 2.x as installed, and 3.x's left-open range selectors emulated on it (every sample 1 ms
 # earlier: `finops.demo.prometheus.shifted`).
 SEMANTICS = ("prometheus-2", "prometheus-3-emulated")

@@ -53,7 +53,8 @@ class Scenario:
     pod: str
     times: list[int]
     restarts: set[int] = field(default_factory=set)
-    jump: set[int] = field(default_factory=set)  # scrapes after a gap without restart: larger increments
+    jump: set[int] = field(default_factory=set)  # scrapes with larger increments (after a gap, ...)
+    jump_scale: int = 30
 
 
 def without(times: list[int], start: int, end: int) -> list[int]:
@@ -80,6 +81,10 @@ SCENARIOS = [
              {E1 + 10 * MIN + 30, E1 + 25 * MIN + 30, E1 + 40 * MIN + 30}),
     # Down from E1 + 30 min to E1 + 3 h 45 min, then restarted: three hours without samples.
     Scenario("long-outage", without(EVERY, E1 + 30 * MIN, E1 + 225 * MIN), {E1 + 225 * MIN}),
+    # Restarted 3 minutes after it first came up and scraped above its old values: only the change of
+    # its process_start_time_seconds shows the restart.
+    Scenario("restart-above-old-value", minutes(E1, TW + HOURS * HOUR + 1, 30), {E1 + 3 * MIN + 30},
+             {E1 + 3 * MIN + 30}, 1000),
     # A new server: first scraped mid-hour, off the minute; its first scrape is the baseline.
     Scenario("appears", minutes(E2 + 17 * MIN, TW + HOURS * HOUR + 1, 30)),
     # A server that goes away mid-hour.
@@ -102,6 +107,7 @@ class Data:
 def build(scenarios: list[Scenario], copies: int = 1, seed: int = 7) -> Data:
     """Counter series of every scenario (`copies` servers each) and their hourly truth."""
     rng = random.Random(seed)
+    started = TW - 10 * 24 * HOUR
     series: list[OMSeries] = []
     truth: dict[tuple[str, datetime], dict[str, int]] = defaultdict(lambda: dict.fromkeys(MEASURES, 0))
     for sc in scenarios:
@@ -109,17 +115,24 @@ def build(scenarios: list[Scenario], copies: int = 1, seed: int = 7) -> Data:
             pod = sc.pod if copies == 1 else f"{sc.pod}-{copy}"
             labels = {"model_name": "meta-llama/Llama-3.1-8B-Instruct", "pod": pod, "namespace": "llm",
                       "instance": f"10.9.0.{len(series) % 250}:8000", "job": "vllm", "engine": "0"}
-            value = {"prompt_tokens": 5_000_000, "generation_tokens": 2_000_000, "requests": 9_000}
+            value = dict.fromkeys(MEASURES, 0) if sc.jump_scale == 1000 else \
+                {"prompt_tokens": 5_000_000, "generation_tokens": 2_000_000, "requests": 9_000}
             points: dict[str, list[tuple[float, float]]] = {m: [] for m in MEASURES}
+            process: list[tuple[float, float]] = []  # process_start_time_seconds, scraped with the counters
+            start = started
             for i, t in enumerate(sc.times):
-                scale = 30 if t in sc.jump else 1
+                scale = sc.jump_scale if t in sc.jump else 1
+                if t in sc.restarts:
+                    start = t - 20
+                process.append((t, float(start)))
                 inc = {"prompt_tokens": rng.randint(100, 2000) * scale, "generation_tokens": rng.randint(10, 600) * scale,
                        "requests": rng.randint(1, 5) * scale}
                 for m in MEASURES:
                     if i == 0:
                         continue  # the first scrape is the series' baseline
                     if t in sc.restarts:
-                        assert inc[m] < value[m], "a restart must show as a drop"
+                        # A restart shows as a drop, but where the scenario says it must not.
+                        assert (inc[m] < value[m]) == (sc.jump_scale != 1000), sc.pod
                         value[m] = 0
                     value[m] += inc[m]
                     truth[(pod, hour_of_scrape(t))][m] += inc[m]
@@ -130,6 +143,8 @@ def build(scenarios: list[Scenario], copies: int = 1, seed: int = 7) -> Data:
                 OMSeries("vllm:generation_tokens_total", labels, "counter", points["generation_tokens"]),
                 OMSeries("vllm:request_success_total", {**labels, "finished_reason": "stop"}, "counter",
                          points["requests"]),
+                OMSeries("process_start_time_seconds", {k: labels[k] for k in ("instance", "job", "pod")},
+                         "gauge", process),
             ]
     in_window = {k: v for k, v in truth.items() if W <= k[1] < W + timedelta(hours=HOURS)}
     return Data(series, in_window)
@@ -205,9 +220,10 @@ def test_queries_do_not_grow_with_the_flagged_servers(store: Store, settings: Se
         result = run(store, settings, big)
     assert token_hours(store) == many.truth
     assert result.requests == one
-    # 5 GPU + 3 token + 1 suspects range queries, then 2 raw queries per measure: all flagged hours
-    # of the window are one run, and all flagged servers fit one selector.
-    assert one == 9 + 2 * 3
+    # 5 GPU + 3 token + 1 suspects range queries, then 2 raw queries per measure and 2 for the
+    # process start times: all flagged hours of the window are one run, all flagged servers fit one
+    # selector.
+    assert one == 9 + 2 * 3 + 2
 
 
 def test_a_failed_raw_query_fails_the_run_and_keeps_the_store(store: Store, settings: Settings,

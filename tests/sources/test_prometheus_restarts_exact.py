@@ -108,5 +108,15 @@ def test_non_finite_samples_are_skipped() -> None:
 
 
 def test_a_restart_scraped_above_the_old_value_counts_only_the_difference() -> None:
-    """The documented limit: 1000 -> (restart) -> 1200 looks like growth of 200, not 1200."""
+    """The documented limit without process start times: 1000 -> (restart) -> 1200 counts 200, not 1200."""
     assert growth([(E - 20, 1000.0), (E - 10, 1200.0)], [E], H) == {E: 200}
+
+
+def test_a_changed_process_start_time_is_a_restart_even_above_the_old_value() -> None:
+    samples = [(E - 30, 1000.0), (E - 20, 1200.0), (E - 10, 1300.0)]
+    starts = {E - 30: 5.0, E - 20: 9.0, E - 10: 9.0}
+    assert growth(samples, [E], H, before=990.0, starts=starts, start_before=5.0) == {E: 10 + 1200 + 100}
+    # A change between `before` and the first sample counts the first sample whole.
+    assert growth(samples[:1], [E], H, before=990.0, starts={E - 30: 6.0}, start_before=5.0) == {E: 1000}
+    # Unknown start times (no process metric) leave the counter's own evidence.
+    assert growth(samples, [E], H, before=990.0, starts={E - 20: 9.0}) == {E: 310}

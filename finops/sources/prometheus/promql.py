@@ -27,7 +27,12 @@ METRICS: dict[str, str] = {
     "gw_prompt": 'finops_gateway_tokens_total{kind="prompt"}',
     "gw_generation": 'finops_gateway_tokens_total{kind="generation"}',
     "gw_requests": "finops_gateway_requests_total",
+    # The start of a server's process (prometheus_client's process collector), scraped with its
+    # counters: a change is a restart even where the counter came back above its old value.
+    "process_start": "process_start_time_seconds",
 }
+# Labels that tie a counter to the process_start_time_seconds of the same scrape target.
+PROCESS_LABELS: tuple[str, ...] = ("instance", "job")
 
 # GPU identity: the physical GPU's UUID plus the MIG instance id on MIG series.
 UUID_LABEL = "UUID"
@@ -68,11 +73,21 @@ class Query:
     template: str
 
 
+def _plain(counter: str) -> str:
+    """The series whose growth over the period is plainly `last - before`: `before` exists, and over
+    both periods `resets()` sees no drop and the server's `process_start_time_seconds` (same
+    `instance` and `job`) no change."""
+    before = f"last_over_time({counter}[$range] offset $range)"
+    restarted = "changes($process_start[$range2]) > 0"
+    return (f"(({before} and resets({counter}[$range2]) == 0)"
+            f" unless on ({', '.join(PROCESS_LABELS)}) ({restarted}))")
+
+
 def steady(counter: str) -> str:
     """Growth of a counter over each period, for the series whose growth is plainly last - before.
 
     `last` is the counter's last value in the period, `before` its last value in the previous
-    period. Where `before` exists and `resets()` sees no drop over both periods (a window that holds
+    period. Where `before` exists and nothing shows a restart over both periods (a window that holds
     `before`'s own sample, whichever edge semantics: Prometheus 2's closed `[t-r, t]` or 3's
     left-open `(t-r, t]`), every sample-to-sample increase from `before` to `last` is a plain
     increase, so `last - before` is the exact growth, with no extrapolation. The other series of a
@@ -83,16 +98,16 @@ def steady(counter: str) -> str:
     # edge sample: no row, as for a period without samples (a period with one unchanged sample
     # loses only a zero).
     only_edge = f"(count_over_time({counter}[$range]) == 1 and ({last} - {before}) == 0)"
-    return f"((({last} - {before}) and resets({counter}[$range2]) == 0) unless {only_edge})"
+    return f"((({last} - {before}) and {_plain(counter)}) unless {only_edge})"
 
 
 def suspects(counters: Mapping[str, str]) -> str:
-    """Every series and period that `steady()` leaves out (a drop, or no value in the previous
-    period), labelled `finops_measure` with the measure it feeds: one query for all counters."""
+    """Every series and period that `steady()` leaves out (a drop, a process restart, or no value
+    in the previous period), labelled `finops_measure` with the measure it feeds: one query for
+    all counters."""
     parts = []
     for measure, counter in counters.items():
-        last, before = f"last_over_time({counter}[$range])", f"last_over_time({counter}[$range] offset $range)"
-        flagged = f"({last} unless ({before} and resets({counter}[$range2]) == 0))"
+        flagged = f"(last_over_time({counter}[$range]) unless {_plain(counter)})"
         parts.append(f'label_replace({flagged}, "{MEASURE_LABEL}", "{measure}", "", "")')
     return " or ".join(parts)
 

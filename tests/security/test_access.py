@@ -43,6 +43,7 @@ ACCESS: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/reports/weekly/files/{file_id}"): "finance",
     ("GET", "/v1/sources"): "viewer",
     ("POST", "/v1/sources/{name}/runs"): "admin",
+    ("POST", "/v1/sources/focus/files"): "admin",
     ("GET", "/v1/sources/runs/{job_id}"): "admin",
     ("GET", "/v1/alerts"): "viewer",
     ("GET", "/v1/keys"): "admin",

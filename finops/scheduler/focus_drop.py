@@ -31,9 +31,16 @@ def signature(path: Path) -> str:
 
 
 def candidates(cfg: FocusDropSettings) -> list[Path]:
+    """The folder's files matching its patterns. A link that leads out of the folder is skipped: the
+    folder is what the service was told to read, not whatever a link in it points at."""
     if cfg.folder is None or not cfg.folder.is_dir():
         return []
-    return sorted({p.resolve() for pattern in cfg.patterns for p in cfg.folder.glob(pattern) if p.is_file()})
+    root = cfg.folder.resolve()
+    found = {p.resolve() for pattern in cfg.patterns for p in cfg.folder.glob(pattern) if p.is_file()}
+    outside = sorted(p for p in found if not p.is_relative_to(root))
+    for p in outside:
+        log.warning("FOCUS drop folder: %s leads outside %s; skipped", p.name, root)
+    return sorted(found.difference(outside))
 
 
 def pending(store: Store, cfg: FocusDropSettings, now: float | None = None) -> list[Path]:

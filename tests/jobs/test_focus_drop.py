@@ -8,7 +8,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from finops.scheduler.focus_drop import ingest_pending, pending
+from finops.scheduler.focus_drop import candidates, ingest_pending, pending
 from finops.scheduler.jobs import Jobs
 from finops.settings import Settings
 from finops.settings.schedule import FocusDropSettings, ScheduleSettings
@@ -77,3 +77,20 @@ def test_scheduler_scans_the_folder(store: Store, settings: Settings, tmp_path: 
     assert jobs.run_focus_drop() == []  # both files known and unchanged: nothing ingested twice
     assert sorted(Path(r.scope).name for r in runs(store, SOURCE)) == ["day1.csv", "day2.csv"]
     assert all(r.status == "succeeded" for r in runs(store, SOURCE))
+
+
+def test_a_link_leading_out_of_the_folder_is_not_followed(store: Store, rules: TagRules, tmp_path: Path) -> None:
+    folder, elsewhere = tmp_path / "drop", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "secret.csv").write_text(example_a.focus_csv())
+    (folder / "link.csv").symlink_to(elsewhere / "secret.csv")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "inside.csv").write_text(example_a.focus_csv())
+    (folder / "inside-link.csv").symlink_to(folder / "sub" / "inside.csv")  # stays in the folder: read
+    cfg = FocusDropSettings(folder=folder, settle_seconds=0)
+    assert candidates(cfg) == [(folder / "sub" / "inside.csv").resolve()]
+    results = ingest_pending(store, cfg, rules)
+    assert [Path(r.details.get("file", "")).name for r in results] == ["inside.csv"]
+    assert store.query("SELECT count(*) FROM source_runs WHERE scope LIKE '%secret%'")[0][0] == 0
+

@@ -25,7 +25,7 @@ from finops.resources import resource_key
 from finops.settings import Settings
 from finops.settings.alerts import Exemptions, IdleGpuRule, StaleSourceRule, TokenCostRule, UntaggedSpendRule
 from finops.store import Store
-from finops.store.ledger import source_states
+from finops.store.ledger import source_states, watermark
 from finops.tags import DIMS, UNALLOCATED
 
 CENT = Decimal("0.01")
@@ -120,6 +120,9 @@ GROUP BY g.gpu_uuid, g.mig_instance
 """
 
 
+GPU_SOURCE = "prometheus"  # the source that lands GPU-hours (dcgm-exporter through Prometheus)
+
+
 def idle_gpu(ctx: Context, rule: IdleGpuRule) -> list[Finding]:
     start, end = ctx.now.date() - timedelta(days=rule.lookback_days), ctx.now.date() + timedelta(days=1)
     params = ctx.params(start, end)
@@ -129,7 +132,12 @@ def idle_gpu(ctx: Context, rule: IdleGpuRule) -> list[Finding]:
         streaks = fetch_rows(cur, STREAK_SQL)
     by_gpu = {(r["gpu_uuid"], r["mig_instance"]): r for r in report.rows}
     exempt = exempt_keys(ctx, start, end)
-    silent_after = ctx.now - timedelta(hours=rule.max_silence_hours + 1)  # hour_start + 1 h = hour end
+    # Silence counts against how far GPU telemetry has been collected, not the wall clock: a GPU is
+    # gone when later collections no longer see it, while a lagging collection (the stale-source
+    # rule's business) or data that ends at midnight leaves its last streak current.
+    reach = watermark(ctx.store, GPU_SOURCE)
+    now = min(ctx.now, reach) if reach is not None else ctx.now
+    silent_after = now - timedelta(hours=rule.max_silence_hours + 1)  # hour_start + 1 h = hour end
     out = []
     for s in streaks:
         row = by_gpu.get((s["gpu_uuid"], s["mig_instance"]))

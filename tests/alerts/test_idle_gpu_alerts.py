@@ -43,9 +43,10 @@ def gpu_batch(start: datetime, busy: list[float], resource: str = "i-idle") -> B
     return Batch(facts={"gpu_hours": pa.Table.from_pylist(rows)})
 
 
-def land(store: Store, start: datetime, busy: list[float]) -> None:
-    window = Window(start, start + timedelta(hours=len(busy)))
-    r = run_task(store, "prometheus", Task("gpus", window, lambda: gpu_batch(start, busy)))
+def land(store: Store, start: datetime, busy: list[float], hours: int | None = None) -> None:
+    window = Window(start, start + timedelta(hours=hours or len(busy)))
+    batch = gpu_batch(start, busy) if busy else Batch(facts={})  # no GPU answered in this window
+    r = run_task(store, "prometheus", Task("gpus", window, lambda: batch))
     assert r.status == "succeeded", r.error
 
 
@@ -149,7 +150,10 @@ def test_streak_shorter_than_min_hours_or_exempt_gpu_does_not_fire(
     exempt = AlertEngine(idle_day, settings, AlertSettings(
         replace_default_rules=True, rules=[IdleGpuRule()], exemptions=Exemptions(resource_ids=["arn:aws:ec2:us-east-1:1:instance/i-IDLE"])))
     assert exempt.evaluate(t).findings == []
-    # A GPU silent for longer than max_silence_hours is gone, not idle.
-    assert AlertEngine(idle_day, settings, AlertSettings(replace_default_rules=True, rules=[IdleGpuRule()])).evaluate(
-        t + timedelta(hours=5)).findings == []
-    assert len(AlertEngine(idle_day, settings, AlertSettings(replace_default_rules=True, rules=[IdleGpuRule()])).evaluate(t).findings) == 1
+    defaults = AlertSettings(replace_default_rules=True, rules=[IdleGpuRule()])
+    assert len(AlertEngine(idle_day, settings, defaults).evaluate(t).findings) == 1
+    # Telemetry collected up to midnight and read at 21:00 (the demo's case): the streak is still current.
+    assert len(AlertEngine(idle_day, settings, defaults).evaluate(t + timedelta(hours=21)).findings) == 1
+    # A GPU that later collections no longer see for longer than max_silence_hours is gone, not idle.
+    land(idle_day, DAY + timedelta(days=1), [], hours=5)  # five more hours collected, without this GPU
+    assert AlertEngine(idle_day, settings, defaults).evaluate(t + timedelta(hours=5)).findings == []

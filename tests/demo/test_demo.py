@@ -147,3 +147,22 @@ def test_the_service_answers_and_serves_the_weekly_report_as_xlsx(demo: Demo, se
 def test_a_database_in_use_is_refused(demo: Demo, served: Served) -> None:
     with pytest.raises(DemoFailed, match="is a service using it"):
         run_demo(DemoConfig(db=demo.db, seed=SEED, days=DAYS, end=demo.end), Settings(db=demo.db))
+
+
+def test_the_default_alert_rules_fire_on_the_demo(demo: Demo, tmp_path: Path) -> None:
+    """The demo headlines idle GPU cost; the default rules must say so, read the evening after its data."""
+    from datetime import datetime, time
+
+    from finops.alerts.evaluate import AlertEngine
+    from finops.settings.alerts import AlertSettings
+
+    db = tmp_path / "demo.duckdb"
+    shutil.copy(demo.snapshot, db)
+    settings = Settings(db=db)
+    store = open_store(db, settings.duckdb)
+    try:
+        ev = AlertEngine(store, settings, AlertSettings()).evaluate(datetime.combine(demo.end, time(21)))
+    finally:
+        store.close()
+    fired = {f.rule for f in ev.findings}
+    assert {"idle_gpu", "untagged_spend"} <= fired, fired

@@ -79,7 +79,8 @@ def create_app(settings: Settings, store: Store | None = None, clock: Clock | No
                 state.store = None
 
     app = FastAPI(title="finops", version="1", description=DESCRIPTION, lifespan=lifespan,
-                  dependencies=[Depends(reject_unknown_query)])
+                  dependencies=[Depends(reject_unknown_query)], docs_url=None, redoc_url=None)
+    offline_docs(app)
     app.state.finops = state
     install(app)
     # The last added runs first: requests are counted (BodyGuard's answers too), then bodies are guarded.
@@ -103,3 +104,23 @@ def create_app(settings: Settings, store: Store | None = None, clock: Clock | No
     routes.load(app, spec)
     app.state.route_table = routes
     return app
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def offline_docs(app: FastAPI) -> None:
+    """/docs: Swagger UI from the assets installed with the package, not a CDN, so it works offline."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="finops API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -38,6 +39,13 @@ def api_factory() -> AppFactory:
     return factory
 
 
+# A stop (SIGTERM, Ctrl+C) ends the process within about 10 s, as `docker stop` expects: requests in
+# flight get REQUESTS_GRACE_SECONDS, collections started through the API `api.shutdown_wait_seconds`,
+# scheduled jobs JOBS_GRACE_SECONDS; what has not finished by then is not stored.
+REQUESTS_GRACE_SECONDS = 2
+JOBS_GRACE_SECONDS = 3.0
+
+
 class Service:
     """API plus scheduler. `app_factory(settings, store=..., clock=...)` builds the ASGI app."""
 
@@ -63,7 +71,8 @@ class Service:
             local_access.grant(self.store, f"http://{_local(self.host)}:{self.port}")
         factory = self.app_factory or api_factory()
         app = factory(self.settings, store=self.store, clock=self.clock)
-        config = uvicorn.Config(app, host=self.host, port=self.port, log_level=self.log_level, lifespan="auto")
+        config = uvicorn.Config(app, host=self.host, port=self.port, log_level=self.log_level, lifespan="auto",
+                                timeout_graceful_shutdown=REQUESTS_GRACE_SECONDS)
         for name in ("uvicorn.access", "uvicorn.error"):  # after uvicorn configured its loggers
             logging.getLogger(name).addFilter(RedactKeys())
         self.server = uvicorn.Server(config)
@@ -73,7 +82,7 @@ class Service:
         return self.server
 
     def run(self) -> None:
-        """Serve until SIGINT/SIGTERM, then stop the scheduler (running jobs finish) and close the store.
+        """Serve until SIGINT/SIGTERM, then stop within about 10 s (see the graces above) and close the store.
 
         uvicorn re-raises the signal it handled once it has stopped, which would end the process
         before the scheduler and the store are closed; the handlers below take that signal instead,
@@ -84,15 +93,19 @@ class Service:
         if threading.current_thread() is threading.main_thread():
             previous = {sig: signal.signal(sig, lambda signum, _frame: caught.append(signum))
                         for sig in (signal.SIGINT, signal.SIGTERM)}
+        closed = True
         try:
             server = self._prepare()
             if not caught:
                 server.run()
         finally:
-            self._close()
+            closed = self._close(jobs_grace=JOBS_GRACE_SECONDS)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         log.info("finops serve stopped%s", f" (signal {caught[0]})" if caught else "")
+        if not closed:
+            logging.shutdown()
+            os._exit(0)  # a job thread still holds the store: leave it uncommitted, as a crash would
 
     def start(self, timeout: float = 10.0) -> None:
         """Serve on a background thread; returns once the server accepts connections."""
@@ -113,15 +126,25 @@ class Service:
             self._thread.join(timeout)
         self._close()
 
-    def _close(self) -> None:
+    def _close(self, jobs_grace: float | None = None) -> bool:
+        """Stop the scheduler and close the store. With `jobs_grace`, running jobs get that long; a job
+        still running then is left behind (False): the process must end without closing the store,
+        so that job's transaction never commits and the next start marks its run interrupted."""
         if self.jobs is not None:
-            self.jobs.shutdown(wait=True)
+            self.jobs.shutdown(wait=jobs_grace is None)
+            if jobs_grace is not None and not self.jobs.wait_idle(jobs_grace):
+                log.warning("a scheduled job still ran %g s after the stop signal; stopping without it "
+                            "(nothing of it is stored; its run shows as interrupted at the next start)", jobs_grace)
+                if self.store is not None:
+                    local_access.access_file(self.store.path).unlink(missing_ok=True)
+                return False
             self.jobs = None
             log.info("scheduler stopped")
         if self._own_store and self.store is not None:
             local_access.withdraw(self.store)
             self.store.close()
             self.store = None
+        return True
 
 
 def _local(host: str) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_SUBMITTED, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -80,6 +81,7 @@ class Jobs:
         self.alerts = AlertEngine(store, settings, alerts, sleep=sleep, clock=self.clock, watched_sources=list(self.sources)) \
             if alerts is not None and alerts.enabled else None
         self._locks = {name: threading.Lock() for name in self.sources}
+        self._active, self._idle = 0, threading.Condition()  # jobs running now (wait_idle)
         self._failures = dict.fromkeys(self.sources, 0)
         self.scheduler = BackgroundScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(schedule.max_workers)},
@@ -124,6 +126,7 @@ class Jobs:
             every = self.alerts.config.evaluate_every_minutes * 60
             self.scheduler.add_job(self.run_alerts, IntervalTrigger(seconds=every, timezone=UTC), id="alerts",
                                    name="alert rules")
+        self.scheduler.add_listener(self._count, EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
         self.scheduler.start()
         log.info("scheduler started: %s", ", ".join(j.id for j in self.scheduler.get_jobs()) or "no jobs")
 
@@ -131,6 +134,16 @@ class Jobs:
         """Stop the scheduler; with `wait`, running jobs finish first (collections land or fail whole)."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=wait)
+
+    def _count(self, event: JobEvent) -> None:
+        with self._idle:
+            self._active += 1 if event.code == EVENT_JOB_SUBMITTED else -1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for running jobs to end; False if one still runs."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active <= 0, timeout)
 
     # -- jobs ------------------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ class ApiSettings(BaseModel):
     # Longest window a collection started through the API may cover.
     max_run_days: int = Field(default=366, ge=1)
     # How long shutdown waits for collections started through the API.
-    shutdown_wait_seconds: float = Field(default=30.0, ge=0)
+    shutdown_wait_seconds: float = Field(default=3.0, ge=0)
 
     @model_validator(mode="after")
     def _kpis_need_open_metrics(self) -> ApiSettings:

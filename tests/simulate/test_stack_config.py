@@ -186,3 +186,44 @@ def test_gateway_config_of_the_stack_loads_and_points_at_vllm() -> None:
     gw = load_gateway_settings(REPO / "deploy" / "gateway" / "gateway.toml")
     assert gw.upstream_url.rstrip("/") == "http://vllm:8000"
     assert len(gw.keys) == 2
+
+
+RULES_TEST = """
+rule_files: [{rules}]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # dcgm-exporter 3.x/4.x names with profiling metrics: idle, a model loaded.
+      - series: 'DCGM_FI_PROF_GR_ENGINE_ACTIVE{{UUID="GPU-new",Hostname="node-a",instance_id="i-1"}}'
+        values: '0.01x200'
+      - series: 'DCGM_FI_DEV_FB_USED{{UUID="GPU-new",Hostname="node-a",instance_id="i-1"}}'
+        values: '20000x200'
+      # Older names (uuid, hostname) and no profiling metrics: GPU_UTIL in percent, idle.
+      - series: 'DCGM_FI_DEV_GPU_UTIL{{uuid="GPU-old",hostname="node-b",instance_id="i-2"}}'
+        values: '1x200'
+      - series: 'DCGM_FI_DEV_FB_USED{{uuid="GPU-old",hostname="node-b",instance_id="i-2"}}'
+        values: '20000x200'
+      # Busy: never alerts.
+      - series: 'DCGM_FI_DEV_GPU_UTIL{{uuid="GPU-busy",hostname="node-b",instance_id="i-2"}}'
+        values: '90x200'
+      - series: 'DCGM_FI_DEV_FB_USED{{uuid="GPU-busy",hostname="node-b",instance_id="i-2"}}'
+        values: '20000x200'
+    alert_rule_test:
+      - eval_time: 180m
+        alertname: GpuIdleWhileAllocated
+        exp_alerts:
+          - exp_labels: {{severity: info, gpu_id: GPU-new, host: node-a, instance_id: i-1}}
+            exp_annotations: {{summary: "GPU GPU-new on node-a is allocated but idle"}}
+          - exp_labels: {{severity: info, gpu_id: GPU-old, host: node-b, instance_id: i-2}}
+            exp_annotations: {{summary: "GPU GPU-old on node-b is allocated but idle"}}
+"""
+
+
+def test_idle_gpu_rule_reads_old_and_new_dcgm_label_names_and_falls_back_to_gpu_util(tmp_path: Path) -> None:
+    spec = tmp_path / "rules_test.yml"
+    spec.write_text(RULES_TEST.format(rules=PROM_DIR / "rules" / "finops.yml"))
+    proc = subprocess.run([PROMTOOL, "test", "rules", str(spec)],  # noqa: S603
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout

@@ -65,9 +65,14 @@ def report_cmd(
         show(report, console)
         return
     content, kind = render(report, fmt)
+    _emit(content, kind, out)
+
+
+def _emit(content: bytes, kind: str, out: Path | None, note: str = "") -> None:
+    """A rendered report to `out`, or to stdout when it is text."""
     if out is not None:
         out.write_bytes(content)
-        err.print(f"wrote {out} ({kind}, {len(content)} bytes)")
+        err.print(f"wrote {out} ({kind}, {len(content)} bytes{note})")
     elif kind in ("json", "csv"):
         typer.echo(content.decode(), nl=False)
     else:
@@ -90,13 +95,8 @@ def _via_service(svc: ServiceOwnsStore, name: str, query: dict[str, Any], fmt: s
         tables = {k: v for k, v in data.items() if k not in ("rows", "totals", "params")}
         show(Report(name, data["params"], data["rows"], data["totals"], tables, data["params"].get("currency", "")),
              console)
-    elif out is not None:
-        out.write_bytes(content)
-        err.print(f"wrote {out} ({fmt}, {len(content)} bytes, from the running service)")
-    elif fmt in ("json", "csv"):
-        typer.echo(content.decode(), nl=False)
     else:
-        raise typer.BadParameter(f"{fmt} output is binary: give --out FILE", param_hint="--out")
+        _emit(content, fmt, out, ", from the running service")
 
 
 def no_data(start: date, end: date, held: dict[str, tuple[date, date] | None]) -> str:

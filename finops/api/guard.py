@@ -53,7 +53,7 @@ class BodyGuard:
             return
         limit = self.streamed.get(scope.get("path", ""))
         if limit is not None:  # a file upload: its declared length is bounded, the route streams it
-            if "content-length" not in headers or length is None:
+            if "content-length" not in headers or length is None or "transfer-encoding" in headers:
                 await body(411, "body: send the file with a Content-Length", "body", CLOSE)(scope, receive, send)
             elif length > limit:
                 await self._too_large(scope, receive, send, f"{length} bytes is more", limit)

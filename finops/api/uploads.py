@@ -3,7 +3,8 @@
 The CLI sends `finops ingest focus FILE` here while the service owns the store. The body is the
 file itself (CSV, CSV.gz or Parquet), streamed to `uploads/` beside the store, never held in
 memory; `Content-Length` is required and bounded by `max_upload_bytes` before a byte is read.
-A file's scope is `upload:<name>`, so sending a corrected file of the same name replaces it.
+A file's scope is the path the CLI names it by (`scope`), as for a local ingest, else `upload:<name>`;
+sending a corrected file under the same scope replaces it.
 """
 
 from __future__ import annotations
@@ -47,19 +48,31 @@ class UploadOut(BaseModel):
              summary="Ingest a FOCUS file sent as the request body (as `finops ingest focus`)",
              openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}})
 async def upload(_: AdminDep, state: StateDep, request: Request,
-                 name: Annotated[str, Query(description="the file's name, e.g. export-2026-11.csv.gz")]) -> UploadOut:
+                 name: Annotated[str, Query(description="the file's name, e.g. export-2026-11.csv.gz")],
+                 scope: Annotated[str | None, Query(max_length=1000, description=(
+                     "what the rows replace: the file's absolute path as `finops ingest focus` names it "
+                     "(the CLI sends it), so the same file ingested with or without the service replaces "
+                     "itself; default `upload:<name>`"))] = None) -> UploadOut:
     if not _NAME.match(name) or not name.lower().endswith(_SUFFIXES):
         raise ApiError(422, "name: a plain file name ending in .csv, .csv.gz or .parquet", "name")
     store = state.db()
     folder = store.path.parent / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{uuid.uuid4().hex}-{name}"
+    limit = min(int(request.headers.get("content-length", "0")), state.api.max_upload_bytes)
     try:
+        written = 0
         with path.open("wb") as out:
             async for chunk in request.stream():
+                written += len(chunk)
+                if written > limit:  # never more than was declared and allowed, whatever the framing
+                    raise ApiError(413, f"body: more than the {limit} bytes declared and allowed "
+                                        "(max_upload_bytes)", "body")
                 out.write(chunk)
+        if scope is not None and (not scope.startswith("/") or not scope.isprintable()):
+            raise ApiError(422, "scope: an absolute path of printable characters", "scope")
         result = await run_in_threadpool(run_task, store, SOURCE,
-                                         file_task(state.rules, path, scope=f"upload:{name}"))
+                                         file_task(state.rules, path, scope=scope or f"upload:{name}"))
     finally:
         path.unlink(missing_ok=True)  # the store keeps the rows and the quarantine; the file is done
     shown = store.query("SELECT line, reason FROM quarantine WHERE run_id = ? ORDER BY line LIMIT ?",

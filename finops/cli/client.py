@@ -39,9 +39,11 @@ class ServiceClient:
 
     def upload_focus(self, path: Path) -> dict[str, Any]:
         with path.open("rb") as fh:
-            resp = self._http.post("/v1/sources/focus/files", params={"name": path.name}, content=fh,
+            resp = self._http.post("/v1/sources/focus/files", content=fh,
+                                   params={"name": path.name, "scope": str(path.resolve())},
                                    headers={"Content-Length": str(path.stat().st_size),
-                                            "Content-Type": "application/octet-stream"})
+                                            "Content-Type": "application/octet-stream"},
+                                   timeout=httpx.Timeout(60.0, read=None))  # a large file ingests slowly
         out: dict[str, Any] = self._check(resp).json()
         return out
 
@@ -57,6 +59,10 @@ class ServiceClient:
     def revoke_key(self, key_id: str) -> None:
         self._check(self._http.delete(f"/v1/keys/{key_id}"))
 
-    def report(self, name: str, query: dict[str, Any], fmt: str) -> bytes:
+    def report(self, name: str, query: dict[str, Any], fmt: str) -> tuple[bytes, str]:
+        """The rendered report and its kind (json, csv, zip or xlsx, from the answer's media type)."""
         params = {k: v for k, v in query.items() if v is not None}
-        return self._check(self._http.get(f"/v1/reports/{name}", params={**params, "format": fmt})).content
+        resp = self._check(self._http.get(f"/v1/reports/{name}", params={**params, "format": fmt}))
+        media = resp.headers.get("content-type", "")
+        kind = "zip" if "zip" in media else "xlsx" if "spreadsheet" in media else fmt
+        return resp.content, kind

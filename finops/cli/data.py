@@ -70,6 +70,8 @@ def _said(path: Path, status: str, rows: int, quarantined: int, error: str | Non
 
 def _ingest_via(svc: ServiceOwnsStore, paths: list[Path]) -> bool:
     """Send each file to the running service, which ingests it as the CLI would; True if all landed."""
+    import httpx
+
     from finops.cli.client import ServiceClient, ServiceError
 
     ok = True
@@ -77,7 +79,7 @@ def _ingest_via(svc: ServiceOwnsStore, paths: list[Path]) -> bool:
         for path in paths:
             try:
                 r = client.upload_focus(path)
-            except (OSError, ServiceError) as exc:
+            except (OSError, ServiceError, httpx.HTTPError) as exc:
                 err.print(f"[red]{path}: {exc}[/red]")
                 ok = False
                 continue

@@ -88,12 +88,14 @@ def _when(value: datetime | str | None) -> str:
 
 def _via(svc: ServiceOwnsStore, call: Callable[[ServiceClient], T]) -> T:
     """Run `call` against the running service; its error, if any, as one line and exit 1."""
+    import httpx
+
     from finops.cli.client import ServiceClient, ServiceError
 
     try:
         with ServiceClient(svc.access) as client:
             return call(client)
-    except (ServiceError, OSError) as exc:
+    except (ServiceError, OSError, httpx.HTTPError) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -80,23 +81,25 @@ def _emit(content: bytes, kind: str, out: Path | None, note: str = "") -> None:
 
 
 def _via_service(svc: ServiceOwnsStore, name: str, query: dict[str, Any], fmt: str, out: Path | None) -> None:
+    import httpx
+
     from finops.cli.client import ServiceClient, ServiceError
     from finops.reports.model import Report
     from finops.reports.terminal import show
 
     try:
         with ServiceClient(svc.access) as client:
-            content = client.report(name, query, "json" if fmt == "table" else fmt)
-    except (ServiceError, OSError) as exc:
+            content, kind = client.report(name, query, "json" if fmt == "table" else fmt)
+    except (ServiceError, OSError, httpx.HTTPError) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
     if fmt == "table":
-        data = json.loads(content)
+        data = json.loads(content, parse_float=Decimal)
         tables = {k: v for k, v in data.items() if k not in ("rows", "totals", "params")}
         show(Report(name, data["params"], data["rows"], data["totals"], tables, data["params"].get("currency", "")),
              console)
     else:
-        _emit(content, fmt, out, ", from the running service")
+        _emit(content, kind, out, ", from the running service")
 
 
 def no_data(start: date, end: date, held: dict[str, tuple[date, date] | None]) -> str:

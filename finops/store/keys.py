@@ -132,6 +132,11 @@ def list_keys(store: Store) -> list[ApiKey]:
     return [ApiKey(*r) for r in rows]
 
 
+# The admin key `finops serve` issues for its own host (finops.store.local_access); it ends with the
+# service, so it never counts as the admin key that keeps the API manageable.
+LOCAL_KEY_NAME = "finops serve: local CLI access"
+
+
 class LastAdminKey(ValueError):
     """Revoking this key would leave no active admin key (nobody could manage keys through the API)."""
 
@@ -142,8 +147,9 @@ def revoke_key(store: Store, key_id: str, now: datetime | None = None, *, keep_a
     with store.transaction() as cur:
         if keep_an_admin:
             [(other_admins, is_admin)] = cur.execute(
-                "SELECT count(*) FILTER (WHERE key_id <> ?), bool_or(key_id = ?) FROM api_keys "
-                "WHERE role = 'admin' AND revoked_at IS NULL", [key_id, key_id]).fetchall()
+                "SELECT count(*) FILTER (WHERE key_id <> ? AND name IS DISTINCT FROM ?), bool_or(key_id = ?) "
+                "FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL",
+                [key_id, LOCAL_KEY_NAME, key_id]).fetchall()
             if is_admin and other_admins == 0:
                 raise LastAdminKey(f"key_id: {key_id} is the last active admin key; create another admin key "
                                    "before revoking it")

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from finops.store.db import Store
+from finops.store.keys import LOCAL_KEY_NAME as KEY_NAME
 from finops.store.keys import create_key, list_keys, revoke_key
-
-KEY_NAME = "finops serve: local CLI access"
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,8 @@ def grant(store: Store, url: str) -> Access:
             revoke_key(store, k.key_id)
     _, key = create_key(store, "admin", None, KEY_NAME)
     path = access_file(store.path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    path.unlink(missing_ok=True)  # a new file, so never an old file's mode nor a link's target
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump({"url": url, "key": key}, fh)
     return Access(url, key)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,27 +30,34 @@ from tests.support import example_a
 from tests.support.prometheus import free_port
 
 
-@pytest.fixture
-def service(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+@contextmanager
+def running_service(db: Path, tmp_path: Path) -> Iterator[str]:
+    """`finops serve` on `db` in its own process, until the block ends."""
     port = free_port()
-    env = {**os.environ, "FINOPS_DB": str(settings.db)}
+    env = {**os.environ, "FINOPS_DB": str(db)}
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "finops", "serve", "--port", str(port), "--no-scheduler"],
                             env=env, stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while not access_file(settings.db).exists() or not _up(url):
+        while not access_file(db).exists() or not _up(url):
             assert proc.poll() is None, (tmp_path / "serve.log").read_text()
             assert time.monotonic() < deadline, "finops serve did not start"
             time.sleep(0.1)
-        monkeypatch.setenv("FINOPS_DB", str(settings.db))
         yield url
     finally:
         proc.terminate()
         proc.wait(30)
         log.close()
-    assert not access_file(settings.db).exists()  # withdrawn when the service stopped
+    assert not access_file(db).exists()  # withdrawn when the service stopped
+
+
+@pytest.fixture
+def service(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("FINOPS_DB", str(settings.db))
+    with running_service(settings.db, tmp_path) as url:
+        yield url
 
 
 def _up(url: str) -> bool:
@@ -125,3 +135,53 @@ def test_uploads_need_an_admin_a_length_and_fit_the_limit(start_api: Callable[..
         broken = admin.post(url, params={"name": "a.csv"}, content=b"x" * 10)  # not a FOCUS file: a failed run
         assert broken.status_code == 201 and broken.json()["status"] == "failed"
         assert "a.csv" in broken.json()["error"] and "uploads" not in broken.json()["error"]
+
+
+def test_a_file_ingested_with_and_without_the_service_replaces_itself(settings: Settings, rules: TagRules,
+                                                                      tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINOPS_DB", str(settings.db))
+    aws, azure = tmp_path / "aws", tmp_path / "azure"
+    aws.mkdir(), azure.mkdir()
+    (aws / "export.csv").write_text(example_a.focus_csv())
+    (azure / "export.csv").write_text(example_a.focus_csv(example_a.DAY.replace(day=3)))  # same name, other bill
+    assert CliRunner().invoke(app, ["ingest", "focus", str(aws / "export.csv")]).exit_code == 0  # no service
+    day = sum(Decimal(c) for *_, c in example_a.BILL)
+    with running_service(settings.db, tmp_path):
+        for path in (aws / "export.csv", azure / "export.csv"):
+            result = CliRunner().invoke(app, ["ingest", "focus", str(path)])
+            assert result.exit_code == 0 and "through the running service" in result.output, result.output
+    store = open_store(settings.db)
+    try:
+        total = store.query("SELECT sum(billed_cost) FROM cost_lines")[0][0]
+        scopes = sorted(r[0] for r in store.query("SELECT DISTINCT scope FROM cost_lines"))
+    finally:
+        store.close()
+    assert total == 2 * day  # each bill once: the AWS file replaced itself, the Azure one is its own
+    assert scopes == sorted(str(p.resolve()) for p in (aws / "export.csv", azure / "export.csv"))
+
+
+def test_a_weekly_csv_through_the_service_is_a_zip_written_to_a_file(service: str, tmp_path: Path) -> None:
+    cli = CliRunner()
+    assert cli.invoke(app, ["ingest", "focus", str(_bill(tmp_path))]).exit_code == 0
+    to_stdout = cli.invoke(app, ["report", "weekly", "--week", "2026-W45", "--format", "csv"])
+    assert to_stdout.exit_code == 2 and "zip output is binary: give --out FILE" in to_stdout.output
+    out = tmp_path / "weekly.zip"
+    written = cli.invoke(app, ["report", "weekly", "--week", "2026-W45", "--format", "csv", "--out", str(out)])
+    assert written.exit_code == 0, written.output
+    assert zipfile.is_zipfile(out) and "summary.csv" in zipfile.ZipFile(out).namelist()
+
+
+def test_an_upload_cannot_send_more_than_it_declared(start_api: Callable[..., Api], keys: Keys) -> None:
+    api = start_api(max_upload_bytes=64)
+    host, port = api.url.removeprefix("http://").split(":")
+    chunk = b"x" * 1000
+    request = (f"POST /v1/sources/focus/files?name=a.csv HTTP/1.1\r\nHost: {host}\r\n"
+               f"Authorization: Bearer {keys.admin}\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n"
+               ).encode() + b"".join(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(100)) + b"0\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        answer = sock.recv(4096).decode(errors="replace")
+    assert answer.split()[1] in ("400", "411"), answer  # refused, never written
+    assert list((api.store.path.parent / "uploads").glob("*")) == []  # nothing of it kept
+

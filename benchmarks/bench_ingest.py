@@ -7,7 +7,7 @@
 Each side runs in its own process (so peak RSS is its own), same run, same file, same DuckDB
 limits (the store's defaults: 4 GiB, 2 threads), writing into a fresh database file:
 - bound: `CREATE TABLE t AS SELECT * FROM read_parquet(file)`;
-- ours: `finops.collect.run_task(store, "focus", finops.collect.file_task(rules, file))`, i.e. the
+- ours: `finops.collect.run_task(store, "focus", finops.sources.focus.file_task(rules, file))`, i.e. the
   FOCUS reader (validation, quarantine, tag normalisation, resource keys) and the atomic landing
   (replace the file's scope, insert, rebuild cost_daily) in one transaction;
 - parse only: `finops.sources.focus.parse_focus_file`, to show where the time goes.

@@ -59,9 +59,11 @@ def test_new_and_changed_files_are_ingested_once(store: Store, rules: TagRules, 
 
 def test_a_file_still_being_written_waits(store: Store, tmp_path: Path) -> None:
     cfg = FocusDropSettings(folder=tmp_path, settle_seconds=60)
-    (tmp_path / "fresh.csv").write_text(example_a.focus_csv())
-    assert pending(store, cfg) == []
-    assert pending(store, cfg, now=time.time() + 61) == [(tmp_path / "fresh.csv").resolve()]
+    fresh = tmp_path / "fresh.csv"
+    fresh.write_text(example_a.focus_csv())
+    written = fresh.stat().st_mtime  # the clock is placed relative to the file system's own time
+    assert pending(store, cfg, now=written + 1) == []
+    assert pending(store, cfg, now=written + 61) == [fresh.resolve()]
 
 
 def test_scheduler_scans_the_folder(store: Store, settings: Settings, tmp_path: Path) -> None:

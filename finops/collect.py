@@ -1,7 +1,8 @@
 """Where sources meet the store: run a source's tasks and land each batch atomically.
 
-`run_task` records the run, calls the task's fetch, then either lands the whole batch and marks the
-run succeeded in one transaction, or marks it failed and leaves every fact as it was.
+`run_task` records the run, calls the task's fetch, then either lands the whole batch, re-attributes
+the days it touched and marks the run succeeded in one transaction, or marks it failed and leaves
+every fact (and every attributed day) as it was.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from finops.attribution import materialize
 from finops.batch import Batch, Progress, SourceFailed, Task
 from finops.settings import Settings
 from finops.sources.focus import SOURCE as FOCUS
@@ -83,11 +85,17 @@ def run_task(store: Store, source: str, task: Task) -> RunResult:
         batch: Batch = task.fetch()
         requests = batch.requests
         with store.transaction() as cur:
-            rows = sum(
-                replace_window(cur, table, run_id=run_id, source=source, scope=task.scope,
-                               window=task.window, data=data)
-                for table, data in batch.facts.items()
-            )
+            if "inventory" in batch.facts:
+                materialize.inventory_before(cur)
+            rows, days = 0, set[date]()
+            for table, data in batch.facts.items():
+                landed = replace_window(cur, table, run_id=run_id, source=source, scope=task.scope,
+                                        window=task.window, data=data)
+                rows, days = rows + landed.rows, days | landed.days
+            if "inventory" in batch.facts:
+                days |= materialize.inventory_days(cur)
+            # Attribution of the days this landing touched, in its transaction (finops/attribution/materialize.py).
+            materialize.attribute_days(cur, days)
             quarantined = insert_quarantine(cur, run_id, source, batch.quarantine)
             succeed_run(cur, run_id, rows, quarantined, batch.requests, batch.details, store.clock())
     except Exception as exc:  # every failure is recorded in the ledger and returned as a result

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from finops import reports
 from finops.alerts.rules import Finding, alert_key
-from finops.attribution import attribute
+from finops.attribution.stored import attribute_stored
 from finops.reports import idle_gpus
 from finops.reports.model import fetch_rows, snapshot
 from finops.reports.params import ReportParams, build_params
@@ -127,7 +127,7 @@ def idle_gpu(ctx: Context, rule: IdleGpuRule) -> list[Finding]:
     start, end = ctx.now.date() - timedelta(days=rule.lookback_days), ctx.now.date() + timedelta(days=1)
     params = ctx.params(start, end)
     with snapshot(ctx.store) as cur:
-        att = attribute(cur, params, ctx.settings)
+        att = attribute_stored(cur, params, ctx.settings)
         report = idle_gpus.build(cur, att, params)
         streaks = fetch_rows(cur, STREAK_SQL)
     by_gpu = {(r["gpu_uuid"], r["mig_instance"]): r for r in report.rows}

@@ -30,7 +30,8 @@ class Attribution:
     ingested_total: Decimal
 
 
-def _rates(cur: duckdb.DuckDBPyConnection, params: Query, settings: Settings) -> tuple[str, dict[str, Decimal]]:
+def report_rates(cur: duckdb.DuckDBPyConnection, params: Query, settings: Settings) -> tuple[str, dict[str, Decimal]]:
+    """The report currency of `params` and the rate into it of each currency its window's lines use."""
     found = [r[0] for r in cur.execute(
         "SELECT DISTINCT billing_currency FROM cost_daily WHERE charge_date >= ? AND charge_date < ? ORDER BY 1",
         [params.start, params.end]).fetchall()]
@@ -58,13 +59,22 @@ def stages(hourly: bool = True) -> tuple[str, ...]:
     return sql.STAGES + tail
 
 
+def run_stages(cur: duckdb.DuckDBPyConnection, stages: tuple[str, ...], binds: dict[str, Any]) -> None:
+    """Run SQL stages in order, each statement with the binds it names."""
+    for stage in stages:
+        # Statements end with ";" at the end of a line (comments may hold semicolons).
+        for statement in filter(str.strip, re.split(r";\s*\n", stage)):
+            names = [n for n in binds if f"${n}" in statement]
+            cur.execute(statement, {n: binds[n] for n in names})
+
+
 def attribute(cur: duckdb.DuckDBPyConnection, params: Query, settings: Settings,
               hourly: bool = True) -> Attribution:
     """Build the att_* temp tables for `params` on `cur` (inside the caller's read transaction).
 
     `hourly=False` never reads hourly facts (unit economics and untagged spend need no hours).
     """
-    currency, rates = _rates(cur, params, settings)
+    currency, rates = report_rates(cur, params, settings)
     cur.register("att_rates_arrow", pa.table({"currency": list(rates), "rate": pa.array(list(rates.values()), money.ARROW_MONEY)}))
     cur.execute("CREATE OR REPLACE TEMP TABLE att_rates AS SELECT * FROM att_rates_arrow")
     cur.unregister("att_rates_arrow")
@@ -72,10 +82,6 @@ def attribute(cur: duckdb.DuckDBPyConnection, params: Query, settings: Settings,
         "start": params.start, "end": params.end, "basis": params.cost_basis,
         "shared_key": params.shared_cost_key, "idle": params.idle_threshold,
     }
-    for stage in stages(hourly):
-        # Statements end with ";" at the end of a line (comments may hold semicolons).
-        for statement in filter(str.strip, re.split(r";\s*\n", stage)):
-            names = [n for n in binds if f"${n}" in statement]
-            cur.execute(statement, {n: binds[n] for n in names})
+    run_stages(cur, stages(hourly), binds)
     [(total,)] = cur.execute("SELECT coalesce(sum(cost), 0) FROM att_cost").fetchall()
     return Attribution(currency, Decimal(total))

@@ -23,6 +23,8 @@ SELECT row_number() OVER (ORDER BY charge_date, source, scope, provider_name, re
        resource_id, resource_key, resource_type, charge_category, pricing_category, billing_currency,
        project, team, environment, model_id,
        CAST(CASE WHEN $basis = 'billed' THEN billed_cost ELSE effective_cost END * r.rate AS DECIMAL(38,12)) AS cost,
+       CAST(effective_cost * r.rate AS DECIMAL(38,12)) AS cost_effective,
+       CAST(billed_cost * r.rate AS DECIMAL(38,12)) AS cost_billed,
        CAST(coalesce(list_cost, effective_cost) * r.rate AS DECIMAL(38,12)) AS list_cost,
        CAST(committed_cost * r.rate AS DECIMAL(38,12)) AS committed_cost
 FROM cost_daily JOIN att_rates r ON r.currency = cost_daily.billing_currency
@@ -93,7 +95,7 @@ WHERE g.day >= $start AND g.day < $end
 """  # noqa: S608 - constants only
 
 GPU_HOURLY_ROWS = f"""
-SELECT CAST(g.hour_start AS DATE) AS day, g.hour_start, {_GPU_COLUMNS}, 1 AS hours, g.busy, g.busy AS busy_sum,
+SELECT CAST(g.hour_start AS DATE) AS day, g.hour_start, g.source, g.scope, {_GPU_COLUMNS}, 1 AS hours, g.busy, g.busy AS busy_sum,
        g.samples
 FROM gpu_hours g LEFT JOIN att_hosts hm ON hm.host = g.resource_key
 WHERE g.hour_start >= $start AND g.hour_start < $end
@@ -114,7 +116,7 @@ GROUP BY ALL HAVING count(DISTINCT model_id) = 1;
 
 # Hour-level GPU rows, for the reports that need hours (idle streaks, peaks); same dims as att_gpu.
 GPU_HOURLY = _GPU_DIMS.format(name="att_gpu_h", src=GPU_HOURLY_ROWS,
-                              measures="g.hour_start, g.hours, g.busy, g.busy_sum, g.samples")
+                              measures="g.hour_start, g.source, g.scope, g.hours, g.busy, g.busy_sum, g.samples")
 
 # Groups seen in telemetry per resource and day, with their GPU-hours and generated tokens.
 CANDIDATES = """
@@ -189,28 +191,47 @@ SELECT * FROM own UNION ALL SELECT * FROM tele UNION ALL SELECT * FROM shared UN
 """  # noqa: S608 - built from this module's constants only
 
 # 3. Money per piece, exact: each piece gets its rounded share; the rounding remainder goes to the
-# largest piece of the line, so the pieces of a line always sum to the line's cost.
-ALLOC = """
+# largest piece of the line, so the pieces of a line always sum to the line's cost. Both cost bases
+# are split (the stored tables keep both); `amount` is the one asked for.
+_SPLIT = ("{c}0 + CASE WHEN rank = 1 THEN {c} - sum({c}0) OVER (PARTITION BY line_id) ELSE 0 END")
+ALLOC = f"""
 CREATE OR REPLACE TEMP TABLE att_alloc AS
 WITH shares AS (
-    SELECT p.*, c.day, c.cost, c.list_cost, c.committed_cost,
+    SELECT p.*, c.day, c.cost_effective, c.cost_billed, c.list_cost, c.committed_cost,
            p.w / sum(p.w) OVER (PARTITION BY p.line_id) AS share,
            row_number() OVER (PARTITION BY p.line_id ORDER BY p.w DESC, p.project, p.team, p.environment,
                               p.model_id) AS rank
     FROM att_pieces p JOIN att_cost c USING (line_id)
 ),
 rounded AS (
-    SELECT *, CAST(cost * share AS DECIMAL(38,12)) AS amount0,
-              CAST(list_cost * share AS DECIMAL(38,12)) AS list0,
-              CAST(committed_cost * share AS DECIMAL(38,12)) AS committed0
+    SELECT *, CAST(cost_effective * share AS DECIMAL(38,12)) AS cost_effective0,
+              CAST(cost_billed * share AS DECIMAL(38,12)) AS cost_billed0,
+              CAST(list_cost * share AS DECIMAL(38,12)) AS list_cost0,
+              CAST(committed_cost * share AS DECIMAL(38,12)) AS committed_cost0
     FROM shares
+),
+split AS (
+    SELECT line_id, day, project, team, environment, model_id, step,
+           {_SPLIT.format(c="cost_effective")} AS amount_effective,
+           {_SPLIT.format(c="cost_billed")} AS amount_billed,
+           {_SPLIT.format(c="list_cost")} AS list_amount,
+           {_SPLIT.format(c="committed_cost")} AS committed_amount
+    FROM rounded
 )
-SELECT line_id, day, project, team, environment, model_id, step,
-       amount0 + CASE WHEN rank = 1 THEN cost - sum(amount0) OVER (PARTITION BY line_id) ELSE 0 END AS amount,
-       list0 + CASE WHEN rank = 1 THEN list_cost - sum(list0) OVER (PARTITION BY line_id) ELSE 0 END AS list_amount,
-       committed0 + CASE WHEN rank = 1 THEN committed_cost - sum(committed0) OVER (PARTITION BY line_id) ELSE 0 END
-           AS committed_amount
-FROM rounded
+SELECT *, CASE WHEN $basis = 'billed' THEN amount_billed ELSE amount_effective END AS amount FROM split
+"""
+
+# The cost lines with what telemetry and the shared split recover of each (untagged spend).
+LINES = """
+CREATE OR REPLACE TEMP TABLE att_line AS
+SELECT c.*, coalesce(r.recoverable_effective, 0) AS recoverable_effective,
+       coalesce(r.recoverable_billed, 0) AS recoverable_billed,
+       coalesce(CASE WHEN $basis = 'billed' THEN r.recoverable_billed ELSE r.recoverable_effective END, 0)
+           AS recoverable
+FROM att_cost c LEFT JOIN (
+    SELECT line_id, sum(amount_effective) AS recoverable_effective, sum(amount_billed) AS recoverable_billed
+    FROM att_alloc WHERE step IN ('telemetry', 'shared') GROUP BY line_id
+) r ON r.line_id = c.line_id
 """
 
 # Cost of each GPU-hour (docs/definitions.md 6.2): the resource's cost that day over its GPU-hours that day; for a
@@ -220,31 +241,39 @@ FROM rounded
 _HOUR_COST = """
 CREATE OR REPLACE TEMP TABLE att_gpu_cost AS
 WITH res_cost AS (
-    SELECT day, resource_key AS rkey, sum(cost) AS cost FROM att_cost WHERE resource_key IS NOT NULL GROUP BY ALL
+    SELECT day, resource_key AS rkey, sum(cost_effective) AS cost_effective, sum(cost_billed) AS cost_billed
+    FROM att_cost WHERE resource_key IS NOT NULL GROUP BY ALL
 ),
 res_hours AS (SELECT day, rkey, sum(hours)::BIGINT AS hours FROM att_gpu GROUP BY ALL),
 grp_cost AS (
-    SELECT day, project, team, environment, model_id, sum(amount) AS cost FROM att_alloc GROUP BY ALL
+    SELECT day, project, team, environment, model_id, sum(amount_effective) AS cost_effective,
+           sum(amount_billed) AS cost_billed
+    FROM att_alloc GROUP BY ALL
 ),
 grp_hours AS (
-    SELECT day, project, team, environment, model_id, sum(hours)::BIGINT AS hours FROM att_gpu g
-    WHERE g.rkey IS NULL OR g.rkey NOT IN (SELECT rkey FROM res_cost) GROUP BY ALL
+    -- GPU-hours on no resource billed that day (a day's attribution never looks at other days).
+    SELECT g.day, g.project, g.team, g.environment, g.model_id, sum(g.hours)::BIGINT AS hours FROM att_gpu g
+    LEFT JOIN res_cost r ON r.day = g.day AND r.rkey = g.rkey WHERE r.rkey IS NULL GROUP BY ALL
 )
-SELECT g.*,
-       -- DuckDB divides DECIMAL as DOUBLE; spelled out so other engines (Spark) divide the same way.
-       CAST(CASE WHEN rc.cost IS NOT NULL THEN CAST(rc.cost AS DOUBLE) / rh.hours
-                 ELSE coalesce(CAST(gc.cost AS DOUBLE) / gh.hours, 0) END AS DECIMAL(38,12)) AS hour_cost,
+SELECT g.*, {price_effective} AS hour_cost_effective, {price_billed} AS hour_cost_billed,
+       CASE WHEN $basis = 'billed' THEN {price_billed} ELSE {price_effective} END AS hour_cost,
        {idle_hours} AS idle_hours{idle}
 FROM {rows} g
 LEFT JOIN res_cost rc ON rc.day = g.day AND rc.rkey = g.rkey
 LEFT JOIN res_hours rh ON rh.day = g.day AND rh.rkey = g.rkey
-LEFT JOIN grp_cost gc ON rc.cost IS NULL AND gc.day = g.day AND gc.project IS NOT DISTINCT FROM g.project
+LEFT JOIN grp_cost gc ON rc.rkey IS NULL AND gc.day = g.day AND gc.project IS NOT DISTINCT FROM g.project
      AND gc.team IS NOT DISTINCT FROM g.team AND gc.environment IS NOT DISTINCT FROM g.environment
      AND gc.model_id IS NOT DISTINCT FROM g.model_id
-LEFT JOIN grp_hours gh ON rc.cost IS NULL AND gh.day = g.day AND gh.project IS NOT DISTINCT FROM g.project
+LEFT JOIN grp_hours gh ON rc.rkey IS NULL AND gh.day = g.day AND gh.project IS NOT DISTINCT FROM g.project
      AND gh.team IS NOT DISTINCT FROM g.team AND gh.environment IS NOT DISTINCT FROM g.environment
      AND gh.model_id IS NOT DISTINCT FROM g.model_id
 """
+
+# DuckDB divides DECIMAL as DOUBLE; spelled out so other engines (Spark) divide the same way.
+_PRICE = ("CAST(CASE WHEN rc.{c} IS NOT NULL THEN CAST(rc.{c} AS DOUBLE) / rh.hours "
+          "ELSE coalesce(CAST(gc.{c} AS DOUBLE) / gh.hours, 0) END AS DECIMAL(38,12))")
+_HOUR_COST = _HOUR_COST.replace("{price_effective}", _PRICE.format(c="cost_effective")).replace(
+    "{price_billed}", _PRICE.format(c="cost_billed"))
 
 # Daily rows: idle hours counted from the day's hourly busy values, so any threshold is exact.
 HOUR_COST_DAILY = _HOUR_COST.format(rows="att_gpu", idle="",
@@ -254,4 +283,4 @@ HOUR_COST_HOURLY = _HOUR_COST.format(rows="att_gpu_h", idle=",\n       g.busy < 
                                      idle_hours="CAST(g.busy < $idle AS INTEGER)")
 
 # Stages of every attribution; then GPU_HOURLY + HOUR_COST_HOURLY, or HOUR_COST_DAILY.
-STAGES = (COST, INVENTORY, BILL_TAGS, TOKENS, GPU, CANDIDATES, PIECES, ALLOC)
+STAGES = (COST, INVENTORY, BILL_TAGS, TOKENS, GPU, CANDIDATES, PIECES, ALLOC, LINES)

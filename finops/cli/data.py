@@ -33,6 +33,26 @@ def db_upgrade() -> None:
             console.print(f"{s.db}: {interrupted} run(s) left running by a stopped process marked failed")
 
 
+@db_app.command("reattribute")
+def db_reattribute() -> None:
+    """Attribute every stored day again under the configured shared_cost_key.
+
+    Needed after changing shared_cost_key, or after upgrading a store that held data; until then
+    reports compute attribution on the fly (same numbers, slower). Resumable and idempotent: an
+    interrupted run continues where it stopped; on an up-to-date store it does nothing."""
+    from rich.progress import Progress
+
+    from finops.attribution.materialize import rebuild
+
+    s = settings()
+    with opened(s) as store, Progress(console=err, transient=True) as bar:
+        task_id = bar.add_task(f"attributing under shared_cost_key={s.shared_cost_key}", total=None)
+        days = rebuild(store.transaction, s.shared_cost_key,
+                       lambda done, total: bar.update(task_id, completed=done, total=total))
+    console.print(f"{s.db}: {days} day(s) attributed under shared_cost_key={s.shared_cost_key}"
+                  if days else f"{s.db}: attribution already up to date (shared_cost_key={s.shared_cost_key})")
+
+
 @ingest_app.command("focus")
 def ingest_focus_cmd(paths: Annotated[list[Path], typer.Argument(help="FOCUS CSV, CSV.gz or Parquet files")]) -> None:
     """Ingest FOCUS 1.0-1.3 files; re-ingesting a file replaces its rows."""

@@ -93,6 +93,9 @@ def _fix(node: exp.Expression) -> exp.Expression:
         arg = node.this
         if isinstance(arg, exp.ArrayFilter | exp.Array) or (isinstance(arg, exp.Column) and arg.name in LIST_COLUMNS):
             return cast(exp.Expression, exp.func("SIZE", arg))
+    if isinstance(node, exp.Mode) and isinstance(node.this, exp.Order):
+        # DuckDB's mode(x ORDER BY x) takes the lowest of tied values; Spark's mode(x, true) does.
+        return cast(exp.Expression, exp.func("MODE", node.this.this, exp.true()))
     if isinstance(node, exp.Anonymous) and node.name.lower() == "to_hours":
         zero = exp.Literal.number(0)
         return cast(exp.Expression, exp.func("MAKE_DT_INTERVAL", zero, node.expressions[0], zero, zero))

@@ -17,7 +17,8 @@ DIMS = ("project", "team", "environment", "model_id")
 
 
 def query(where: str) -> str:
-    dims = "".join(f", coalesce(mode({d}), '{UNTAGGED}') AS {d}" for d in DIMS)
+    # The most frequent value of each dim; of tied values the lowest, so the row never depends on row order.
+    dims = "".join(f", coalesce(mode({d} ORDER BY {d}), '{UNTAGGED}') AS {d}" for d in DIMS)
     return f"""
     WITH h AS (
         SELECT *, hour_start - to_hours(row_number() OVER (

@@ -10,7 +10,8 @@ from typing import Any
 
 import duckdb
 
-from finops.attribution import Attribution, attribute
+from finops.attribution import Attribution
+from finops.attribution.stored import attribute_stored
 from finops.reports.params import ReportParams
 from finops.settings import Settings
 from finops.store import Store
@@ -71,9 +72,9 @@ def fetch_rows(cur: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] 
 
 def with_attribution(store: Store, settings: Settings, params: ReportParams,
                      build: Callable[[duckdb.DuckDBPyConnection, Attribution], Report], hourly: bool = True) -> Report:
-    """Attribute `params` in one snapshot and build a report; `hourly=False` reads daily rollups only."""
+    """Attribute `params` in one snapshot and build a report; `hourly=False` reads daily rows only."""
     with snapshot(store) as cur:
-        att = attribute(cur, params, settings, hourly=hourly)
+        att = attribute_stored(cur, params, settings, hourly=hourly)
         return build(cur, att)
 
 

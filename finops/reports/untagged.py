@@ -34,9 +34,8 @@ def lines_sql(params: ReportParams, where: str) -> str:
     SELECT c.line_id, c.day, c.provider_name AS provider, coalesce(c.sub_account_id, c.billing_account_id) AS account,
            c.service_name AS service, c.resource_id, c.cost,
            list_filter([{missing}], lambda x: x IS NOT NULL) AS missing,
-           coalesce((SELECT sum(a.amount) FROM att_alloc a WHERE a.line_id = c.line_id
-                     AND a.step IN ('telemetry', 'shared')), 0) AS recoverable
-    FROM att_cost c LEFT JOIN att_inv i ON i.resource_key = c.resource_key
+           c.recoverable
+    FROM att_line c LEFT JOIN att_inv i ON i.resource_key = c.resource_key
     WHERE {accel} AND {where}
     """  # noqa: S608 - validated dim names and constants, values bound
 

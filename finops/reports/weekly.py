@@ -8,7 +8,8 @@ from typing import Any
 
 import duckdb
 
-from finops.attribution import STEPS, attribute
+from finops.attribution import STEPS
+from finops.attribution.stored import attribute_stored
 from finops.reports import idle_gpus, recommendations, unit_economics, untagged
 from finops.reports.model import Report, Row, params_dict, ratio, snapshot
 from finops.reports.params import ReportParams
@@ -32,7 +33,7 @@ def _change(this: Any, prev: Any) -> tuple[Any, Any]:
 
 def _compute(cur: duckdb.DuckDBPyConnection, settings: Settings, p: ReportParams) -> dict[str, Any]:
     p = p.model_copy(update={"granularity": "total"})  # week against week: one period each
-    att = attribute(cur, p, settings)
+    att = attribute_stored(cur, p, settings)
     steps = dict(cur.execute("SELECT step, sum(amount) FROM att_alloc GROUP BY step").fetchall())
     out = {
         "att": att, "steps": {s: Decimal(steps.get(s) or 0) for s in STEPS},

@@ -37,6 +37,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from finops.alerts.evaluate import AlertEngine, Evaluation
 from finops.collect import SOURCES, AlreadyRunning, RunResult, collect
+from finops.attribution import materialize
 from finops.scheduler import catchup, focus_drop, weekly_files
 from finops.settings import Settings
 from finops.settings.alerts import AlertSettings
@@ -132,6 +133,9 @@ class Jobs:
             every = self.alerts.config.evaluate_every_minutes * 60
             self.scheduler.add_job(self.run_alerts, IntervalTrigger(seconds=every, timezone=UTC), id="alerts",
                                    name="alert rules")
+        if self.attribution_outdated():
+            self.scheduler.add_job(self.run_reattribute, DateTrigger(datetime.now(UTC)), id="reattribute",
+                                   name="attribution under the configured policy")
         self.scheduler.add_listener(self._count, EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR
                                     | EVENT_JOB_MISSED)
         self.scheduler.start()
@@ -214,6 +218,20 @@ class Jobs:
 
     def run_weekly(self) -> list[weekly_files.ReportFile]:
         return weekly_files.run(self.store, self.settings, self.schedule.weekly, self.clock(), self.s3)
+
+    def attribution_outdated(self) -> bool:
+        """Whether the stored attribution was made under another shared_cost_key, or not for every day."""
+        with self.store.transaction() as cur:
+            st = materialize.state(cur)
+        return not st.complete or st.shared_cost_key != self.settings.shared_cost_key
+
+    def run_reattribute(self) -> int:
+        """Attribute the stored days under the configured policy (after an upgrade or a policy change).
+        Reports stay right meanwhile: they compute attribution on the fly until it completes."""
+        log.info("attribution: re-attributing stored days under shared_cost_key=%s", self.settings.shared_cost_key)
+        days = materialize.rebuild(self.store.transaction, self.settings.shared_cost_key)
+        log.info("attribution: %d day(s) re-attributed", days)
+        return days
 
     def run_retention(self) -> None:
         """Drop hourly GPU/token detail past the retention (daily rollups stay)."""

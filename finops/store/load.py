@@ -7,6 +7,7 @@ same window replaces what it wrote before: totals never double and never half-up
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -45,6 +46,14 @@ ROLLUPS: dict[str, tuple[str, tuple[str, ...], str]] = {
 }
 
 
+@dataclass(frozen=True)
+class Landed:
+    """What one replacement did: rows inserted, and the UTC days whose facts it changed."""
+
+    rows: int
+    days: frozenset[date]
+
+
 class BatchOutsideWindow(ValueError):
     """A source returned rows outside the window it was asked for (they would escape replacement)."""
 
@@ -55,10 +64,11 @@ def _scalar(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None =
 
 
 def replace_window(cur: duckdb.DuckDBPyConnection, table: str, *, run_id: int, source: str, scope: str,
-                   window: Window | None, data: FactData) -> int:
+                   window: Window | None, data: FactData) -> Landed:
     """Delete `source`/`scope` rows of `table` in `window` (all of the scope if None), insert `data`.
 
-    Must run inside a transaction (Store.transaction). Returns the number of rows inserted.
+    Must run inside a transaction (Store.transaction). Returns the rows inserted and the days
+    touched (both the days deleted and the days inserted; none for the inventory, which has no day).
     """
     tcol = TIME_COLUMN[table]
     where = "source = ? AND scope = ?"
@@ -98,7 +108,7 @@ def replace_window(cur: duckdb.DuckDBPyConnection, table: str, *, run_id: int, s
         refresh_cost_daily(cur, sorted(affected))
     elif table in ROLLUPS:
         refresh_rollup(cur, table, source, scope, sorted(affected))
-    return inserted
+    return Landed(inserted, frozenset(d.date() if isinstance(d, datetime) else d for d in affected))
 
 
 def _affected_days(cur: duckdb.DuckDBPyConnection, table: str, where: str, params: list[Any]) -> set[datetime]:

@@ -1,0 +1,180 @@
+"""Attribution kept at landing: re-attribute the days a landing touched into the attr_* tables.
+
+Attribution is per UTC day (docs/definitions.md section 4: every step joins on the day), so the
+days a landing touched can be attributed again on their own, in the landing's transaction, and
+every other day's rows stay valid. The tables hold amounts in the billing currency for both cost
+bases under one shared-cost key (`attr_state`); reports read them (finops/attribution/stored.py).
+
+A store whose key differs from the configuration, or that held facts before these tables existed,
+is brought up to date by `rebuild`, a chunk of days per transaction, resumable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import duckdb
+
+from finops.attribution import sql
+from finops.attribution.engine import run_stages
+
+# Days attributed in one statement run: bounds the temp tables' size during a rebuild.
+CHUNK_DAYS = 31
+
+# Table -> the SELECT that fills it from the temp tables of a run (columns in the table's order).
+_COPY = {
+    "attr_line": """SELECT line_id + $base, day, provider_name, billing_account_id, sub_account_id, service_name,
+        region_id, resource_id, resource_key, resource_type, charge_category, pricing_category, billing_currency,
+        project, team, environment, model_id, cost_effective, cost_billed, list_cost, committed_cost,
+        recoverable_effective, recoverable_billed FROM att_line""",
+    "attr_alloc": """SELECT line_id + $base, day, project, team, environment, model_id, step, amount_effective,
+        amount_billed, list_amount, committed_amount FROM att_alloc""",
+    "attr_tok": """SELECT day, rkey, namespace, pod, model_name, project, team, environment, model_id,
+        prompt_tokens, generation_tokens, requests FROM att_tok""",
+    "attr_gpu": """SELECT day, rkey, host, gpu_uuid, mig_instance, gpu_model, mig_profile, namespace, pod,
+        project, team, environment, model_id, hour_cost_effective, hour_cost_billed, hours, busy_sum,
+        busy_hourly, samples FROM att_gpu_cost""",
+    "attr_gpu_hour": """SELECT day, hour_start, source, scope, rkey, host, gpu_uuid, mig_instance, gpu_model,
+        mig_profile, namespace, pod, project, team, environment, model_id, hour_cost_effective,
+        hour_cost_billed, busy, samples FROM att_gpu_cost""",
+}
+TABLES = tuple(_COPY)
+_TEMP = ("att_rates", "att_cost", "att_inv", "att_hosts", "att_bill", "att_tok", "att_pod_model", "att_res_model",
+         "att_gpu", "att_gpu_h", "att_cand", "att_pieces", "att_alloc", "att_line", "att_gpu_cost")
+
+
+@dataclass(frozen=True)
+class State:
+    """The policy the attr_* tables hold and whether every day is attributed under it."""
+
+    shared_cost_key: str
+    complete: bool
+    resume_from: date | None
+
+
+def state(cur: duckdb.DuckDBPyConnection) -> State:
+    [(key, complete, resume)] = cur.execute(
+        "SELECT shared_cost_key, complete, resume_from FROM attr_state WHERE id = 1").fetchall()
+    return State(key, complete, resume)
+
+
+def ranges(days: Iterable[date], chunk: int | None = None) -> list[tuple[date, date]]:
+    """Sorted days as `[start, end)` runs of consecutive days, each at most `chunk` (CHUNK_DAYS) long."""
+    chunk = chunk or CHUNK_DAYS
+    out: list[tuple[date, date]] = []
+    for d in sorted(set(days)):
+        if out and out[-1][1] == d and (out[-1][1] - out[-1][0]).days < chunk:
+            out[-1] = (out[-1][0], d + timedelta(days=1))
+        else:
+            out.append((d, d + timedelta(days=1)))
+    return out
+
+
+def attribute_days(cur: duckdb.DuckDBPyConnection, days: Iterable[date], shared_cost_key: str | None = None) -> int:
+    """Replace the attr_* rows of `days` with a fresh attribution of them (inside the caller's transaction).
+
+    Uses the store's key unless `shared_cost_key` is given. Returns the number of days attributed.
+    """
+    key = shared_cost_key or state(cur).shared_cost_key
+    spans = ranges(days)
+    for start, end in spans:
+        _attribute_span(cur, start, end, key)
+    return sum((end - start).days for start, end in spans)
+
+
+def _attribute_span(cur: duckdb.DuckDBPyConnection, start: date, end: date, key: str) -> None:
+    # Amounts stay in each line's billing currency: every currency of the days at rate 1.
+    cur.execute("CREATE OR REPLACE TEMP TABLE att_rates AS SELECT DISTINCT billing_currency AS currency, "
+                "CAST(1 AS DECIMAL(38,12)) AS rate FROM cost_daily WHERE charge_date >= ? AND charge_date < ?",
+                [start, end])
+    binds: dict[str, Any] = {"start": start, "end": end, "basis": "effective", "shared_key": key, "idle": 0.0}
+    for table in TABLES:
+        cur.execute(f"DELETE FROM {table} WHERE day >= ? AND day < ?", [start, end])  # noqa: S608 - constants
+    run_stages(cur, sql.STAGES + (sql.HOUR_COST_DAILY,), binds)
+    [(base,)] = cur.execute("SELECT next_line_id FROM attr_state WHERE id = 1").fetchall()
+    for table in ("attr_line", "attr_alloc", "attr_tok", "attr_gpu"):
+        cur.execute(f"INSERT INTO {table} {_COPY[table]}", {"base": base} if "$base" in _COPY[table] else {})  # noqa: S608
+    [(lines,)] = cur.execute("SELECT coalesce(max(line_id), 0) FROM att_cost").fetchall()
+    cur.execute("UPDATE attr_state SET next_line_id = next_line_id + ? WHERE id = 1", [lines])
+    run_stages(cur, (sql.GPU_HOURLY, sql.HOUR_COST_HOURLY), binds)
+    cur.execute(f"INSERT INTO attr_gpu_hour {_COPY['attr_gpu_hour']}")  # noqa: S608 - constants
+    for name in _TEMP:
+        cur.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+# What attribution reads of the inventory (sql.INVENTORY): dims per resource and host names.
+_INVENTORY_SIGNATURE = """
+SELECT resource_key, NULL AS host, max(project), max(team), max(environment), max(model_id)
+FROM inventory GROUP BY resource_key
+UNION ALL
+SELECT DISTINCT resource_key, lower(h), NULL, NULL, NULL, NULL
+FROM inventory, unnest(host_names) AS t(h) WHERE h IS NOT NULL
+"""
+
+
+def inventory_before(cur: duckdb.DuckDBPyConnection) -> None:
+    """Keep what attribution reads of the inventory, before an inventory landing changes it."""
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE att_inventory_before AS {_INVENTORY_SIGNATURE}")
+
+
+def inventory_days(cur: duckdb.DuckDBPyConnection) -> set[date]:
+    """The days whose attribution the inventory landing since `inventory_before` changed: those
+    holding facts of a resource (or host) whose dims or host names changed."""
+    rows = cur.execute(f"""
+        WITH now AS ({_INVENTORY_SIGNATURE}),
+        changed AS (SELECT * FROM (SELECT * FROM now EXCEPT SELECT * FROM att_inventory_before)
+                    UNION ALL SELECT * FROM (SELECT * FROM att_inventory_before EXCEPT SELECT * FROM now)),
+        keys AS (SELECT resource_key AS k FROM changed WHERE resource_key IS NOT NULL
+                 UNION SELECT host FROM changed WHERE host IS NOT NULL)
+        SELECT DISTINCT d FROM (
+            SELECT charge_date AS d FROM cost_daily WHERE resource_key IN (SELECT k FROM keys)
+            UNION ALL SELECT day FROM gpu_daily WHERE resource_key IN (SELECT k FROM keys)
+                                                   OR lower(resource_key) IN (SELECT k FROM keys)
+            UNION ALL SELECT day FROM token_daily WHERE resource_key IN (SELECT k FROM keys)
+                                                     OR lower(resource_key) IN (SELECT k FROM keys))
+        """).fetchall()  # noqa: S608 - constants only
+    cur.execute("DROP TABLE att_inventory_before")
+    return {r[0] for r in rows}
+
+
+def data_days(cur: duckdb.DuckDBPyConnection, since: date | None = None) -> list[date]:
+    """Every day the store holds cost, GPU or token facts for (from `since`, if given)."""
+    where = "WHERE d >= ?" if since else ""
+    rows = cur.execute(
+        f"SELECT DISTINCT d FROM (SELECT charge_date AS d FROM cost_daily UNION ALL SELECT day FROM gpu_daily "  # noqa: S608
+        f"UNION ALL SELECT day FROM token_daily) {where} ORDER BY d", [since] if since else []).fetchall()
+    return [r[0] for r in rows]
+
+
+def rebuild(transaction: Callable[[], Any], shared_cost_key: str,
+            progress: Callable[[int, int], None] | None = None) -> int:
+    """Attribute every day of the store under `shared_cost_key`, a chunk per transaction.
+
+    `transaction` opens the store's write transaction (Store.transaction). Idempotent and resumable:
+    an interrupted rebuild continues from the first chunk it had not committed; a rebuild of a
+    complete store under its own key does nothing. Landings meanwhile attribute under the new key.
+    Returns the number of days attributed; `progress(done, total)` is called after each chunk.
+    """
+    with transaction() as cur:
+        st = state(cur)
+        if st.shared_cost_key == shared_cost_key and st.complete:
+            return 0
+        resume = st.resume_from if st.shared_cost_key == shared_cost_key else None
+        cur.execute("UPDATE attr_state SET shared_cost_key = ?, complete = false, resume_from = ? WHERE id = 1",
+                    [shared_cost_key, resume])
+        days = data_days(cur, resume)
+    spans = ranges(days)
+    total, done = len(days), 0
+    for start, end in spans:
+        with transaction() as cur:
+            _attribute_span(cur, start, end, shared_cost_key)
+            cur.execute("UPDATE attr_state SET resume_from = ? WHERE id = 1", [end])
+        done += sum(1 for d in days if start <= d < end)
+        if progress:
+            progress(done, total)
+    with transaction() as cur:
+        cur.execute("UPDATE attr_state SET complete = true, resume_from = NULL WHERE id = 1")
+    return total

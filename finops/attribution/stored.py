@@ -1,0 +1,81 @@
+"""Reports read attribution from the attr_* tables kept at landing, through the att_* names.
+
+`attribute_stored` gives a report the same att_* relations `attribute` builds, as temp views over
+the stored tables for the report's window, cost basis and idle threshold. It computes attribution on
+the fly instead (same result, slower) when the stored tables cannot answer: another shared-cost key
+than the one stored, a rebuild not finished, or amounts that need converting into another currency.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from decimal import Decimal
+
+import duckdb
+
+from finops.attribution.engine import Attribution, attribute, report_rates
+from finops.attribution.materialize import state
+from finops.attribution.query import Query
+from finops.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BASES = ("effective", "billed")
+
+# The att_* relations reports read; `{b}` is the cost basis, `{w}` the window, `{idle}` the threshold.
+VIEWS = {
+    "att_line": """SELECT *, cost_{b} AS cost, recoverable_{b} AS recoverable FROM attr_line WHERE {w}""",
+    "att_cost": """SELECT * FROM att_line""",
+    "att_alloc": """SELECT *, amount_{b} AS amount FROM attr_alloc WHERE {w}""",
+    "att_tok": """SELECT * FROM attr_tok WHERE {w}""",
+    "att_gpu": """SELECT * FROM attr_gpu WHERE {w}""",
+    "att_inv": """SELECT resource_key, max(project) AS project, max(team) AS team, max(environment) AS environment,
+                  max(model_id) AS model_id, max(instance_type) AS instance_type, max(gpu_count) AS gpu_count
+                  FROM inventory GROUP BY resource_key""",
+}
+GPU_COST = {
+    True: """SELECT *, 1 AS hours, busy AS busy_sum, hour_cost_{b} AS hour_cost, CAST(busy < {idle} AS INTEGER) AS idle_hours, busy < {idle} AS idle
+             FROM attr_gpu_hour WHERE hour_start >= {ws} AND hour_start < {we}""",
+    False: """SELECT *, hour_cost_{b} AS hour_cost, len(list_filter(busy_hourly, lambda x: x < {idle})) AS idle_hours
+              FROM attr_gpu WHERE {w}""",
+}
+
+
+def _date(d: date) -> str:
+    return f"DATE '{date.fromordinal(d.toordinal()).isoformat()}'"  # a real date, so no quote can get in
+
+
+def _clear(cur: duckdb.DuckDBPyConnection) -> None:
+    """Drop att_* relations an earlier attribution left on this cursor (a view cannot replace a table)."""
+    for name, kind in cur.execute("SELECT table_name, table_type FROM information_schema.tables "
+                                  "WHERE table_catalog = 'temp' AND table_name LIKE 'att\\_%' ESCAPE '\\'").fetchall():
+        cur.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} "{name}"')
+
+
+def usable(cur: duckdb.DuckDBPyConnection, params: Query) -> bool:
+    """Whether the stored tables answer `params` (see the module's docstring for when they do not).
+    A lake replica (finops/lake/export.py) has only the facts: it always computes."""
+    try:
+        st = state(cur)
+    except duckdb.CatalogException:
+        return False
+    return st.complete and st.shared_cost_key == params.shared_cost_key and params.cost_basis in BASES
+
+
+def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Settings,
+                     hourly: bool = True) -> Attribution:
+    """The att_* relations for `params` on `cur`, read from the stored tables when they can answer."""
+    _clear(cur)
+    currency, rates = report_rates(cur, params, settings)
+    if not usable(cur, params) or any(r != Decimal(1) for r in rates.values()):
+        log.debug("attribution computed on the fly for %s..%s", params.start, params.end)
+        return attribute(cur, params, settings, hourly=hourly)
+    fill = {"b": params.cost_basis, "ws": _date(params.start), "we": _date(params.end),
+            "idle": repr(float(params.idle_threshold))}
+    fill["w"] = f"day >= {fill['ws']} AND day < {fill['we']}"
+    for name, select in VIEWS.items():
+        cur.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {select.format(**fill)}")
+    cur.execute(f"CREATE OR REPLACE TEMP VIEW att_gpu_cost AS {GPU_COST[hourly].format(**fill)}")
+    [(total,)] = cur.execute("SELECT coalesce(sum(cost), 0) FROM att_cost").fetchall()
+    return Attribution(currency, Decimal(total))

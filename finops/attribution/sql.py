@@ -219,7 +219,7 @@ split AS (
     FROM rounded
 )
 SELECT *, CASE WHEN $basis = 'billed' THEN amount_billed ELSE amount_effective END AS amount FROM split
-"""
+"""  # noqa: S608 - built from this module's constants only
 
 # The cost lines with what telemetry and the shared split recover of each (untagged spend).
 LINES = """

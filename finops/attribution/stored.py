@@ -56,10 +56,10 @@ def _clear(cur: duckdb.DuckDBPyConnection) -> None:
 def usable(cur: duckdb.DuckDBPyConnection, params: Query) -> bool:
     """Whether the stored tables answer `params` (see the module's docstring for when they do not).
     A lake replica (finops/lake/export.py) has only the facts: it always computes."""
-    try:
-        st = state(cur)
-    except duckdb.CatalogException:
+    [(kept,)] = cur.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'attr_state'").fetchall()
+    if not kept:
         return False
+    st = state(cur)
     return st.complete and st.shared_cost_key == params.shared_cost_key and params.cost_basis in BASES
 
 

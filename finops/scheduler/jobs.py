@@ -36,8 +36,8 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from finops.alerts.evaluate import AlertEngine, Evaluation
-from finops.collect import SOURCES, AlreadyRunning, RunResult, collect
 from finops.attribution import materialize
+from finops.collect import SOURCES, AlreadyRunning, RunResult, collect
 from finops.scheduler import catchup, focus_drop, weekly_files
 from finops.settings import Settings
 from finops.settings.alerts import AlertSettings

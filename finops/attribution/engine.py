@@ -35,6 +35,11 @@ def report_rates(cur: duckdb.DuckDBPyConnection, params: Query, settings: Settin
     found = [r[0] for r in cur.execute(
         "SELECT DISTINCT billing_currency FROM cost_daily WHERE charge_date >= ? AND charge_date < ? ORDER BY 1",
         [params.start, params.end]).fetchall()]
+    return resolve_rates(found, params, settings)
+
+
+def resolve_rates(found: list[str], params: Query, settings: Settings) -> tuple[str, dict[str, Decimal]]:
+    """The report currency and the rates into it, for the sorted currencies `found` in the window."""
     target = params.currency or settings.report_currency
     if not found:
         return target or "USD", {target or "USD": Decimal(1)}

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import duckdb
 
-from finops.attribution.engine import Attribution, attribute, report_rates
+from finops.attribution.engine import Attribution, attribute, resolve_rates
 from finops.attribution.materialize import state
 from finops.attribution.query import Query
 from finops.settings import Settings
@@ -46,17 +46,26 @@ def _date(d: date) -> str:
     return f"DATE '{date.fromordinal(d.toordinal()).isoformat()}'"  # a real date, so no quote can get in
 
 
-def _clear(cur: duckdb.DuckDBPyConnection) -> None:
-    """Drop att_* relations an earlier attribution left on this cursor (a view cannot replace a table)."""
-    for name, kind in cur.execute("SELECT table_name, table_type FROM information_schema.tables "
-                                  "WHERE table_catalog = 'temp' AND table_name LIKE 'att\\_%' ESCAPE '\\'").fetchall():
-        cur.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} "{name}"')
+def _catalog(cur: duckdb.DuckDBPyConnection) -> tuple[bool, dict[str, str]]:
+    """Whether the store keeps attribution (a lake replica has only the facts), and the att_*
+    relations an earlier attribution left on this cursor, with their kind (VIEW or table)."""
+    rows = cur.execute("SELECT table_name, 'TABLE', temporary FROM duckdb_tables() WHERE table_name = 'attr_state' "
+                       "OR (temporary AND table_name LIKE 'att\\_%' ESCAPE '\\') UNION ALL "
+                       "SELECT view_name, 'VIEW', true FROM duckdb_views() WHERE temporary AND view_name LIKE 'att\\_%' "
+                       "ESCAPE '\\'").fetchall()
+    kept = any(name == "attr_state" and not temporary for name, _, temporary in rows)
+    return kept, {name: kind for name, kind, temporary in rows if temporary}
 
 
-def usable(cur: duckdb.DuckDBPyConnection, params: Query) -> bool:
-    """Whether the stored tables answer `params` (see the module's docstring for when they do not).
-    A lake replica (finops/lake/export.py) has only the facts: it always computes."""
-    [(kept,)] = cur.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'attr_state'").fetchall()
+def _drop(cur: duckdb.DuckDBPyConnection, left: dict[str, str], kind: str) -> None:
+    """Drop the relations of `kind` left on the cursor (a view cannot replace a table, nor the reverse)."""
+    for name, k in left.items():
+        if (k == "VIEW") == (kind == "VIEW"):
+            cur.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} "{name}"')
+
+
+def usable(cur: duckdb.DuckDBPyConnection, params: Query, kept: bool = True) -> bool:
+    """Whether the stored tables answer `params` (see the module's docstring for when they do not)."""
     if not kept:
         return False
     st = state(cur)
@@ -66,16 +75,22 @@ def usable(cur: duckdb.DuckDBPyConnection, params: Query) -> bool:
 def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Settings,
                      hourly: bool = True) -> Attribution:
     """The att_* relations for `params` on `cur`, read from the stored tables when they can answer."""
-    _clear(cur)
-    currency, rates = report_rates(cur, params, settings)
-    if not usable(cur, params) or any(r != Decimal(1) for r in rates.values()):
-        log.debug("attribution computed on the fly for %s..%s", params.start, params.end)
-        return attribute(cur, params, settings, hourly=hourly)
-    fill = {"b": params.cost_basis, "ws": _date(params.start), "we": _date(params.end),
-            "idle": repr(float(params.idle_threshold))}
-    fill["w"] = f"day >= {fill['ws']} AND day < {fill['we']}"
-    for name, select in VIEWS.items():
-        cur.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {select.format(**fill)}")
-    cur.execute(f"CREATE OR REPLACE TEMP VIEW att_gpu_cost AS {GPU_COST[hourly].format(**fill)}")
-    [(total,)] = cur.execute("SELECT coalesce(sum(cost), 0) FROM att_cost").fetchall()
-    return Attribution(currency, Decimal(total))
+    kept, left = _catalog(cur)
+    if usable(cur, params, kept):
+        window = [params.start, params.end]
+        totals = cur.execute(f"SELECT billing_currency, sum(cost_{params.cost_basis}) FROM attr_line "  # noqa: S608
+                             "WHERE day >= ? AND day < ? GROUP BY 1 ORDER BY 1", window).fetchall()
+        currency, rates = resolve_rates([c for c, _ in totals], params, settings)
+        if all(r == Decimal(1) for r in rates.values()):
+            _drop(cur, left, "TABLE")
+            fill = {"b": params.cost_basis, "ws": _date(params.start), "we": _date(params.end),
+                    "idle": repr(float(params.idle_threshold))}
+            fill["w"] = f"day >= {fill['ws']} AND day < {fill['we']}"
+            views = {**VIEWS, "att_gpu_cost": GPU_COST[hourly]}
+            cur.execute(";\n".join(f"CREATE OR REPLACE TEMP VIEW {name} AS {select.format(**fill)}"
+                                    for name, select in views.items()))
+            return Attribution(currency, sum((Decimal(t) for _, t in totals), Decimal(0)))
+    # Another policy, a rebuild under way, or amounts to convert: attribution from the facts.
+    log.debug("attribution computed on the fly for %s..%s", params.start, params.end)
+    _drop(cur, left, "VIEW")
+    return attribute(cur, params, settings, hourly=hourly)

@@ -19,28 +19,37 @@ DIMS = ("project", "team", "environment", "model_id")
 def query(where: str) -> str:
     # The most frequent value of each dim; of tied values the lowest, so the row never depends on row order.
     dims = "".join(f", coalesce(mode({d} ORDER BY {d}), '{UNTAGGED}') AS {d}" for d in DIMS)
+    # The window's hours are read three times rather than kept (cheaper). One pass per GPU for the measures, one over the idle hours for streaks (consecutive idle
+    # hours share `hour_start` minus their rank), and which GPUs sat on a resource that served tokens.
     return f"""
-    WITH h AS (
-        SELECT *, hour_start - to_hours(row_number() OVER (
-                      PARTITION BY gpu_uuid, mig_instance, idle ORDER BY hour_start)) AS island
-        FROM att_gpu_cost WHERE {where}
-    ),
-    streaks AS (
+    WITH streaks AS (
         SELECT gpu_uuid, mig_instance, max(n) AS longest FROM (
-            SELECT gpu_uuid, mig_instance, island, count(*) AS n FROM h WHERE idle GROUP BY ALL
+            SELECT gpu_uuid, mig_instance, island, count(*) AS n FROM (
+                SELECT gpu_uuid, mig_instance, hour_start - to_hours(row_number() OVER (
+                           PARTITION BY gpu_uuid, mig_instance ORDER BY hour_start)) AS island
+                FROM att_gpu_cost WHERE idle AND {where}
+            ) GROUP BY ALL
         ) GROUP BY ALL
     ),
-    served AS (SELECT DISTINCT rkey FROM att_tok WHERE generation_tokens > 0 AND rkey IS NOT NULL)
-    SELECT any_value(h.host) AS host, h.gpu_uuid, nullif(h.mig_instance, '') AS mig_instance,
-           any_value(h.mig_profile) AS mig_profile, any_value(h.gpu_model) AS gpu_model {dims},
-           count(*)::BIGINT AS hours_observed, count(*) FILTER (WHERE idle)::BIGINT AS idle_hours,
-           round(avg(busy), 6) AS avg_busy,
-           CAST(coalesce(sum(hour_cost) FILTER (WHERE idle), 0) AS DECIMAL(38,12)) AS idle_cost,
-           coalesce(any_value(s.longest), 0)::BIGINT AS longest_idle_streak_hours,
-           max(hour_start) FILTER (WHERE NOT idle) AS last_busy_at,
-           bool_and(h.rkey IS NULL OR h.rkey NOT IN (SELECT rkey FROM served)) AS no_tokens_served
-    FROM h LEFT JOIN streaks s USING (gpu_uuid, mig_instance)
-    GROUP BY h.gpu_uuid, h.mig_instance
+    served AS (
+        SELECT DISTINCT r.gpu_uuid, r.mig_instance FROM (SELECT DISTINCT gpu_uuid, mig_instance, rkey FROM att_gpu_cost WHERE {where}) r
+        JOIN (SELECT DISTINCT rkey FROM att_tok WHERE generation_tokens > 0) t ON t.rkey = r.rkey
+    ),
+    g AS (
+        SELECT gpu_uuid, mig_instance, any_value(host) AS host, any_value(mig_profile) AS mig_profile,
+               any_value(gpu_model) AS gpu_model {dims},
+               count(*)::BIGINT AS hours_observed, count(*) FILTER (WHERE idle)::BIGINT AS idle_hours,
+               round(avg(busy), 6) AS avg_busy,
+               CAST(coalesce(sum(hour_cost) FILTER (WHERE idle), 0) AS DECIMAL(38,12)) AS idle_cost,
+               max(hour_start) FILTER (WHERE NOT idle) AS last_busy_at
+        FROM att_gpu_cost WHERE {where} GROUP BY gpu_uuid, mig_instance
+    )
+    SELECT g.host, g.gpu_uuid, nullif(g.mig_instance, '') AS mig_instance, g.mig_profile, g.gpu_model,
+           {", ".join(f"g.{d}" for d in DIMS)}, g.hours_observed, g.idle_hours, g.avg_busy, g.idle_cost,
+           coalesce(s.longest, 0)::BIGINT AS longest_idle_streak_hours, g.last_busy_at,
+           v.gpu_uuid IS NULL AS no_tokens_served
+    FROM g LEFT JOIN streaks s ON s.gpu_uuid = g.gpu_uuid AND s.mig_instance = g.mig_instance
+    LEFT JOIN served v ON v.gpu_uuid = g.gpu_uuid AND v.mig_instance = g.mig_instance
     """  # noqa: S608 - dims are constants, `where` comes from filter_sql (bound values)
 
 

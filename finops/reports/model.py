@@ -78,11 +78,16 @@ def with_attribution(store: Store, settings: Settings, params: ReportParams,
         return build(cur, att)
 
 
+PLACES = Decimal("1e-12")  # ratios are exact decimals rounded to 12 places
+
+
 def ratio(num: Decimal | None, den: Decimal | int | None, scale: int = 1) -> Decimal | None:
     """num / (den / scale), exact in Decimal; None when the denominator is zero (never 0 or inf)."""
     if num is None or not den:
         return None
-    return (Decimal(num) * scale / Decimal(den)).quantize(Decimal("1e-12"))
+    if not isinstance(num, Decimal):
+        num = Decimal(num)
+    return (num * scale / den).quantize(PLACES)
 
 
 def filter_sql(params: ReportParams, alias: str = "") -> tuple[str, dict[str, Any]]:

@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 
 from finops.attribution import Attribution
-from finops.reports.model import Report, Row, fetch_rows, filter_sql, params_dict, ratio, with_attribution
+from finops.reports.model import PLACES, Report, Row, fetch_rows, filter_sql, params_dict, with_attribution
 from finops.reports.params import ReportParams
 from finops.settings import Settings
 from finops.store import Store
@@ -49,6 +49,8 @@ def query(params: ReportParams) -> str:
     bucket = BUCKET[params.granularity]
     where, _ = filter_sql(params)
     keys = "".join(f", {d}" for d in params.group_by)
+    # The report's order: per period, groups before __unallocated__, then by cost, largest first.
+    unallocated_last = "".join(f"{d} = '{UNALLOCATED}' OR " for d in params.group_by) + "false,"
     return f"""
     WITH parts AS (
         SELECT {bucket} AS period
@@ -65,37 +67,49 @@ def query(params: ReportParams) -> str:
                hour_cost * idle_hours
         FROM att_gpu_cost WHERE {where}
     )
+    SELECT * FROM (
     SELECT period{keys}, sum(cost) AS cost, sum(prompt_tokens)::BIGINT AS prompt_tokens,
            sum(generation_tokens)::BIGINT AS generation_tokens, sum(requests)::BIGINT AS requests,
            sum(gpu_hours)::BIGINT AS gpu_hours, sum(busy_sum) AS busy_sum,
            CAST(sum(usage_cost) AS DECIMAL(38,12)) AS usage_cost, CAST(sum(idle_cost) AS DECIMAL(38,12)) AS idle_cost
     FROM parts GROUP BY ALL
+    ) ORDER BY period, {unallocated_last} cost DESC{keys}
     """  # noqa: S608 - validated dim names and constants, values bound
 
 
-def _finish(row: Row, params: ReportParams) -> Row:
-    period = row.pop("period")
-    out: Row = {"period_start": max(period, params.start),
-                "period_end": period_end(period, params.granularity, params.end)}
-    out.update({d: row[d] for d in params.group_by})
-    return out | measures(row)
+def _finish(raw: list[Row], params: ReportParams) -> list[Row]:
+    ends: dict[date, date] = {}  # few periods, many rows
+    out = []
+    for row in raw:
+        period = row["period"]
+        end = ends.get(period) or ends.setdefault(period, period_end(period, params.granularity, params.end))
+        r: Row = {"period_start": max(period, params.start), "period_end": end}
+        for d in params.group_by:
+            r[d] = row[d]
+        r.update(measures(row))
+        out.append(r)
+    return out
+
+
+def _money(v: Any) -> Decimal:
+    return v if isinstance(v, Decimal) else Decimal(v or 0)
 
 
 def measures(row: Row) -> Row:
     """Derived fields from summed measures (also used for totals)."""
-    cost = Decimal(row["cost"] or 0)
-    gen, prompt, req, hours = (int(row[k] or 0) for k in ("generation_tokens", "prompt_tokens", "requests", "gpu_hours"))
+    cost = _money(row["cost"])
+    gen, prompt = row["generation_tokens"] or 0, row["prompt_tokens"] or 0
+    req, hours = row["requests"] or 0, row["gpu_hours"] or 0
     total_tokens = gen + prompt
-    note = "no_tokens" if total_tokens == 0 else ("no_gpu_metrics" if hours == 0 else None)
     return {
         "cost": cost, "prompt_tokens": prompt, "generation_tokens": gen, "total_tokens": total_tokens,
         "requests": req, "gpu_hours": hours,
         "avg_gpu_busy": round(float(row["busy_sum"]) / hours, 6) if hours else None,
-        "cost_per_1k_generated_tokens": ratio(cost, gen, 1000),
-        "cost_per_1k_tokens": ratio(cost, total_tokens, 1000),
-        "cost_per_request": ratio(cost, req),
-        "usage_cost": Decimal(row["usage_cost"] or 0), "idle_cost": Decimal(row["idle_cost"] or 0),
-        "note": note,
+        "cost_per_1k_generated_tokens": (cost * 1000 / gen).quantize(PLACES) if gen else None,
+        "cost_per_1k_tokens": (cost * 1000 / total_tokens).quantize(PLACES) if total_tokens else None,
+        "cost_per_request": (cost / req).quantize(PLACES) if req else None,
+        "usage_cost": _money(row["usage_cost"]), "idle_cost": _money(row["idle_cost"]),
+        "note": "no_tokens" if total_tokens == 0 else ("no_gpu_metrics" if hours == 0 else None),
     }
 
 
@@ -103,9 +117,7 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
     _, binds = filter_sql(params)
     sql = query(params)
     raw = fetch_rows(cur, sql, {"start": params.start, **binds} if "$start" in sql else binds)
-    rows = [_finish(r, params) for r in raw]
-    rows.sort(key=lambda r: (r["period_start"], any(r[d] == UNALLOCATED for d in params.group_by), -r["cost"],
-                             tuple(r[d] for d in params.group_by)))
+    rows = _finish(raw, params)  # in the report's order already (the query sorts)
     sums: dict[str, Any] = {k: sum((r[k] for r in raw), Decimal(0) if k in ("cost", "usage_cost", "idle_cost") else 0)
                             for k in ("cost", "prompt_tokens", "generation_tokens", "requests", "gpu_hours",
                                       "usage_cost", "idle_cost")}

@@ -90,9 +90,10 @@ FROM att_gpu_cost GROUP BY gpu_uuid, mig_instance
 
 
 def idle_shutdown(cur: duckdb.DuckDBPyConnection, att: Attribution, p: ReportParams,
-                  rs: RecommendationSettings, names: dict[str, str]) -> list[Rec]:
-    """Resources whose GPUs sat idle for stretches of at least `min_idle_streak_hours`."""
-    gpus = idle_gpus.build(cur, att, p).rows
+                  rs: RecommendationSettings, names: dict[str, str], idle: Report | None = None) -> list[Rec]:
+    """Resources whose GPUs sat idle for stretches of at least `min_idle_streak_hours` (`idle`: the
+    idle GPUs report of the whole fleet for the window, when the caller has it)."""
+    gpus = (idle or idle_gpus.build(cur, att, p)).rows
     where = {(r["gpu_uuid"], r["mig_instance"]): r for r in fetch_rows(cur, UNITS)}
     by_unit: dict[str, list[Row]] = defaultdict(list)
     for g in gpus:
@@ -375,14 +376,15 @@ def _row(r: Rec, params: ReportParams) -> Row:
 
 
 def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams, settings: Settings,
-          rs: RecommendationSettings | None = None) -> Report:
-    """Recommendations on the attribution already built on `cur`, ranked by monthly saving."""
+          rs: RecommendationSettings | None = None, idle: Report | None = None) -> Report:
+    """Recommendations on the attribution already built on `cur`, ranked by monthly saving. `idle` is
+    the unfiltered idle GPUs report of the same window and threshold, if already built."""
     rs = rs or settings.recommendations
     # The whole fleet informs medians and claims; rows are filtered last.
     p = params.model_copy(update={"filters": {}, "group_by": _keys(params)})
     names = dict(cur.execute("SELECT resource_key, max(resource_id) FROM att_cost "
                              "WHERE resource_key IS NOT NULL GROUP BY ALL").fetchall())
-    recs = idle_shutdown(cur, att, p, rs, names)
+    recs = idle_shutdown(cur, att, p, rs, names, idle)
     claimed = {u for r in recs for u in r.claims}
     recs += consolidation(cur, p, rs, names, claimed)
     claimed = {u for r in recs for u in r.claims}

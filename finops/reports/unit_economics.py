@@ -13,7 +13,7 @@ from finops.reports.model import PLACES, Report, Row, fetch_rows, filter_sql, pa
 from finops.reports.params import ReportParams
 from finops.settings import Settings
 from finops.store import Store
-from finops.tags import UNALLOCATED, UNTAGGED
+from finops.tags import DIMS, UNALLOCATED, UNTAGGED
 
 # Period start of a day `d` per granularity; `total` is one period, the whole window.
 BUCKET = {
@@ -37,33 +37,47 @@ def period_end(start: date, granularity: str, window_end: date) -> date:
     return min(end, window_end)
 
 
-def _dims(params: ReportParams, unallocated: bool) -> str:
+def _dims(dims: tuple[str, ...], unallocated: bool) -> str:
     if unallocated:
         return "".join(
             f", CASE WHEN step = 'unallocated' THEN '{UNALLOCATED}' ELSE coalesce({d}, '{UNTAGGED}') END AS {d}"
-            for d in params.group_by)
-    return "".join(f", coalesce({d}, '{UNTAGGED}') AS {d}" for d in params.group_by)
+            for d in dims)
+    return "".join(f", coalesce({d}, '{UNTAGGED}') AS {d}" for d in dims)
 
 
-def query(params: ReportParams) -> str:
+def grouped(sets: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:
+    """The dims any of `sets` groups by, in canonical order."""
+    return tuple(d for d in DIMS if any(d in s for s in sets))
+
+
+def query(params: ReportParams, sets: tuple[tuple[str, ...], ...] = ()) -> str:
+    """The report's rows; with `sets`, the rows of each of those group_bys at once (GROUPING SETS),
+    told apart by `gset` (see `build_many`)."""
     bucket = BUCKET[params.granularity]
     where, _ = filter_sql(params)
-    keys = "".join(f", {d}" for d in params.group_by)
+    dims = grouped(sets) if sets else params.group_by
+    keys = "".join(f", {d}" for d in dims)
+    group = "GROUP BY ALL"
+    if sets:
+        keys += f", GROUPING({', '.join(dims)}) AS gset"
+        group = "GROUP BY GROUPING SETS (" + ", ".join("(period" + "".join(f", {d}" for d in s) + ")"
+                                                        for s in sets) + ")"
     # The report's order: per period, groups before __unallocated__, then by cost, largest first.
-    unallocated_last = "".join(f"{d} = '{UNALLOCATED}' OR " for d in params.group_by) + "false,"
+    unallocated_last = "".join(f"{d} IS NOT DISTINCT FROM '{UNALLOCATED}' OR " for d in dims) + "false,"
+    order = ("gset, " if sets else "") + f"period, {unallocated_last} cost DESC" + "".join(f", {d}" for d in dims)
     return f"""
     WITH parts AS (
         SELECT {bucket} AS period
-               {_dims(params, True)}, amount AS cost, 0 AS prompt_tokens, 0 AS generation_tokens, 0 AS requests,
+               {_dims(dims, True)}, amount AS cost, 0 AS prompt_tokens, 0 AS generation_tokens, 0 AS requests,
                0 AS gpu_hours, 0.0 AS busy_sum, 0 AS usage_cost, 0 AS idle_cost
         FROM att_alloc WHERE {where}
         UNION ALL
         SELECT {bucket}
-               {_dims(params, False)}, 0, prompt_tokens, generation_tokens, requests, 0, 0.0, 0, 0
+               {_dims(dims, False)}, 0, prompt_tokens, generation_tokens, requests, 0, 0.0, 0, 0
         FROM att_tok WHERE {where}
         UNION ALL
         SELECT {bucket}
-               {_dims(params, False)}, 0, 0, 0, 0, hours, busy_sum, hour_cost * CAST(busy_sum AS DECIMAL(38,12)),
+               {_dims(dims, False)}, 0, 0, 0, 0, hours, busy_sum, hour_cost * CAST(busy_sum AS DECIMAL(38,12)),
                hour_cost * idle_hours
         FROM att_gpu_cost WHERE {where}
     )
@@ -72,8 +86,8 @@ def query(params: ReportParams) -> str:
            sum(generation_tokens)::BIGINT AS generation_tokens, sum(requests)::BIGINT AS requests,
            sum(gpu_hours)::BIGINT AS gpu_hours, sum(busy_sum) AS busy_sum,
            CAST(sum(usage_cost) AS DECIMAL(38,12)) AS usage_cost, CAST(sum(idle_cost) AS DECIMAL(38,12)) AS idle_cost
-    FROM parts GROUP BY ALL
-    ) ORDER BY period, {unallocated_last} cost DESC{keys}
+    FROM parts {group}
+    ) ORDER BY {order}
     """  # noqa: S608 - validated dim names and constants, values bound
 
 
@@ -116,7 +130,28 @@ def measures(row: Row) -> Row:
 def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams) -> Report:
     _, binds = filter_sql(params)
     sql = query(params)
+    return _report(fetch_rows(cur, sql, {"start": params.start, **binds} if "$start" in sql else binds), att, params)
+
+
+def build_many(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams,
+               group_bys: tuple[tuple[str, ...], ...]) -> list[Report]:
+    """`build` for each of `group_bys` (dims in canonical order), from one pass over the data."""
+    _, binds = filter_sql(params)
+    sets = tuple(dict.fromkeys(group_bys))  # a set named twice would give its rows twice
+    sql = query(params, sets)
     raw = fetch_rows(cur, sql, {"start": params.start, **binds} if "$start" in sql else binds)
+    by_set: dict[int, list[Row]] = {}
+    for row in raw:
+        by_set.setdefault(row.pop("gset"), []).append(row)
+    out, every = [], grouped(sets)
+    for dims in group_bys:
+        # GROUPING() sets a bit, first dim highest, for each dim the set leaves out.
+        gset = sum(1 << (len(every) - 1 - i) for i, d in enumerate(every) if d not in dims)
+        out.append(_report(by_set.get(gset, []), att, params.model_copy(update={"group_by": dims})))
+    return out
+
+
+def _report(raw: list[Row], att: Attribution, params: ReportParams) -> Report:
     rows = _finish(raw, params)  # in the report's order already (the query sorts)
     sums: dict[str, Any] = {k: sum((r[k] for r in raw), Decimal(0) if k in ("cost", "usage_cost", "idle_cost") else 0)
                             for k in ("cost", "prompt_tokens", "generation_tokens", "requests", "gpu_hours",

@@ -31,20 +31,21 @@ def _change(this: Any, prev: Any) -> tuple[Any, Any]:
     return this - prev, ratio(Decimal(this - prev), prev) if prev else None
 
 
-def _compute(cur: duckdb.DuckDBPyConnection, settings: Settings, p: ReportParams) -> dict[str, Any]:
+def _compute(cur: duckdb.DuckDBPyConnection, settings: Settings, p: ReportParams, savings: bool) -> dict[str, Any]:
+    """The week's tables; `savings` only for the week reported (the week before has no savings table)."""
     p = p.model_copy(update={"granularity": "total"})  # week against week: one period each
     att = attribute_stored(cur, p, settings)
     steps = dict(cur.execute("SELECT step, sum(amount) FROM att_alloc GROUP BY step").fetchall())
+    idle = idle_gpus.build(cur, att, p)
+    rows, team, project, model = unit_economics.build_many(
+        cur, att, p, (p.group_by, ("team",), ("project",), ("model_id",)))
     out = {
         "att": att, "steps": {s: Decimal(steps.get(s) or 0) for s in STEPS},
-        "rows": unit_economics.build(cur, att, p),
-        "team": unit_economics.build(cur, att, p.model_copy(update={"group_by": ("team",)})),
-        "project": unit_economics.build(cur, att, p.model_copy(update={"group_by": ("project",)})),
-        "model": unit_economics.build(cur, att, p.model_copy(update={"group_by": ("model_id",)})),
-        "idle": idle_gpus.build(cur, att, p),
+        "rows": rows, "team": team, "project": project, "model": model, "idle": idle,
         "untagged": untagged.build(cur, att, p),
-        "savings": recommendations.build(cur, att, p, settings),
     }
+    if savings:
+        out["savings"] = recommendations.build(cur, att, p, settings, idle=idle if not p.filters else None)
     return out
 
 
@@ -94,8 +95,8 @@ def weekly(store: Store, settings: Settings, params: ReportParams) -> Report:
     span = params.end - params.start
     prev_params = params.model_copy(update={"start": params.start - span, "end": params.start})
     with snapshot(store) as cur:
-        this = _compute(cur, settings, params)
-        prev = _compute(cur, settings, prev_params)
+        this = _compute(cur, settings, params, savings=True)
+        prev = _compute(cur, settings, prev_params, savings=False)
     dims = params.group_by
     rows = _compare(this["rows"], prev["rows"], dims, ("cost",))
     rows.sort(key=lambda r: (any(r[d] == UNALLOCATED for d in dims), -r["cost"]))

@@ -265,7 +265,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, help="output directory (default benchmarks/out/fleet-<scale>)")
     args = p.parse_args()
     f = fleet_from_args(args)
-    out = args.out or OUT / f"fleet-{args.scale}"
+    out = args.out or OUT / f"fleet-{f.gpus}x{f.days}"
     print(f"generating {f.gpus} GPUs ({f.hosts} hosts) x {f.days} days from {f.start} into {out}")
     t = generate(f, out)
     for k, v in t.items():

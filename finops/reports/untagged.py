@@ -22,49 +22,49 @@ ACCELERATOR_REGEX = (
 )
 
 
-def lines_sql(params: ReportParams, where: str) -> str:
-    missing = ", ".join(f"CASE WHEN c.{d} IS NULL THEN '{d}' END" for d in params.required_tags) or "NULL"
-    accel = ("TRUE" if params.scope == "all" else
-             "(c.resource_key IN (SELECT rkey FROM att_gpu WHERE rkey IS NOT NULL) "
-             "OR regexp_matches(lower(coalesce(i.instance_type, '')), $accel) "
-             "OR regexp_matches(lower(coalesce(c.resource_type, '')), $accel) "
-             "OR regexp_matches(lower(coalesce(c.service_name, '')), $accel))")
+def query(params: ReportParams, where: str) -> str:
+    """Per resource (provider, account, service, resource) and per day (`trend`): cost, cost missing
+    a required tag, and what rules recover of it, in one pass (GROUPING SETS; `by_day` tells them apart)."""
+    flags = "".join(f", c.{d} IS NULL AS missing_{d}" for d in params.required_tags)
+    untagged = " OR ".join(f"missing_{d}" for d in params.required_tags) or "false"
+    # Missing tags in alphabetical order, as one text.
+    tags = ", ".join(f"CASE WHEN bool_or(missing_{d}) THEN '{d}' END" for d in sorted(params.required_tags))
+    accel, inventory = "TRUE", ""
+    if params.scope == "accelerator":
+        inventory = "LEFT JOIN att_inv i ON i.resource_key = c.resource_key"
+        accel = ("(c.resource_key IN (SELECT rkey FROM att_gpu WHERE rkey IS NOT NULL) "
+                 "OR regexp_matches(lower(coalesce(i.instance_type, '')), $accel) "
+                 "OR regexp_matches(lower(coalesce(c.resource_type, '')), $accel) "
+                 "OR regexp_matches(lower(coalesce(c.service_name, '')), $accel))")
     return f"""
-    CREATE OR REPLACE TEMP TABLE rep_untagged AS
-    SELECT c.line_id, c.day, c.provider_name AS provider, coalesce(c.sub_account_id, c.billing_account_id) AS account,
-           c.service_name AS service, c.resource_id, c.cost,
-           list_filter([{missing}], lambda x: x IS NOT NULL) AS missing,
-           c.recoverable
-    FROM att_line c LEFT JOIN att_inv i ON i.resource_key = c.resource_key
-    WHERE {accel} AND {where}
+    WITH lines AS (
+        SELECT c.day, c.provider_name AS provider, coalesce(c.sub_account_id, c.billing_account_id) AS account,
+               c.service_name AS service, c.resource_id, c.cost, c.recoverable {flags}
+        FROM att_line c {inventory}
+        WHERE {accel} AND {where}
+    )
+    SELECT * FROM (
+        SELECT provider, account, service, resource_id, day, GROUPING(day) = 0 AS by_day,
+               sum(cost) AS cost, coalesce(sum(cost) FILTER (WHERE {untagged}), 0) AS untagged_cost,
+               coalesce(sum(recoverable) FILTER (WHERE {untagged}), 0) AS recoverable_cost,
+               {f"concat_ws(',', {tags})" if tags else "''"} AS missing_tags
+        FROM lines GROUP BY GROUPING SETS ((provider, account, service, resource_id), (day))
+    ) ORDER BY by_day, day, untagged_cost DESC, cost DESC, coalesce(provider, ''), coalesce(resource_id, '')
     """  # noqa: S608 - validated dim names and constants, values bound
-
-
-BREAKDOWN = """
-SELECT provider, account, service, resource_id,
-       sum(cost) AS cost,
-       coalesce(sum(cost) FILTER (WHERE len(missing) > 0), 0) AS untagged_cost,
-       coalesce(sum(recoverable) FILTER (WHERE len(missing) > 0), 0) AS recoverable_cost,
-       array_to_string(list_sort(list_distinct(flatten(list(missing)))), ',') AS missing_tags
-FROM rep_untagged GROUP BY ALL
-"""
-
-TREND = """
-SELECT day, sum(cost) AS total_cost, coalesce(sum(cost) FILTER (WHERE len(missing) > 0), 0) AS untagged_cost
-FROM rep_untagged GROUP BY day ORDER BY day
-"""
 
 
 def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams) -> Report:
     where, binds = filter_sql(params, "c")
     if params.scope == "accelerator":
         binds["accel"] = ACCELERATOR_REGEX
-    cur.execute(lines_sql(params, where), binds).fetchall()
-    rows = fetch_rows(cur, BREAKDOWN)
-    rows.sort(key=lambda r: (-r["untagged_cost"], -r["cost"], r["provider"] or "", r["resource_id"] or ""))
-    trend = fetch_rows(cur, TREND)
-    for t in trend:
-        t["untagged_share"] = ratio(t["untagged_cost"], t["total_cost"])
+    rows, trend = [], []
+    for r in fetch_rows(cur, query(params, where), binds):
+        if r.pop("by_day"):
+            trend.append({"day": r["day"], "total_cost": r["cost"], "untagged_cost": r["untagged_cost"],
+                          "untagged_share": ratio(r["untagged_cost"], r["cost"])})
+        else:
+            del r["day"]
+            rows.append(r)
     total = sum((r["cost"] for r in rows), Decimal(0))
     untagged = sum((r["untagged_cost"] for r in rows), Decimal(0))
     totals: Row = {

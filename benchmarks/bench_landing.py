@@ -1,0 +1,118 @@
+"""What keeping attribution at landing costs: each landing kind, and the part of it that re-attributes.
+
+    python benchmarks/bench_landing.py                  # on the 1,000-GPU x 35-day fleet
+    python benchmarks/bench_landing.py --gpus 4000      # any fleet benchmarks/generate.py makes
+
+On a copy of a generated fleet's store (benchmarks/generate.py; generated first if missing), times:
+- one hour of telemetry: the last hour of GPU-hours and token-hours of every GPU, re-collected (a
+  Prometheus collection; it re-attributes the day it falls in);
+- one day of cost lines: a FOCUS file of the fleet's last day, landed as a new file;
+- a restatement of a month: a FOCUS file of 30 days landed, then landed again (the second landing is
+  timed: it replaces the first and re-attributes those 30 days).
+`attribution` is the time spent in `finops.attribution.materialize.attribute_days` inside the
+landing's transaction; `landing` the whole `run_task` (fetch, replace, rollups, attribution, commit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import duckdb  # noqa: E402
+
+from benchmarks.common import OUT, Measure, best_of, print_table, write_json  # noqa: E402
+from benchmarks.generate import add_args, fleet_from_args, generate, gpu_hours_sql, token_hours_sql  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="the cost of keeping attribution at landing")
+    add_args(p)
+    p.add_argument("--repeat", type=int, default=3)
+    args = p.parse_args()
+    fleet = fleet_from_args(args)
+    out = OUT / f"fleet-{fleet.gpus}x{fleet.days}"
+    if not (out / "fleet.json").exists():
+        print(f"generating {fleet.gpus} GPUs x {fleet.days} days ...")
+        gen = generate(fleet, out)
+        (out / "fleet.json").write_text(json.dumps({"config": {"gpus": fleet.gpus, "days": fleet.days,
+                                                               "start": str(fleet.start)}, "generate": gen}))
+
+    from finops.attribution import materialize
+    from finops.batch import Batch, Task
+    from finops.collect import run_task
+    from finops.settings import Settings
+    from finops.sources.focus import file_task
+    from finops.store import open_store
+    from finops.tags import TagRules
+    from finops.timeutil import Window
+
+    work = OUT / f"landing-{fleet.gpus}x{fleet.days}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    shutil.copy(out / "fleet.duckdb", work / "store.duckdb")
+    last = fleet.end - timedelta(days=1)
+    con = duckdb.connect()
+    focus = out / "focus.parquet"
+    day_file, month_file = work / "day.parquet", work / "month.parquet"
+    con.execute(f"COPY (SELECT * FROM read_parquet('{focus}') WHERE CAST(ChargePeriodStart AS DATE) = DATE '{last}') "
+                f"TO '{day_file}' (FORMAT parquet)")
+    con.execute(f"COPY (SELECT * FROM read_parquet('{focus}') WHERE CAST(ChargePeriodStart AS DATE) >= "
+                f"DATE '{fleet.end - timedelta(days=30)}') TO '{month_file}' (FORMAT parquet)")
+    hour = datetime.combine(last, datetime.min.time()) + timedelta(hours=23)
+    facts: dict[str, Any] = {
+        "gpu_hours": con.sql(f"SELECT * FROM ({gpu_hours_sql(fleet, last, 1)}) WHERE hour_start >= TIMESTAMP '{hour}'")
+        .to_arrow_table(),
+        "token_hours": con.sql(f"SELECT * FROM ({token_hours_sql(fleet, last, 1)}) "
+                               f"WHERE hour_start >= TIMESTAMP '{hour}'").to_arrow_table()}
+    lines = {name: con.sql(f"SELECT count(*) FROM read_parquet('{f}')").fetchone()[0]  # type: ignore[index]
+             for name, f in (("day", day_file), ("month", month_file))}
+    con.close()
+
+    settings = Settings(db=work / "store.duckdb")
+    store = open_store(settings.db, settings.duckdb)
+    spent: list[float] = []
+    attribute_days = materialize.attribute_days
+
+    def timed(cur: Any, days: Any, key: str | None = None) -> int:
+        t0 = time.perf_counter()
+        try:
+            return attribute_days(cur, days, key)
+        finally:
+            spent.append(time.perf_counter() - t0)
+
+    materialize.attribute_days = timed  # type: ignore[assignment]
+    rules = TagRules.from_settings(settings)
+    window = Window(hour, hour + timedelta(hours=1))
+    kinds = {
+        "one hour of telemetry (all GPUs)": lambda: run_task(store, "prometheus", Task(
+            "prometheus", window, lambda: Batch(facts=facts))),
+        "one day of cost lines": lambda: run_task(store, "focus", file_task(rules, day_file)),
+        "restatement of a month of cost lines": lambda: run_task(store, "focus", file_task(rules, month_file)),
+    }
+    measures: list[Measure] = []
+    try:
+        run_task(store, "focus", file_task(rules, month_file))  # the month's first landing, not timed
+        for name, fn in kinds.items():
+            spent.clear()
+            t, result = best_of(fn, args.repeat)
+            assert result.status == "succeeded", result.error
+            att = sorted(spent)[len(spent) // 2]
+            measures.append(Measure(f"{name}: landing", t, "s", note=f"{result.rows:,} rows"))
+            measures.append(Measure(f"{name}: attribution", att, "s", note=f"{att / t:.0%} of the landing"))
+    finally:
+        materialize.attribute_days = attribute_days  # type: ignore[assignment]
+        store.close()
+    print_table(f"Landing on {fleet.gpus:,} GPUs x {fleet.days} days ({lines['day']:,} lines a day)", measures)
+    write_json("bench_landing", {"gpus": fleet.gpus, "days": fleet.days, "lines": lines}, measures)
+
+
+if __name__ == "__main__":
+    main()

@@ -72,7 +72,7 @@ def main() -> None:
         .to_arrow_table(),
         "token_hours": con.sql(f"SELECT * FROM ({token_hours_sql(fleet, last, 1)}) "
                                f"WHERE hour_start >= TIMESTAMP '{hour}'").to_arrow_table()}
-    lines = {name: con.sql(f"SELECT count(*) FROM read_parquet('{f}')").fetchone()[0]  # type: ignore[index]
+    lines = {name: con.execute(f"SELECT count(*) FROM read_parquet('{f}')").fetchall()[0][0]
              for name, f in (("day", day_file), ("month", month_file))}
     con.close()
 

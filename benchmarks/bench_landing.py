@@ -62,17 +62,16 @@ def main() -> None:
     con = duckdb.connect()
     focus = out / "focus.parquet"
     day_file, month_file = work / "day.parquet", work / "month.parquet"
-    con.execute(f"COPY (SELECT * FROM read_parquet('{focus}') WHERE CAST(ChargePeriodStart AS DATE) = DATE '{last}') "
-                f"TO '{day_file}' (FORMAT parquet)")
-    con.execute(f"COPY (SELECT * FROM read_parquet('{focus}') WHERE CAST(ChargePeriodStart AS DATE) >= "
-                f"DATE '{fleet.end - timedelta(days=30)}') TO '{month_file}' (FORMAT parquet)")
+    # Paths and dates below are this script's own (COPY takes no bound parameters).
+    copy = "COPY (SELECT * FROM read_parquet('{src}') WHERE CAST(ChargePeriodStart AS DATE) {cond}) TO '{dst}' (FORMAT parquet)"
+    con.execute(copy.format(src=focus, cond=f"= DATE '{last}'", dst=day_file))
+    con.execute(copy.format(src=focus, cond=f">= DATE '{fleet.end - timedelta(days=30)}'", dst=month_file))
     hour = datetime.combine(last, datetime.min.time()) + timedelta(hours=23)
     facts: dict[str, Any] = {
-        "gpu_hours": con.sql(f"SELECT * FROM ({gpu_hours_sql(fleet, last, 1)}) WHERE hour_start >= TIMESTAMP '{hour}'")
-        .to_arrow_table(),
-        "token_hours": con.sql(f"SELECT * FROM ({token_hours_sql(fleet, last, 1)}) "
-                               f"WHERE hour_start >= TIMESTAMP '{hour}'").to_arrow_table()}
-    lines = {name: con.execute(f"SELECT count(*) FROM read_parquet('{f}')").fetchall()[0][0]
+        table: con.sql(f"SELECT * FROM ({sql}) WHERE hour_start >= ?", params=[hour]).to_arrow_table()  # noqa: S608
+        for table, sql in (("gpu_hours", gpu_hours_sql(fleet, last, 1)), ("token_hours", token_hours_sql(fleet, last, 1)))
+    }
+    lines = {name: con.execute("SELECT count(*) FROM read_parquet(?)", [str(f)]).fetchall()[0][0]
              for name, f in (("day", day_file), ("month", month_file))}
     con.close()
 

@@ -14,22 +14,22 @@ def all_keyed(alias: str) -> str:
 
 
 # 1. Cost lines of the window in the report currency, one row per daily rollup row.
-COST = """
+# An amount in the report currency, rounded to 12 places; at rate 1 (most lines) no multiplication.
+_CONVERT = "CASE WHEN r.rate = 1 THEN {v} ELSE CAST({v} * r.rate AS DECIMAL(38,12)) END"
+COST = f"""
 CREATE OR REPLACE TEMP TABLE att_cost AS
-SELECT row_number() OVER (ORDER BY charge_date, source, scope, provider_name, resource_id, service_name,
-                                   billing_account_id, sub_account_id, charge_category, project, team,
-                                   environment, model_id) AS line_id,
+SELECT row_number() OVER () AS line_id,  -- any unique number: no amount depends on a line's id
        charge_date AS day, provider_name, billing_account_id, sub_account_id, service_name, region_id,
        resource_id, resource_key, resource_type, charge_category, pricing_category, billing_currency,
        project, team, environment, model_id,
-       CAST(CASE WHEN $basis = 'billed' THEN billed_cost ELSE effective_cost END * r.rate AS DECIMAL(38,12)) AS cost,
-       CAST(effective_cost * r.rate AS DECIMAL(38,12)) AS cost_effective,
-       CAST(billed_cost * r.rate AS DECIMAL(38,12)) AS cost_billed,
-       CAST(coalesce(list_cost, effective_cost) * r.rate AS DECIMAL(38,12)) AS list_cost,
-       CAST(committed_cost * r.rate AS DECIMAL(38,12)) AS committed_cost
+       {_CONVERT.format(v="CASE WHEN $basis = 'billed' THEN billed_cost ELSE effective_cost END")} AS cost,
+       {_CONVERT.format(v="effective_cost")} AS cost_effective,
+       {_CONVERT.format(v="billed_cost")} AS cost_billed,
+       {_CONVERT.format(v="coalesce(list_cost, effective_cost)")} AS list_cost,
+       {_CONVERT.format(v="committed_cost")} AS committed_cost
 FROM cost_daily JOIN att_rates r ON r.currency = cost_daily.billing_currency
 WHERE charge_date >= $start AND charge_date < $end
-"""
+"""  # noqa: S608 - built from this module's constants only
 
 # Host names and dims known from the inventory, by resource.
 INVENTORY = """
@@ -193,6 +193,7 @@ SELECT * FROM own UNION ALL SELECT * FROM tele UNION ALL SELECT * FROM shared UN
 # 3. Money per piece, exact: each piece gets its rounded share; the rounding remainder goes to the
 # largest piece of the line, so the pieces of a line always sum to the line's cost. Both cost bases
 # are split (the stored tables keep both); `amount` is the one asked for.
+_SHARE = "CASE WHEN share = 1 THEN {c} ELSE CAST({c} * share AS DECIMAL(38,12)) END"
 _SPLIT = ("{c}0 + CASE WHEN rank = 1 THEN {c} - sum({c}0) OVER (PARTITION BY line_id) ELSE 0 END")
 ALLOC = f"""
 CREATE OR REPLACE TEMP TABLE att_alloc AS
@@ -204,10 +205,11 @@ WITH shares AS (
     FROM att_pieces p JOIN att_cost c USING (line_id)
 ),
 rounded AS (
-    SELECT *, CAST(cost_effective * share AS DECIMAL(38,12)) AS cost_effective0,
-              CAST(cost_billed * share AS DECIMAL(38,12)) AS cost_billed0,
-              CAST(list_cost * share AS DECIMAL(38,12)) AS list_cost0,
-              CAST(committed_cost * share AS DECIMAL(38,12)) AS committed_cost0
+    -- A whole line (one piece, most lines) keeps its amount as it is, without a round trip through DOUBLE.
+    SELECT *, {_SHARE.format(c="cost_effective")} AS cost_effective0,
+              {_SHARE.format(c="cost_billed")} AS cost_billed0,
+              {_SHARE.format(c="list_cost")} AS list_cost0,
+              {_SHARE.format(c="committed_cost")} AS committed_cost0
     FROM shares
 ),
 split AS (

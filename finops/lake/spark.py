@@ -93,6 +93,10 @@ def _fix(node: exp.Expression) -> exp.Expression:
         arg = node.this
         if isinstance(arg, exp.ArrayFilter | exp.Array) or (isinstance(arg, exp.Column) and arg.name in LIST_COLUMNS):
             return cast(exp.Expression, exp.func("SIZE", arg))
+    if isinstance(node, exp.Window) and isinstance(node.this, exp.RowNumber) and not node.args.get("order"):
+        # Spark numbers rows only in an order; any order will do where DuckDB's SQL gives none.
+        node.set("order", exp.Order(expressions=[exp.Ordered(this=exp.func("MONOTONICALLY_INCREASING_ID"))]))
+        return node
     if isinstance(node, exp.Mode) and isinstance(node.this, exp.Order):
         # DuckDB's mode(x ORDER BY x) takes the lowest of tied values; Spark's mode(x, true) does.
         return cast(exp.Expression, exp.func("MODE", node.this.this, exp.true()))

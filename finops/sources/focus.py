@@ -1,7 +1,9 @@
 """FOCUS 1.0-1.3 files (CSV, CSV.gz, Parquet) into cost lines, with DuckDB's own readers.
 
-Parsing runs in a private in-memory DuckDB: every value is validated in SQL, rows that fail go to
-quarantine with their line and reason, and the accepted rows come back as Arrow for the store.
+Parsing runs in a private DuckDB with a memory limit and a temporary directory to spill to: every
+value is validated in SQL over the scan of the file, rows that fail go to quarantine with their line
+and reason, and the accepted rows stream to the store as Arrow record batches (never the whole file
+in memory; only the quarantined rows carry line numbers).
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ import csv
 import gzip
 import io
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +90,27 @@ class ParsedFile:
     total: int
 
 
+@dataclass
+class OpenedFile:
+    """A validated file whose accepted rows are read as they stream (`rows`, read once)."""
+
+    rows: pa.RecordBatchReader
+    quarantine: list[dict[str, Any]]
+    total: int
+
+
+@dataclass(frozen=True)
+class ParseLimits:
+    """What the private DuckDB that reads a file may use; it spills to a temporary directory beyond."""
+
+    memory_limit: str = "1GiB"
+    threads: int = 2
+    temp_directory: str | None = None  # None: a new directory under the system's, removed after
+
+
+BATCH_ROWS = 122_880  # DuckDB's row group: the unit the store inserts at once
+
+
 def _csv_header(path: Path) -> list[str]:
     with path.open("rb") as raw:
         stream: Any = gzip.GzipFile(fileobj=raw) if _is_gzip(path) else raw
@@ -151,7 +177,9 @@ def _read_source(con: duckdb.DuckDBPyConnection, path: Path, spec: FileSpec) -> 
         raise FocusFileError(f"{path}: the file is empty")
     if _is_parquet(path):
         try:
-            con.execute(f"CREATE VIEW raw AS SELECT *, row_number() OVER () AS _rn FROM read_parquet({_lit(str(path))})")
+            # The row's position in the file, without numbering the whole file first (a window would).
+            con.execute(f"CREATE VIEW raw AS SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS _rn "
+                        f"FROM read_parquet({_lit(str(path))}, file_row_number = true)")
             columns = [r[0] for r in con.execute("DESCRIBE raw").fetchall() if r[0] != "_rn"]
         except duckdb.Error as exc:
             raise FocusFileError(f"{path}: cannot read Parquet: {exc}") from None
@@ -238,10 +266,24 @@ def _tag_map(con: duckdb.DuckDBPyConnection, rules: TagRules, tags_expr: str) ->
     con.execute("CREATE TABLE tagmap AS SELECT * FROM tagmap_arrow")
 
 
-def parse_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS) -> ParsedFile:
-    """Read one FOCUS (or `spec`) file into cost-line rows (Arrow) and quarantined rows (line, reason)."""
+def parse_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
+                     limits: ParseLimits | None = None) -> ParsedFile:
+    """Read one FOCUS (or `spec`) file into cost-line rows (one Arrow table) and quarantined rows."""
+    opened = open_focus_file(path, rules, spec, limits)
+    return ParsedFile(opened.rows.read_all(), opened.quarantine, opened.total)
+
+
+def open_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
+                    limits: ParseLimits | None = None) -> OpenedFile:
+    """Validate one FOCUS (or `spec`) file; its accepted cost-line rows stream from `rows`.
+
+    The file is scanned to find the quarantined rows before this returns, and again as `rows` is
+    read; the private DuckDB closes when `rows` is exhausted (or garbage-collected)."""
     path = Path(path)
-    con = duckdb.connect()
+    limits = limits or ParseLimits()
+    spill = limits.temp_directory or tempfile.mkdtemp(prefix="finops-focus-")
+    con = duckdb.connect(config={"memory_limit": limits.memory_limit, "threads": limits.threads,
+                                 "temp_directory": spill})
     try:
         con.execute("SET TimeZone = 'UTC'")
         kind, columns = _read_source(con, path, spec)
@@ -249,7 +291,7 @@ def parse_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS) 
         types = {r[0]: r[1] for r in con.execute("DESCRIBE raw").fetchall()}
         con.register("iso_arrow", pa.table({"code": sorted(money.ISO_4217)}))
         con.execute("CREATE TABLE iso AS SELECT * FROM iso_arrow")
-        total = int(con.execute("SELECT count(*) FROM raw").fetchone()[0])  # type: ignore[index]
+        total = int(con.execute("SELECT count(*) FROM raw").fetchall()[0][0])
         rejects = _rejected_lines(con, path) if kind == "csv" else []
         if total == 0 and not rejects:
             raise FocusFileError(f"{path}: the file has a header but no rows")
@@ -273,16 +315,13 @@ def parse_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS) 
         problems.append("tagmap.err")
         dims = ", ".join(f"tagmap.{d}" for d in rules.dims)
         select = ", ".join(f"{v} AS {k}" for k, v in values.items())
+        # A view: validation runs over the scan each time it is read (once for the quarantine,
+        # once as the accepted rows stream), never as a copy of the file.
         con.execute(
-            f"CREATE TABLE parsed AS SELECT {select}, {dims}, raw._rn AS _rn, "
+            f"CREATE VIEW parsed AS SELECT {select}, {dims}, raw._rn AS _rn, "
             f"concat_ws('; ', {', '.join(problems)}) AS _reason "
             f"FROM raw LEFT JOIN tagmap ON tagmap.t = {values['tags']}"
         )
-        rows = con.sql(
-            "SELECT * EXCLUDE (_rn, _reason), CAST(charge_period_start AS DATE) AS charge_date, "
-            f"{RESOURCE_KEY_SQL.format(col='resource_id')} AS resource_key, false AS estimated "
-            "FROM parsed WHERE _reason = '' ORDER BY _rn"
-        ).to_arrow_table()
         bad = con.execute("SELECT _rn, _reason FROM parsed WHERE _reason <> '' ORDER BY _rn").fetchall()
         starts = _record_starts(path, max(rn for rn, _ in bad)) if kind == "csv" and bad and not rejects else None
         quarantine = [
@@ -292,15 +331,41 @@ def parse_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS) 
         ]
         quarantine += [{"origin": str(path), "line": line, "reason": reason, "raw": raw}
                        for line, reason, raw in _reject_details(con, kind)]
-        return ParsedFile(rows, sorted(quarantine, key=lambda q: q["line"] or 0), total + len(rejects))
+        accepted = con.sql(
+            "SELECT * EXCLUDE (_rn, _reason), CAST(charge_period_start AS DATE) AS charge_date, "
+            f"{RESOURCE_KEY_SQL.format(col='resource_id')} AS resource_key, false AS estimated "
+            "FROM parsed WHERE _reason = ''"
+        )
+        reader = accepted.to_arrow_reader(BATCH_ROWS)
+        rows = pa.RecordBatchReader.from_batches(reader.schema, _owned(reader, con, None if limits.temp_directory
+                                                                                  else spill))
+        return OpenedFile(rows, sorted(quarantine, key=lambda q: q["line"] or 0), total + len(rejects))
     except duckdb.Error as exc:
+        _close(con, None if limits.temp_directory else spill)
         first = str(exc).splitlines()[0]
         if "state machine reached an invalid state" in first:
             # DuckDB's words for a structure it cannot follow, e.g. quoted values with mixed line endings.
             first = "the CSV structure is inconsistent (mixed line endings, or a quote that is never closed)"
         raise FocusFileError(f"{path}: cannot read the file: {first}") from None
+    except BaseException:
+        _close(con, None if limits.temp_directory else spill)
+        raise
+
+
+def _owned(reader: pa.RecordBatchReader, con: duckdb.DuckDBPyConnection, spill: str | None) -> Iterator[pa.RecordBatch]:
+    """The reader's batches; the private DuckDB (and its own spill directory) go when they end."""
+    try:
+        yield from reader
+    except duckdb.Error as exc:
+        raise FocusFileError(f"cannot read the file: {str(exc).splitlines()[0]}") from None
     finally:
-        con.close()
+        _close(con, spill)
+
+
+def _close(con: duckdb.DuckDBPyConnection, spill: str | None) -> None:
+    con.close()
+    if spill:
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def _rejected_lines(con: duckdb.DuckDBPyConnection, path: Path) -> list[int]:
@@ -360,16 +425,18 @@ def _line_of(rn: int, rejected: list[int]) -> int:
 SOURCE = "focus"
 
 
-def file_task(rules: TagRules, path: Path, scope: str | None = None, spec: FileSpec = FOCUS) -> Task:
-    """A task that reads one file; its scope is the file, so re-ingesting replaces, never doubles."""
+def file_task(rules: TagRules, path: Path, scope: str | None = None, spec: FileSpec = FOCUS,
+              limits: ParseLimits | None = None) -> Task:
+    """A task that reads one file; its scope is the file, so re-ingesting replaces, never doubles.
+    Its rows stream into the landing; `limits` bound the memory of reading it."""
     path = Path(path)
 
     def fetch() -> Batch:
         try:
-            parsed = parse_focus_file(path, rules, spec)
+            opened = open_focus_file(path, rules, spec, limits)
         except (FocusFileError, OSError) as exc:
             raise SourceFailed(str(exc)) from None
-        return Batch(facts={"cost_lines": parsed.rows}, quarantine=parsed.quarantine,
-                     details={"file": str(path), "rows_in_file": parsed.total})
+        return Batch(facts={"cost_lines": opened.rows}, quarantine=opened.quarantine,
+                     details={"file": str(path), "rows_in_file": opened.total})
 
     return Task(scope=scope or str(path.resolve()), window=None, fetch=fetch)

@@ -7,8 +7,10 @@ On a copy of a generated fleet's store (benchmarks/generate.py; generated first 
 - one hour of telemetry: the last hour of GPU-hours and token-hours of every GPU, re-collected (a
   Prometheus collection; it re-attributes the day it falls in);
 - one day of cost lines: a FOCUS file of the fleet's last day, landed as a new file;
-- a restatement of a month: a FOCUS file of 30 days landed, then landed again (the second landing is
-  timed: it replaces the first and re-attributes those 30 days).
+- a restatement of a month: a FOCUS file of 30 days landed, then a version of it with every cost
+  changed landed in its place, alternately (each timed landing changes all 30 days);
+- the same month delivered again unchanged (exports re-deliver whole months): only days whose
+  daily rollup changed are attributed again, so none are.
 `attribution` is the time spent in `finops.attribution.materialize.attribute_days` inside the
 landing's transaction; `landing` the whole `run_task` (fetch, replace, rollups, attribution, commit).
 """
@@ -61,11 +63,13 @@ def main() -> None:
     last = fleet.end - timedelta(days=1)
     con = duckdb.connect()
     focus = out / "focus.parquet"
-    day_file, month_file = work / "day.parquet", work / "month.parquet"
+    day_file, month_file, changed_file = work / "day.parquet", work / "month.parquet", work / "changed.parquet"
     # Paths and dates below are this script's own (COPY takes no bound parameters).
     copy = "COPY (SELECT * FROM read_parquet('{src}') WHERE CAST(ChargePeriodStart AS DATE) {cond}) TO '{dst}' (FORMAT parquet)"
     con.execute(copy.format(src=focus, cond=f"= DATE '{last}'", dst=day_file))
     con.execute(copy.format(src=focus, cond=f">= DATE '{fleet.end - timedelta(days=30)}'", dst=month_file))
+    changed = "COPY (SELECT * REPLACE (EffectiveCost + 0.01 AS EffectiveCost) FROM read_parquet('{src}')) TO '{dst}' (FORMAT parquet)"
+    con.execute(changed.format(src=month_file, dst=changed_file))
     hour = datetime.combine(last, datetime.min.time()) + timedelta(hours=23)
     facts: dict[str, Any] = {
         table: con.sql(f"SELECT * FROM ({sql}) WHERE hour_start >= ?", params=[hour]).to_arrow_table()  # noqa: S608
@@ -90,15 +94,22 @@ def main() -> None:
     materialize.attribute_days = timed  # type: ignore[assignment]
     rules = TagRules.from_settings(settings)
     window = Window(hour, hour + timedelta(hours=1))
+    versions, landed = iter([changed_file, month_file] * args.repeat), [month_file]
+
+    def restate() -> Any:
+        landed[0] = next(versions)
+        return run_task(store, "focus", file_task(rules, landed[0], scope="month"))
+
     kinds = {
         "one hour of telemetry (all GPUs)": lambda: run_task(store, "prometheus", Task(
             "prometheus", window, lambda: Batch(facts=facts))),
         "one day of cost lines": lambda: run_task(store, "focus", file_task(rules, day_file)),
-        "restatement of a month of cost lines": lambda: run_task(store, "focus", file_task(rules, month_file)),
+        "restatement of a month of cost lines (every day changed)": restate,
+        "the same month delivered again": lambda: run_task(store, "focus", file_task(rules, landed[0], scope="month")),
     }
     measures: list[Measure] = []
     try:
-        run_task(store, "focus", file_task(rules, month_file))  # the month's first landing, not timed
+        run_task(store, "focus", file_task(rules, month_file, scope="month"))  # the first landing, not timed
         for name, fn in kinds.items():
             spent.clear()
             t, result = best_of(fn, args.repeat)

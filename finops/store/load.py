@@ -6,7 +6,8 @@ same window replaces what it wrote before: totals never double and never half-up
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -67,8 +68,8 @@ def replace_window(cur: duckdb.DuckDBPyConnection, table: str, *, run_id: int, s
                    window: Window | None, data: FactData) -> Landed:
     """Delete `source`/`scope` rows of `table` in `window` (all of the scope if None), insert `data`.
 
-    Must run inside a transaction (Store.transaction). Returns the rows inserted and the days
-    touched (both the days deleted and the days inserted; none for the inventory, which has no day).
+    Must run inside a transaction (Store.transaction). Returns the rows inserted and the days whose
+    daily rollup it changed (none for the inventory, which has no day): the days to attribute again.
     """
     tcol = TIME_COLUMN[table]
     where = "source = ? AND scope = ?"
@@ -104,11 +105,39 @@ def replace_window(cur: duckdb.DuckDBPyConnection, table: str, *, run_id: int, s
             raise BatchOutsideWindow(f"{table}: {outside} rows fall outside the collected window {window}")
     if table in DAY_COLUMN:
         affected |= _affected_days(cur, table, "run_id = ?", [run_id])
+    days = sorted(affected)
     if table == "cost_lines":
-        refresh_cost_daily(cur, sorted(affected))
+        with _changes(cur, "cost_daily", "charge_date", days) as changed:
+            refresh_cost_daily(cur, days)
     elif table in ROLLUPS:
-        refresh_rollup(cur, table, source, scope, sorted(affected))
-    return Landed(inserted, frozenset(d.date() if isinstance(d, datetime) else d for d in affected))
+        with _changes(cur, ROLLUPS[table][0], "day", days, source, scope) as changed:
+            refresh_rollup(cur, table, source, scope, days)
+    else:
+        changed = set()
+    return Landed(inserted, frozenset(d.date() if isinstance(d, datetime) else d for d in changed))
+
+
+@contextmanager
+def _changes(cur: duckdb.DuckDBPyConnection, rollup: str, day: str, days: list[Any], source: str | None = None,
+             scope: str | None = None) -> Iterator[set[Any]]:
+    """The days among `days` whose rollup rows differ after the block from before it (filled on exit).
+
+    A restated bill or a re-collected window is mostly what was there: only the days it really
+    changed need attributing again."""
+    changed: set[Any] = set()
+    if not days:
+        yield changed
+        return
+    where = f"{day} IN (SELECT unnest(?::DATE[]))" + (" AND source = ? AND scope = ?" if source is not None else "")
+    params: list[Any] = [days] + ([source, scope] if source is not None else [])
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE _rollup_before AS SELECT * FROM {rollup} WHERE {where}", params)  # noqa: S608
+    yield changed
+    rows = cur.execute(
+        f"SELECT DISTINCT {day} FROM ((SELECT * FROM {rollup} WHERE {where} EXCEPT ALL SELECT * FROM _rollup_before) "  # noqa: S608
+        f"UNION ALL (SELECT * FROM _rollup_before EXCEPT ALL SELECT * FROM {rollup} WHERE {where}))",
+        params + params).fetchall()
+    cur.execute("DROP TABLE _rollup_before")
+    changed.update(r[0] for r in rows)
 
 
 def _affected_days(cur: duckdb.DuckDBPyConnection, table: str, where: str, params: list[Any]) -> set[datetime]:

@@ -91,3 +91,32 @@ def test_upgrading_a_store_that_holds_facts_waits_for_a_rebuild(settings: Settin
         assert _cost_by_team(store, settings) == {"t": 5}
     finally:
         store.close()
+
+
+def test_a_restated_bill_reattributes_only_the_days_it_changed(store: Store, rules: TagRules, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from finops.sources.focus import open_focus_file
+    from finops.store.ledger import start_run
+    from finops.store.load import replace_window
+
+    days = [example_a.DAY + timedelta(days=i) for i in range(3)]
+    bill = tmp_path / "bill.csv"
+
+    def write(bills: list[list]) -> None:  # type: ignore[type-arg]
+        parts = [example_a.focus_csv(day, b).splitlines() for day, b in zip(days, bills, strict=True)]
+        bill.write_text("\n".join(parts[0] + [line for p in parts[1:] for line in p[1:]]) + "\n")
+
+    def land() -> set[object]:
+        run_id = start_run(store, "focus", str(bill), None)
+        with store.transaction() as cur:
+            landed = replace_window(cur, "cost_lines", run_id=run_id, source="focus", scope=str(bill), window=None,
+                                    data=open_focus_file(bill, rules).rows)
+        return set(landed.days)
+
+    write([example_a.BILL] * 3)
+    assert land() == {d.date() for d in days}  # new: every day
+    assert land() == set()  # the same bill again: no day changed
+    restated = [(*line[:4], "241.00") if i == 0 else line for i, line in enumerate(example_a.BILL)]
+    write([example_a.BILL, restated, example_a.BILL])
+    assert land() == {days[1].date()}  # one line of the middle day changed

@@ -18,6 +18,7 @@ landing's transaction; `landing` the whole `run_task` (fetch, replace, rollups, 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import sys
@@ -29,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import duckdb  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
 
 from benchmarks.common import OUT, Measure, best_of, print_table, write_json  # noqa: E402
 from benchmarks.generate import add_args, fleet_from_args, generate, gpu_hours_sql, token_hours_sql  # noqa: E402
@@ -63,18 +65,24 @@ def main() -> None:
     last = fleet.end - timedelta(days=1)
     con = duckdb.connect()
     focus = out / "focus.parquet"
-    day_file, month_file, changed_file = work / "day.parquet", work / "month.parquet", work / "changed.parquet"
+    day_file, month_file = work / "day.parquet", work / "month.parquet"
+    day_changed, month_changed = work / "day-changed.parquet", work / "month-changed.parquet"
     # Paths and dates below are this script's own (COPY takes no bound parameters).
     copy = "COPY (SELECT * FROM read_parquet('{src}') WHERE CAST(ChargePeriodStart AS DATE) {cond}) TO '{dst}' (FORMAT parquet)"
     con.execute(copy.format(src=focus, cond=f"= DATE '{last}'", dst=day_file))
     con.execute(copy.format(src=focus, cond=f">= DATE '{fleet.end - timedelta(days=30)}'", dst=month_file))
     changed = "COPY (SELECT * REPLACE (EffectiveCost + 0.01 AS EffectiveCost) FROM read_parquet('{src}')) TO '{dst}' (FORMAT parquet)"
-    con.execute(changed.format(src=month_file, dst=changed_file))
+    con.execute(changed.format(src=month_file, dst=month_changed))
+    con.execute(changed.format(src=day_file, dst=day_changed))
     hour = datetime.combine(last, datetime.min.time()) + timedelta(hours=23)
     facts: dict[str, Any] = {
         table: con.sql(f"SELECT * FROM ({sql}) WHERE hour_start >= ?", params=[hour]).to_arrow_table()  # noqa: S608
         for table, sql in (("gpu_hours", gpu_hours_sql(fleet, last, 1)), ("token_hours", token_hours_sql(fleet, last, 1)))
     }
+    # The same hour with every GPU a little busier: a collection that changes the day.
+    busier = {**facts, "gpu_hours": facts["gpu_hours"].set_column(
+        facts["gpu_hours"].schema.get_field_index("busy"), "busy",
+        pc.min_element_wise(pc.add(facts["gpu_hours"]["busy"], 0.01), 1.0))}
     lines = {name: con.execute("SELECT count(*) FROM read_parquet(?)", [str(f)]).fetchall()[0][0]
              for name, f in (("day", day_file), ("month", month_file))}
     con.close()
@@ -94,22 +102,28 @@ def main() -> None:
     materialize.attribute_days = timed  # type: ignore[assignment]
     rules = TagRules.from_settings(settings)
     window = Window(hour, hour + timedelta(hours=1))
-    versions, landed = iter([changed_file, month_file] * args.repeat), [month_file]
+    # Each timed landing alternates between two versions of its data, so every one changes its days.
+    hours, days, months = (itertools.cycle(v) for v in ((busier, facts), (day_changed, day_file),
+                                                         (month_changed, month_file)))
+    landed = [month_file]
 
     def restate() -> Any:
-        landed[0] = next(versions)
+        landed[0] = next(months)
         return run_task(store, "focus", file_task(rules, landed[0], scope="month"))
 
     kinds = {
         "one hour of telemetry (all GPUs)": lambda: run_task(store, "prometheus", Task(
-            "prometheus", window, lambda: Batch(facts=facts))),
-        "one day of cost lines": lambda: run_task(store, "focus", file_task(rules, day_file)),
+            "prometheus", window, (lambda f: lambda: Batch(facts=f))(next(hours)))),
+        "one day of cost lines": lambda: run_task(store, "focus", file_task(rules, next(days), scope="day")),
         "restatement of a month of cost lines (every day changed)": restate,
         "the same month delivered again": lambda: run_task(store, "focus", file_task(rules, landed[0], scope="month")),
     }
     measures: list[Measure] = []
     try:
-        run_task(store, "focus", file_task(rules, month_file, scope="month"))  # the first landing, not timed
+        # First landings, not timed: the timed ones replace these.
+        run_task(store, "focus", file_task(rules, month_file, scope="month"))
+        run_task(store, "focus", file_task(rules, day_file, scope="day"))
+        run_task(store, "prometheus", Task("prometheus", window, lambda: Batch(facts=facts)))
         for name, fn in kinds.items():
             spent.clear()
             t, result = best_of(fn, args.repeat)

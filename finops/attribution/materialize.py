@@ -36,10 +36,7 @@ _COPY = {
         prompt_tokens, generation_tokens, requests FROM att_tok""",
     "attr_gpu": """SELECT day, rkey, host, gpu_uuid, mig_instance, gpu_model, mig_profile, namespace, pod,
         project, team, environment, model_id, hour_cost_effective, hour_cost_billed, hours, busy_sum,
-        busy_hourly, samples FROM att_gpu_cost""",
-    "attr_gpu_hour": """SELECT day, hour_start, source, scope, rkey, host, gpu_uuid, mig_instance, gpu_model,
-        mig_profile, namespace, pod, project, team, environment, model_id, hour_cost_effective,
-        hour_cost_billed, busy, samples FROM att_gpu_cost""",
+        busy_hourly, samples, gkey FROM att_gpu_cost""",
 }
 TABLES = tuple(_COPY)
 _TEMP = ("att_rates", "att_cost", "att_inv", "att_hosts", "att_bill", "att_tok", "att_pod_model", "att_res_model",
@@ -99,8 +96,6 @@ def _attribute_span(cur: duckdb.DuckDBPyConnection, start: date, end: date, key:
         cur.execute(f"INSERT INTO {table} {_COPY[table]}", {"base": base} if "$base" in _COPY[table] else {})  # noqa: S608
     [(lines,)] = cur.execute("SELECT coalesce(max(line_id), 0) FROM att_cost").fetchall()
     cur.execute("UPDATE attr_state SET next_line_id = next_line_id + ? WHERE id = 1", [lines])
-    run_stages(cur, (sql.GPU_HOURLY, sql.HOUR_COST_HOURLY), binds)
-    cur.execute(f"INSERT INTO attr_gpu_hour {_COPY['attr_gpu_hour']}")  # noqa: S608 - constants
     for name in _TEMP:
         cur.execute(f"DROP TABLE IF EXISTS {name}")
 

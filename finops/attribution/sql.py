@@ -4,6 +4,7 @@ Every statement takes its inputs as bound parameters ($start, $end, ...) and the
 from constants in this file only; nothing a user typed is formatted into SQL.
 """
 
+from finops.store.load import GPU_KEYS
 from finops.tags import DIMS
 
 ALL_KEYED = " AND ".join(f"{{a}}.{d} IS NOT NULL" for d in DIMS)
@@ -88,8 +89,12 @@ _GPU_COLUMNS = """coalesce(hm.resource_key, g.resource_key) AS rkey, g.host, g.g
        coalesce(g.mig_instance, '') AS mig_instance, g.gpu_model, g.mig_profile, g.namespace, g.pod,
        g.project, g.team, g.environment, g.model_id"""
 
+# A GPU-day's key (the daily rollup's key columns) hashed: how hourly rows find their GPU-day's
+# dims and hour cost in the stored attribution (finops/attribution/stored.py).
+GPU_KEY_HASH = "hash(" + ", ".join(f"g.{k}" for k in GPU_KEYS) + ")"
+
 GPU_DAILY_ROWS = f"""
-SELECT g.day, {_GPU_COLUMNS}, g.hours, g.busy_sum, g.busy_hourly, g.samples
+SELECT g.day, {_GPU_COLUMNS}, g.hours, g.busy_sum, g.busy_hourly, g.samples, {GPU_KEY_HASH} AS gkey
 FROM gpu_daily g LEFT JOIN att_hosts hm ON hm.host = g.resource_key
 WHERE g.day >= $start AND g.day < $end
 """  # noqa: S608 - constants only
@@ -112,7 +117,7 @@ CREATE OR REPLACE TEMP TABLE att_res_model AS
 SELECT day, rkey, min(model_id) AS model_id FROM att_tok WHERE rkey IS NOT NULL
 GROUP BY ALL HAVING count(DISTINCT model_id) = 1;
 """ + _GPU_DIMS.format(name="att_gpu", src=GPU_DAILY_ROWS,
-                        measures="g.hours, g.busy_sum, g.busy_hourly, g.samples")
+                        measures="g.hours, g.busy_sum, g.busy_hourly, g.samples, g.gkey")
 
 # Hour-level GPU rows, for the reports that need hours (idle streaks, peaks); same dims as att_gpu.
 GPU_HOURLY = _GPU_DIMS.format(name="att_gpu_h", src=GPU_HOURLY_ROWS,

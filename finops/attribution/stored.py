@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import duckdb
 
+from finops.attribution import sql
 from finops.attribution.engine import Attribution, attribute, resolve_rates
 from finops.attribution.materialize import state
 from finops.attribution.query import Query
@@ -34,9 +35,15 @@ VIEWS = {
                   max(model_id) AS model_id, max(instance_type) AS instance_type, max(gpu_count) AS gpu_count
                   FROM inventory GROUP BY resource_key""",
 }
+# Hourly GPU rows take their GPU-day's dims and hour cost by the hash of the daily rollup's key.
 GPU_COST = {
-    True: """SELECT *, 1 AS hours, busy AS busy_sum, hour_cost_{b} AS hour_cost, CAST(busy < {idle} AS INTEGER) AS idle_hours, busy < {idle} AS idle
-             FROM attr_gpu_hour WHERE hour_start >= {ws} AND hour_start < {we}""",
+    True: f"""SELECT a.day, h.hour_start, h.source, h.scope, a.rkey, a.host, a.gpu_uuid, a.mig_instance, a.gpu_model,
+                 a.mig_profile, a.namespace, a.pod, a.project, a.team, a.environment, a.model_id,
+                 a.hour_cost_{{b}} AS hour_cost, 1 AS hours, h.busy, h.busy AS busy_sum, h.samples,
+                 CAST(h.busy < {{idle}} AS INTEGER) AS idle_hours, h.busy < {{idle}} AS idle
+             FROM gpu_hours h JOIN attr_gpu a ON a.day = CAST(h.hour_start AS DATE)
+                  AND a.gkey = {sql.GPU_KEY_HASH.replace("g.", "h.")}
+             WHERE h.hour_start >= {{ws}} AND h.hour_start < {{we}} AND a.day >= {{ws}} AND a.day < {{we}}""",  # noqa: S608
     False: """SELECT *, hour_cost_{b} AS hour_cost, len(list_filter(busy_hourly, lambda x: x < {idle})) AS idle_hours
               FROM attr_gpu WHERE {w}""",
 }

@@ -19,8 +19,9 @@ DIMS = ("project", "team", "environment", "model_id")
 def query(where: str) -> str:
     # The most frequent value of each dim; of tied values the lowest, so the row never depends on row order.
     dims = "".join(f", coalesce(mode({d} ORDER BY {d}), '{UNTAGGED}') AS {d}" for d in DIMS)
-    # The window's hours are read three times rather than kept (cheaper). One pass per GPU for the measures, one over the idle hours for streaks (consecutive idle
-    # hours share `hour_start` minus their rank), and which GPUs sat on a resource that served tokens.
+    # The window's hours are read twice rather than kept (cheaper): one pass per GPU for the measures,
+    # one over the idle hours for streaks (consecutive idle hours share `hour_start` minus their rank).
+    # Which GPUs sat on a resource that served tokens comes from the window's GPU-days (few rows).
     return f"""
     WITH streaks AS (
         SELECT gpu_uuid, mig_instance, max(n) AS longest FROM (
@@ -32,7 +33,7 @@ def query(where: str) -> str:
         ) GROUP BY ALL
     ),
     served AS (
-        SELECT DISTINCT r.gpu_uuid, r.mig_instance FROM (SELECT DISTINCT gpu_uuid, mig_instance, rkey FROM att_gpu_cost WHERE {where}) r
+        SELECT DISTINCT r.gpu_uuid, r.mig_instance FROM (SELECT DISTINCT gpu_uuid, mig_instance, rkey FROM att_gpu WHERE {where}) r
         JOIN (SELECT DISTINCT rkey FROM att_tok WHERE generation_tokens > 0) t ON t.rkey = r.rkey
     ),
     g AS (

@@ -61,9 +61,6 @@ def apply_retention(store: Store, keep_hourly_days: int | None, now: datetime | 
                 [cutoff, cutoff],
             ).fetchall()
             deleted[table] = int(n)
-        # The attributed GPU-hours follow the GPU-hours they price (finops/attribution/materialize.py).
-        cur.execute("DELETE FROM attr_gpu_hour WHERE hour_start < ? AND (source, scope, day) IN ("
-                    "SELECT (source, scope, day) FROM gpu_daily WHERE day < ?)", [cutoff, cutoff])
     return RetentionResult(cutoff, deleted)
 
 

@@ -8,8 +8,9 @@ a report reads (`busy_hourly`, `busy`), so only the shared-cost key is a materia
 - `attr_line`: one row per daily cost rollup row, with the amounts that telemetry and the shared
   split recover for it.
 - `attr_alloc`: the pieces of each line (line x group x step), exact to 12 places.
-- `attr_tok`, `attr_gpu`, `attr_gpu_hour`: telemetry with its dims; GPU rows with the cost of each
-  of their GPU-hours (per day and per hour).
+- `attr_tok`, `attr_gpu`: telemetry with its dims; GPU-days with the cost of each of their
+  GPU-hours. Hourly GPU rows find their GPU-day through `gkey`, the hash of the daily rollup's key
+  (not stored per hour: a restated bill would rewrite every hour of its days).
 - `attr_state`: the policy the tables hold, whether every day is attributed under it (false until
   `finops attribution rebuild` has run over a store that held data before this revision), where a
   rebuild resumes, and the next free line id.
@@ -85,19 +86,10 @@ STATEMENTS = [
         hours INTEGER NOT NULL,
         busy_sum DOUBLE NOT NULL,
         busy_hourly DOUBLE[] NOT NULL,
-        samples BIGINT NOT NULL
+        samples BIGINT NOT NULL,
+        gkey UBIGINT NOT NULL
     )""",
     "CREATE INDEX attr_gpu_day ON attr_gpu (day)",
-    f"""CREATE TABLE attr_gpu_hour (
-        day DATE NOT NULL,
-        hour_start TIMESTAMP NOT NULL,
-        source VARCHAR NOT NULL,
-        scope VARCHAR NOT NULL,
-        {GPU},
-        busy DOUBLE NOT NULL,
-        samples BIGINT NOT NULL
-    )""",
-    "CREATE INDEX attr_gpu_hour_day ON attr_gpu_hour (day)",
     """CREATE TABLE attr_state (
         id INTEGER PRIMARY KEY,
         shared_cost_key VARCHAR NOT NULL,
@@ -111,7 +103,7 @@ STATEMENTS = [
                                   OR EXISTS (SELECT 1 FROM token_daily)), NULL, 1""",
 ]
 
-TABLES = ["attr_state", "attr_gpu_hour", "attr_gpu", "attr_tok", "attr_alloc", "attr_line"]
+TABLES = ["attr_state", "attr_gpu", "attr_tok", "attr_alloc", "attr_line"]
 
 
 def upgrade() -> None:

@@ -33,7 +33,7 @@ DAY_COLUMN = {
     "gpu_hours": "CAST(hour_start AS DATE)",
     "token_hours": "CAST(hour_start AS DATE)",
 }
-# Hourly table -> (daily rollup, key columns, measures). Same SQL as migration 0003's backfill.
+# Hourly table -> (daily rollup, key columns, measures), in the rollup's column order (migrations 0003, 0006).
 GPU_KEYS = ("source", "scope", "host", "resource_id", "resource_key", "gpu_uuid", "gpu_index", "gpu_model",
             "mig_profile", "mig_instance", "namespace", "pod", "container", *DIMS)
 TOKEN_KEYS = ("source", "scope", "instance", "resource_id", "resource_key", "namespace", "pod", "model_name",
@@ -43,7 +43,8 @@ ROLLUPS: dict[str, tuple[str, tuple[str, ...], str]] = {
                   "count(*), sum(busy), list(busy ORDER BY hour_start), sum(samples), max(memory_used_mib), "
                   "sum(energy_kwh)"),
     "token_hours": ("token_daily", TOKEN_KEYS,
-                    "count(*), sum(prompt_tokens), sum(generation_tokens), sum(requests)"),
+                    "count(*), sum(prompt_tokens), sum(generation_tokens), sum(requests), "
+                    "sum(cached_prompt_tokens), sum(prefill_ms), sum(decode_ms), sum(asleep_hours)"),
 }
 
 

@@ -40,8 +40,10 @@ from tests.sources.test_prometheus_fleet import (
 from tests.support.prometheus import PrometheusServer, free_port
 
 WINDOW = Window(D0, D0 + timedelta(days=3))
-# 5 GPU queries + 3 vLLM + vLLM suspects + 3 gateway + gateway suspects (token_source gateway_then_vllm).
-QUERIES_PER_CHUNK = 13
+# 5 GPU queries + 6 vLLM counters + vLLM sleep + vLLM suspects + 3 gateway + gateway suspects
+# (token_source gateway_then_vllm).
+VLLM_QUERIES = 6 + 1 + 1
+QUERIES_PER_CHUNK = 5 + VLLM_QUERIES + 4
 # Raw-sample queries, 2 per measure and run of flagged periods plus 2 for the process start times:
 # the gateway series start at D1 00:00 (one run), the vLLM restarts at D1 13:28 and D2 06:00 flag
 # D1 14:00-15:00 and D2 06:00-07:00.
@@ -169,7 +171,7 @@ def test_token_counts_are_exact_across_vllm_restarts(store: Store, settings: Set
                                                      fleet: Fleet) -> None:
     result = run(store, with_prom(settings, prom, token_source="vllm"))
     assert result.status == "succeeded", result.error
-    assert result.requests == 5 + 3 + 1 + RAW_VLLM
+    assert result.requests == 5 + VLLM_QUERIES + RAW_VLLM
     rows = token_facts(store)
     assert vllm_totals(rows) == {k: dict(v) for k, v in fleet.vllm.items()}
     # The restart hours really contain a counter drop: a naive last - first would be wrong there.

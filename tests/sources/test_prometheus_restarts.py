@@ -34,7 +34,37 @@ HOURS = 6
 HOUR, MIN = 3600, 60
 TW = int(W.replace(tzinfo=UTC).timestamp())
 WINDOW = Window(W, W + timedelta(hours=HOURS))
-MEASURES = ("prompt_tokens", "generation_tokens", "requests")
+# Counted measures: prompt and generation tokens, requests (every finished_reason), and vLLM V1's
+# cached prompt tokens and prefill/decode time (a seconds counter, stored as whole milliseconds).
+MEASURES = ("prompt_tokens", "generation_tokens", "requests", "cached_prompt_tokens", "prefill_ms", "decode_ms")
+V1_MEASURES = MEASURES[3:]
+
+
+@dataclass(frozen=True)
+class Counter:
+    """One counter series of a server: the measure it feeds, its name and labels, the unit it is
+    scraped in (1000: seconds of a measure kept in ms), its increments per scrape and its value
+    at the first scrape."""
+
+    measure: str
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    per: int
+    low: int
+    high: int
+    start: int
+
+
+COUNTERS = (
+    Counter("prompt_tokens", "vllm:prompt_tokens_total", (), 1, 100, 2000, 5_000_000),
+    Counter("generation_tokens", "vllm:generation_tokens_total", (), 1, 10, 600, 2_000_000),
+    Counter("requests", "vllm:request_success_total", (("finished_reason", "stop"),), 1, 1, 5, 9_000),
+    Counter("requests", "vllm:request_success_total", (("finished_reason", "error"),), 1, 1, 2, 500),
+    Counter("requests", "vllm:request_success_total", (("finished_reason", "repetition"),), 1, 1, 2, 500),
+    Counter("cached_prompt_tokens", "vllm:prompt_tokens_cached_total", (), 1, 1, 100, 1_000_000),
+    Counter("prefill_ms", "vllm:request_prefill_time_seconds_sum", (), 1000, 500, 5000, 3_000_000),
+    Counter("decode_ms", "vllm:request_decode_time_seconds_sum", (), 1000, 1000, 90_000, 40_000_000),
+)
 SEMANTICS = ("prometheus-2", "prometheus-3-emulated")
 
 
@@ -55,6 +85,8 @@ class Scenario:
     restarts: set[int] = field(default_factory=set)
     jump: set[int] = field(default_factory=set)  # scrapes with larger increments (after a gap, ...)
     jump_scale: int = 30
+    v1: bool = True  # exposes vLLM V1's cached-token and prefill/decode counters
+    asleep: tuple[int, int] | None = None  # scrapes in [start, end) find the engine asleep
 
 
 def without(times: list[int], start: int, end: int) -> list[int]:
@@ -89,6 +121,10 @@ SCENARIOS = [
     Scenario("appears", minutes(E2 + 17 * MIN, TW + HOURS * HOUR + 1, 30)),
     # A server that goes away mid-hour.
     Scenario("disappears", minutes(TW - HOUR, E3 + 42 * MIN + 1)),
+    # An older vLLM, without V1's counters: those measures are unknown (None), not 0.
+    Scenario("older-vllm", EVERY, {E2 + 7 * MIN}, v1=False),
+    # Asleep through the third and fourth hours of the window (scrapes after E2 up to E4).
+    Scenario("sleeper", EVERY, {E1 + 20 * MIN}, asleep=(E2 + 1, E3 + HOUR + 1)),
 ]
 
 
@@ -101,7 +137,8 @@ def hour_of_scrape(t: int) -> datetime:
 @dataclass
 class Data:
     series: list[OMSeries]
-    truth: dict[tuple[str, datetime], dict[str, int]]
+    truth: dict[tuple[str, datetime], dict[str, int | None]]
+    asleep: dict[tuple[str, datetime], float]  # share of each hour's scrapes that found the engine asleep
 
 
 def build(scenarios: list[Scenario], copies: int = 1, seed: int = 7) -> Data:
@@ -109,45 +146,51 @@ def build(scenarios: list[Scenario], copies: int = 1, seed: int = 7) -> Data:
     rng = random.Random(seed)
     started = TW - 10 * 24 * HOUR
     series: list[OMSeries] = []
-    truth: dict[tuple[str, datetime], dict[str, int]] = defaultdict(lambda: dict.fromkeys(MEASURES, 0))
+    truth: dict[tuple[str, datetime], dict[str, int | None]] = {}
+    asleep: dict[tuple[str, datetime], list[int]] = defaultdict(list)
     for sc in scenarios:
+        counters = [c for c in COUNTERS if sc.v1 or c.measure not in V1_MEASURES]
         for copy in range(copies):
             pod = sc.pod if copies == 1 else f"{sc.pod}-{copy}"
             labels = {"model_name": "meta-llama/Llama-3.1-8B-Instruct", "pod": pod, "namespace": "llm",
                       "instance": f"10.9.0.{len(series) % 250}:8000", "job": "vllm", "engine": "0"}
-            value = dict.fromkeys(MEASURES, 0) if sc.jump_scale == 1000 else \
-                {"prompt_tokens": 5_000_000, "generation_tokens": 2_000_000, "requests": 9_000}
-            points: dict[str, list[tuple[float, float]]] = {m: [] for m in MEASURES}
+            value = [0 if sc.jump_scale == 1000 else c.start for c in counters]
+            points: list[list[tuple[float, float]]] = [[] for _ in counters]
             process: list[tuple[float, float]] = []  # process_start_time_seconds, scraped with the counters
+            sleep: list[tuple[float, float]] = []
             start = started
             for i, t in enumerate(sc.times):
                 scale = sc.jump_scale if t in sc.jump else 1
                 if t in sc.restarts:
                     start = t - 20
                 process.append((t, float(start)))
-                inc = {"prompt_tokens": rng.randint(100, 2000) * scale, "generation_tokens": rng.randint(10, 600) * scale,
-                       "requests": rng.randint(1, 5) * scale}
-                for m in MEASURES:
-                    if i == 0:
-                        continue  # the first scrape is the series' baseline
-                    if t in sc.restarts:
-                        # A restart shows as a drop, but where the scenario says it must not.
-                        assert (inc[m] < value[m]) == (sc.jump_scale != 1000), sc.pod
-                        value[m] = 0
-                    value[m] += inc[m]
-                    truth[(pod, hour_of_scrape(t))][m] += inc[m]
-                for m in MEASURES:
-                    points[m].append((t, float(value[m])))
-            series += [
-                OMSeries("vllm:prompt_tokens_total", labels, "counter", points["prompt_tokens"]),
-                OMSeries("vllm:generation_tokens_total", labels, "counter", points["generation_tokens"]),
-                OMSeries("vllm:request_success_total", {**labels, "finished_reason": "stop"}, "counter",
-                         points["requests"]),
-                OMSeries("process_start_time_seconds", {k: labels[k] for k in ("instance", "job", "pod")},
-                         "gauge", process),
-            ]
+                hour = truth.setdefault((pod, hour_of_scrape(t)), dict.fromkeys(MEASURES, 0) | (
+                    {} if sc.v1 else dict.fromkeys(V1_MEASURES)))
+                for k, c in enumerate(counters):
+                    inc = rng.randint(c.low, c.high) * scale
+                    if i > 0:  # the first scrape is the series' baseline
+                        if t in sc.restarts:
+                            # A restart shows as a drop, but where the scenario says it must not.
+                            assert (inc < value[k]) == (sc.jump_scale != 1000), sc.pod
+                            value[k] = 0
+                        value[k] += inc
+                        hour[c.measure] = (hour[c.measure] or 0) + inc
+                    points[k].append((t, value[k] / c.per))
+                sleeping = sc.asleep is not None and sc.asleep[0] <= t < sc.asleep[1]
+                asleep[(pod, hour_of_scrape(t))].append(int(sleeping))
+                sleep.append((t, float(sleeping)))
+            series += [OMSeries(c.name, {**labels, **dict(c.labels)}, "counter", pts)
+                       for c, pts in zip(counters, points, strict=True)]
+            series.append(OMSeries("process_start_time_seconds", {k: labels[k] for k in ("instance", "job", "pod")},
+                                   "gauge", process))
+            if sc.v1:
+                series += [OMSeries("vllm:engine_sleep_state", {**labels, "sleep_state": state}, "gauge",
+                                    [(t, float(v if state == "weights_offloaded" else 1 - v if state == "awake" else 0))
+                                     for t, v in sleep])
+                           for state in ("awake", "weights_offloaded", "discard_all")]
     in_window = {k: v for k, v in truth.items() if W <= k[1] < W + timedelta(hours=HOURS)}
-    return Data(series, in_window)
+    shares = {k: sum(v) / len(v) for k, v in asleep.items() if k in in_window}
+    return Data(series, in_window, shares)
 
 
 def serve(tmp: Path, data: Data, semantics: str) -> PrometheusServer:
@@ -174,10 +217,9 @@ def run(store: Store, settings: Settings, prom: PrometheusServer, window: Window
     return result
 
 
-def token_hours(store: Store) -> dict[tuple[str, datetime], dict[str, int]]:
-    out: dict[tuple[str, datetime], dict[str, int]] = {}
-    for pod, hour, *counts in store.query(
-            "SELECT pod, hour_start, prompt_tokens, generation_tokens, requests FROM token_hours"):
+def token_hours(store: Store) -> dict[tuple[str, datetime], dict[str, int | None]]:
+    out: dict[tuple[str, datetime], dict[str, int | None]] = {}
+    for pod, hour, *counts in store.query(f"SELECT pod, hour_start, {', '.join(MEASURES)} FROM token_hours"):
         assert (pod, hour) not in out, f"{pod} {hour} stored twice"
         out[(pod, hour)] = dict(zip(MEASURES, counts, strict=True))
     return out
@@ -193,6 +235,21 @@ def test_each_scenario_is_exact_to_the_token(store: Store, settings: Settings, p
     assert got == want
     # No hour of this server quarantined (the old per-period difference went negative there).
     assert store.query("SELECT count(*) FROM quarantine WHERE raw LIKE ?", [f'%"pod": "{pod}"%']) == [(0,)]
+
+
+def test_asleep_hours_are_the_share_of_scrapes_that_found_the_engine_asleep(
+        store: Store, settings: Settings, prom: PrometheusServer, data: Data, request: pytest.FixtureRequest) -> None:
+    run(store, settings, prom)
+    got = {(pod, hour): v for pod, hour, v in store.query("SELECT pod, hour_start, asleep_hours FROM token_hours")}
+    # Prometheus 2's closed windows also see the previous hour's edge scrape: one scrape in 61.
+    tolerance = 1 / 60 if request.node.callspec.params["prom"] == "prometheus-2" else 1e-9
+    for key, share in data.asleep.items():
+        if key[0] == "older-vllm":
+            assert got[key] is None  # the series is not exposed: unknown, not awake
+        else:
+            assert got[key] == pytest.approx(share, abs=tolerance), key
+    assert {hour for (pod, hour), v in got.items() if pod == "sleeper" and v and v > 0.5} == \
+        {W + timedelta(hours=2), W + timedelta(hours=3)}
 
 
 def test_the_scenarios_defeat_last_minus_previous_last() -> None:
@@ -220,10 +277,11 @@ def test_queries_do_not_grow_with_the_flagged_servers(store: Store, settings: Se
         result = run(store, settings, big)
     assert token_hours(store) == many.truth
     assert result.requests == one
-    # 5 GPU + 3 token + 1 suspects range queries, then 2 raw queries per measure and 2 for the
-    # process start times: all flagged hours of the window are one run, all flagged servers fit one
+    # 5 GPU + 6 counter + 1 sleep + 1 suspects range queries, then 2 raw queries per measure and 2
+    # per set of scrape targets for the process start times (the older server lacks the V1
+    # counters: two sets): all flagged hours of the window are one run, all flagged servers fit one
     # selector.
-    assert one == 9 + 2 * 3 + 2
+    assert one == 13 + 2 * 6 + 2 * 2
 
 
 def test_a_failed_raw_query_fails_the_run_and_keeps_the_store(store: Store, settings: Settings,
@@ -232,7 +290,7 @@ def test_a_failed_raw_query_fails_the_run_and_keeps_the_store(store: Store, sett
     before = token_hours(store)
 
     def stop_after_suspects(done: int, total: int) -> None:
-        if done == 9:  # 5 GPU + 3 token + suspects: the raw queries come next
+        if done == 13:  # 5 GPU + 6 counters + sleep + suspects: the raw queries come next
             prom.stop()
 
     cfg = PrometheusSettings(url=prom.url, max_retries=0, timeout_seconds=10, token_source="vllm")
@@ -243,5 +301,5 @@ def test_a_failed_raw_query_fails_the_run_and_keeps_the_store(store: Store, sett
         prom.start()
     assert failed.status == "failed"
     assert "vllm/raw samples" in failed.error and "unreachable" in failed.error
-    assert failed.requests == 10
+    assert failed.requests == 14
     assert token_hours(store) == before == data.truth

@@ -37,6 +37,7 @@ from finops.sources.prometheus.parse import LabelMap, MalformedResult, Series, p
 from finops.sources.prometheus.promql import MODEL_NAME_LABEL, QUERIES, TOKEN_FACTS, Query, render
 from finops.sources.prometheus.recount import recount
 from finops.sources.prometheus.tokens import (
+    ALL_MEASURES,
     TOKEN_MEASURES,
     TokenSource,
     merge_token_sources,
@@ -169,7 +170,7 @@ def collect_window(client: PrometheusConnect, the_plan: Plan, progress: Progress
     step, lm = the_plan.step_seconds, the_plan.labels
     gpus, quarantine = gpu_rows({m: results[("gpu", m)] for m in GPU_MEASURES},
                                 results[("gpu_labels", "labels")], lm, step)
-    vllm, q_vllm = token_rows({m: results[("vllm", m)] for m in TOKEN_MEASURES}, lm, step,
+    vllm, q_vllm = token_rows({m: results[("vllm", m)] for m in ALL_MEASURES}, lm, step,
                               (MODEL_NAME_LABEL,), "vllm")
     gateway, q_gateway = token_rows({m: results[("gateway", m)] for m in TOKEN_MEASURES}, lm, step,
                                     lm.dim_labels["model_id"], "gateway")

@@ -29,26 +29,27 @@ LabelKey = frozenset[tuple[str, str]]
 
 def growth(samples: Sequence[tuple[int, float]], edges: Iterable[int], step_ms: int,
            before: float | None = None, starts: Mapping[int, float] | None = None,
-           start_before: float | None = None) -> dict[int, int]:
+           start_before: float | None = None, scale: int = 1) -> dict[int, int]:
     """Growth of one counter in each period ending at an edge of `edges` (Unix ms) that holds an
     increase: a period without samples, or holding only the baseline, has no entry.
 
     `samples` are `(unix_ms, value)` in time order; `before` is the value of the sample preceding
     them, None when there is none. `starts` maps a sample's time to its server's process start time
     scraped with it (`start_before` for `before`): where it changed between two samples, the server
-    restarted between them and the later value counts whole even if it is not a drop. Values are
-    counts (integers); a fractional value is rounded half up, so the sums are exact integers; a NaN
-    or infinite sample is skipped.
+    restarted between them and the later value counts whole even if it is not a drop. Values times
+    `scale` are counts (integers: tokens, or the milliseconds of a seconds counter at 1000); a
+    fractional one is rounded half up, so the sums are exact integers; a NaN or infinite sample is
+    skipped.
     """
     wanted = set(edges)
     starts = starts or {}
     out: dict[int, int] = {}
-    prev = None if before is None else _count(before)
+    prev = None if before is None else _count(before * scale)
     prev_start = start_before
     for t, raw in samples:
         if not math.isfinite(raw):
             continue  # not a count: as if not scraped
-        v = _count(raw)
+        v = _count(raw * scale)
         start = starts.get(t)
         restarted = start is not None and prev_start is not None and start != prev_start
         edge = -(-t // step_ms) * step_ms  # the period (edge - step, edge] holding t

@@ -24,6 +24,12 @@ METRICS: dict[str, str] = {
     "vllm_prompt": 'vllm:prompt_tokens_total{model_name!=""}',
     "vllm_generation": 'vllm:generation_tokens_total{model_name!=""}',
     "vllm_requests": 'vllm:request_success_total{model_name!=""}',
+    # vLLM V1 (2025 on), optional: cached prompt tokens (local prefix cache + external KV transfer),
+    # prefill and decode seconds (histogram sums) and the sleep state (one-hot over `sleep_state`).
+    "vllm_cached": 'vllm:prompt_tokens_cached_total{model_name!=""}',
+    "vllm_prefill": 'vllm:request_prefill_time_seconds_sum{model_name!=""}',
+    "vllm_decode": 'vllm:request_decode_time_seconds_sum{model_name!=""}',
+    "vllm_asleep": 'vllm:engine_sleep_state{model_name!="", sleep_state!="awake"}',
     "gw_prompt": 'finops_gateway_tokens_total{kind="prompt"}',
     "gw_generation": 'finops_gateway_tokens_total{kind="generation"}',
     "gw_requests": "finops_gateway_requests_total",
@@ -116,14 +122,18 @@ def suspects(counters: Mapping[str, str]) -> str:
 MEASURE_LABEL = "finops_measure"
 # Counter (METRICS key) behind each token measure, per token fact.
 COUNTERS: dict[str, dict[str, str]] = {
-    "vllm": {"prompt_tokens": "vllm_prompt", "generation_tokens": "vllm_generation", "requests": "vllm_requests"},
+    "vllm": {"prompt_tokens": "vllm_prompt", "generation_tokens": "vllm_generation", "requests": "vllm_requests",
+             "cached_prompt_tokens": "vllm_cached", "prefill_ms": "vllm_prefill", "decode_ms": "vllm_decode"},
     "gateway": {"prompt_tokens": "gw_prompt", "generation_tokens": "gw_generation", "requests": "gw_requests"},
 }
+# Measures kept in a finer unit than their counter's: seconds counters are stored as whole ms.
+SCALE: dict[str, int] = {"prefill_ms": 1000, "decode_ms": 1000}
 
 
 def _token_queries(fact: Fact) -> tuple[Query, ...]:
     counters = {m: f"${key}" for m, key in COUNTERS[fact].items()}
-    return (*(Query(fact, m, "sum by ($by) (" + steady(c) + ")") for m, c in counters.items()),
+    scaled = {m: f" * {SCALE[m]}" if m in SCALE else "" for m in counters}
+    return (*(Query(fact, m, "sum by ($by) (" + steady(c) + ")" + scaled[m]) for m, c in counters.items()),
             Query(fact, "suspects", suspects(counters)))
 
 
@@ -144,6 +154,9 @@ QUERIES: tuple[Query, ...] = (
     # Per model server, summed over `engine` (data parallel) and `finished_reason`; the gateway's
     # per-caller counters (requests of every status). Each with its suspects query.
     *_token_queries("vllm"),
+    # The share of the hour's scrapes that found the server's engines asleep (a sleeping engine
+    # holds its GPU, which still bills): per engine the asleep states add up, then the mean of engines.
+    Query("vllm", "asleep_hours", "avg by ($by) (sum by ($by, engine) (avg_over_time($vllm_asleep[$range])))"),
     *_token_queries("gateway"),
 )
 

@@ -23,7 +23,7 @@ from finops.sources.prometheus.exact import (
     selector,
 )
 from finops.sources.prometheus.parse import MalformedResult, Series, parse_samples, parse_vector, series_key
-from finops.sources.prometheus.promql import COUNTERS, MEASURE_LABEL, METRICS, PROCESS_LABELS
+from finops.sources.prometheus.promql import COUNTERS, MEASURE_LABEL, METRICS, PROCESS_LABELS, SCALE
 
 # Runs one instant query: (PromQL, Unix seconds) -> the answer's `result` list.
 InstantQuery = Callable[[str, int], list[dict[str, Any]]]
@@ -56,7 +56,7 @@ def recount(query: InstantQuery, fact: str, suspects: Sequence[Series], step_sec
                 edges = [e * 1000 for e in flagged[key] if rq.first <= e <= rq.last]
                 target = _target(key)
                 counts = growth(samples.get(key, []), edges, step_seconds * 1000, before.get(key),
-                                started.get(target), started_before.get(target))
+                                started.get(target), started_before.get(target), SCALE.get(measure, 1))
                 out[measure].append(Series(dict(key), sorted((e // 1000, float(n)) for e, n in counts.items())))
     return out
 

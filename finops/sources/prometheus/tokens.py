@@ -19,6 +19,11 @@ from finops.sources.prometheus.parse import (
 from finops.sources.prometheus.promql import SERVER_LABELS
 
 TOKEN_MEASURES = ("prompt_tokens", "generation_tokens", "requests")
+# vLLM V1's optional signals: None where a server does not expose the series (older vLLM, the
+# gateway). Counts are whole numbers (tokens, milliseconds); `asleep_hours` is a share of the hour.
+OPTIONAL_COUNTS = ("cached_prompt_tokens", "prefill_ms", "decode_ms")
+SHARES = ("asleep_hours",)
+ALL_MEASURES = (*TOKEN_MEASURES, *OPTIONAL_COUNTS, *SHARES)
 # Where a model server is: the columns the gateway rows borrow from the vLLM server they displace.
 LOCATION = ("instance", "namespace", "pod", "resource_id", "resource_key")
 KEY_COLUMNS = ("hour_start", *LOCATION, "model_name", *FACT_DIMS)
@@ -36,6 +41,8 @@ TOKEN_SCHEMA = pa.schema([
     ("prompt_tokens", pa.int64()),
     ("generation_tokens", pa.int64()),
     ("requests", pa.int64()),
+    *[(m, pa.int64()) for m in OPTIONAL_COUNTS],
+    *[(m, pa.float64()) for m in SHARES],
 ])
 
 
@@ -49,10 +56,27 @@ def count(value: float) -> int:
     return int(math.floor(value + 0.5))
 
 
+def _problem(measure: str, v: float) -> str | None:
+    """Why `v` cannot be a value of `measure`, or None."""
+    if measure in SHARES:
+        return None if 0 <= v <= 1 else f"{measure} {v!r} is not a share of an hour"
+    return None if math.isfinite(v) and 0 <= v <= MAX_COUNT else f"{measure} increase {v!r} is not a count"
+
+
+def _value(measure: str, vals: Mapping[str, float]) -> int | float | None:
+    if measure in TOKEN_MEASURES:
+        return count(vals.get(measure, 0.0))
+    if measure not in vals:
+        return None
+    return round(vals[measure], 6) if measure in SHARES else count(vals[measure])
+
+
 def token_rows(measures: Mapping[str, Sequence[Series]], lm: LabelMap, step_seconds: int,
                model_labels: Sequence[str], origin: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """One row per hour, model server (or gateway series) location, model and dims.
 
+    `measures` maps each measure the source has to its series: the three of `TOKEN_MEASURES` are 0
+    where no series shows them, the optional ones None.
     `model_labels` name the label holding the served model (`model_name` on vLLM); `model_id`
     falls back to it when no dim label carries one. Series that land on the same key are summed.
     """
@@ -68,13 +92,13 @@ def token_rows(measures: Mapping[str, Sequence[Series]], lm: LabelMap, step_seco
             where.update(lm.resource(s.labels))
             fixed = (*(where[c] for c in LOCATION), model_name, *(dims[d] for d in FACT_DIMS))
             for ts, v in s.points:
-                if not math.isfinite(v) or v < 0 or v > MAX_COUNT:
-                    quarantine.append(quarantine_row(f"prometheus:{origin}/{measure}",
-                                                     f"{measure} increase {v!r} is not a count", s.labels, ts, v))
+                problem = _problem(measure, v)
+                if problem:
+                    quarantine.append(quarantine_row(f"prometheus:{origin}/{measure}", problem, s.labels, ts, v))
                     continue
                 slot = acc.setdefault((hour_start(ts, step_seconds), *fixed), {})
                 slot[measure] = slot.get(measure, 0.0) + v
-    rows = [dict(zip(KEY_COLUMNS, key, strict=True)) | {m: count(vals.get(m, 0.0)) for m in TOKEN_MEASURES}
+    rows = [dict(zip(KEY_COLUMNS, key, strict=True)) | {m: _value(m, vals) for m in ALL_MEASURES}
             for key, vals in acc.items()]
     return rows, quarantine
 

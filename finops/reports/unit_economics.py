@@ -63,8 +63,9 @@ def query(params: ReportParams, sets: tuple[tuple[str, ...], ...] = ()) -> str:
         group = "GROUP BY GROUPING SETS (" + ", ".join("(period" + "".join(f", {d}" for d in s) + ")"
                                                         for s in sets) + ")"
     # The report's order: per period, groups before __unallocated__, then by cost, largest first.
-    unallocated_last = "".join(f"{d} IS NOT DISTINCT FROM '{UNALLOCATED}' OR " for d in dims) + "false,"
-    order = ("gset, " if sets else "") + f"period, {unallocated_last} cost DESC" + "".join(f", {d}" for d in dims)
+    unallocated_last = " OR ".join(f"{d} IS NOT DISTINCT FROM '{UNALLOCATED}'" for d in dims)
+    order = ("gset, " if sets else "") + "period, " + (f"({unallocated_last}), " if dims else "") + "cost DESC" \
+        + "".join(f", {d}" for d in dims)
     return f"""
     WITH parts AS (
         SELECT {bucket} AS period

@@ -23,6 +23,8 @@ def vllm_cmd(
     max_num_seqs: Annotated[int, typer.Option(min=1, help="requests running at once; more wait")] = 64,
     token_delay: Annotated[float, typer.Option(min=0.0, help="seconds per generated token")] = 0.002,
     seed: Annotated[int, typer.Option(help="seed of the generated text")] = 0,
+    enable_prompt_tokens_details: Annotated[bool, typer.Option(
+        help="report usage.prompt_tokens_details.cached_tokens, as vLLM's flag")] = False,
 ) -> None:
     """Serve an OpenAI-compatible API with vLLM's /metrics, generating deterministic text."""
     import uvicorn
@@ -30,7 +32,8 @@ def vllm_cmd(
     from finops.simulate.vllm import VllmSimConfig, create_app
 
     cfg = VllmSimConfig(model=model, served_model_name=served_model_name, seed=seed,
-                        max_model_len=max_model_len, max_num_seqs=max_num_seqs, token_delay=token_delay)
+                        max_model_len=max_model_len, max_num_seqs=max_num_seqs, token_delay=token_delay,
+                        enable_prompt_tokens_details=enable_prompt_tokens_details)
     uvicorn.run(create_app(cfg), host=host, port=port, log_level="warning")
 
 
@@ -81,6 +84,8 @@ def load_cmd(
     model: Annotated[str | None, typer.Option(help="model id (default: the server's first)")] = None,
     period: Annotated[float, typer.Option(min=0.1, help="seconds per burst/gap cycle")] = 4.0,
     seed: Annotated[int, typer.Option()] = 0,
+    shared_prefix: Annotated[int, typer.Option(min=0, max=4096,
+                                               help="words of a system prompt every request starts with")] = 0,
 ) -> None:
     """Send requests for a bounded time and print the usage totals the server returned (JSON)."""
     import asyncio
@@ -94,7 +99,8 @@ def load_cmd(
 
     try:
         result = asyncio.run(run_load(url, pattern, duration, concurrency, model=model, max_tokens=max_tokens,
-                                      max_requests=max_requests, period=period, seed=seed))
+                                      max_requests=max_requests, period=period, seed=seed,
+                                      shared_prefix=shared_prefix))
     except httpx.HTTPError as exc:
         typer.echo(f"cannot use {url}: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -1,7 +1,9 @@
 """A small load generator for an OpenAI-compatible server (`finops simulate load`).
 
 Workers send chat and completion requests, streaming and not, and add up the `usage` the server
-returned. The run is bounded: no request starts after `duration` seconds or once `max_requests` have
+returned (cached prompt tokens too, where the server reports `prompt_tokens_details`). With
+`shared_prefix`, every prompt starts with the same words, like a common system prompt, so a server's
+prefix cache has something to find. The run is bounded: no request starts after `duration` seconds or once `max_requests` have
 started, and requests still in flight get at most `request_timeout` more seconds.
 """
 
@@ -54,6 +56,7 @@ class LoadResult:
     errors: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
     finish_reasons: Counter[str] = field(default_factory=Counter)
     elapsed_seconds: float = 0.0
 
@@ -65,11 +68,13 @@ class LoadResult:
         self.requests += 1
         self.prompt_tokens += int(usage["prompt_tokens"])
         self.completion_tokens += int(usage["completion_tokens"])
+        self.cached_tokens += int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
         self.finish_reasons.update(reasons)
 
     def as_dict(self) -> dict[str, Any]:
         return {"requests": self.requests, "errors": self.errors, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens, "total_tokens": self.total_tokens,
+                "cached_tokens": self.cached_tokens,
                 "finish_reasons": dict(self.finish_reasons), "elapsed_seconds": round(self.elapsed_seconds, 3)}
 
 
@@ -119,7 +124,8 @@ async def _model(client: httpx.AsyncClient) -> str:
 
 async def run_load(url: str, pattern: str = "steady", duration: float = 10.0, concurrency: int = 4, *,
                    model: str | None = None, max_tokens: int = 32, max_requests: int | None = None,
-                   period: float = 4.0, seed: int = 0, request_timeout: float = 30.0) -> LoadResult:
+                   period: float = 4.0, seed: int = 0, request_timeout: float = 30.0,
+                   shared_prefix: int = 0) -> LoadResult:
     """Drive load at `url` (the server root, e.g. `http://127.0.0.1:8000`) and return the usage received."""
     if pattern not in PATTERNS:
         raise ValueError(f"pattern {pattern!r} is unknown; choose from {', '.join(PATTERNS)}")
@@ -127,6 +133,7 @@ async def run_load(url: str, pattern: str = "steady", duration: float = 10.0, co
         raise ValueError("duration, period, concurrency and max_tokens must be positive")
     active, result, rng = PATTERNS[pattern], LoadResult(), random.Random(seed)
     started = 0
+    prefix = prompt_words(random.Random(seed + 1), shared_prefix) + " " if shared_prefix else ""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=request_timeout, limits=limits) as client:
         name = model or await _model(client)
@@ -140,7 +147,8 @@ async def run_load(url: str, pattern: str = "steady", duration: float = 10.0, co
                     await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
                     continue
                 kind, stream = KINDS[started % len(KINDS)]
-                body = request_body(kind, stream, name, prompt_words(rng, rng.randint(8, 48)), max_tokens)
+                body = request_body(kind, stream, name, prefix + prompt_words(rng, rng.randint(8, 48)),
+                                    max_tokens)
                 started += 1
                 path = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
                 try:

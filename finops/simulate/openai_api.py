@@ -70,9 +70,11 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None) -> dict[str, Any]:
+    """The `usage` object; `prompt_tokens_details` only where the server is asked to report it."""
+    details = None if cached_tokens is None else {"cached_tokens": cached_tokens}
     return {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + completion_tokens,
-            "completion_tokens": completion_tokens, "prompt_tokens_details": None}
+            "completion_tokens": completion_tokens, "prompt_tokens_details": details}
 
 
 def error_body(message: str, kind: str, code: int) -> dict[str, Any]:

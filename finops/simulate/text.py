@@ -32,14 +32,28 @@ VOCABULARY = (
 NATURAL_LENGTH = (8, 96)
 
 
+def tokens(text: str) -> tuple[str, ...]:
+    """The tokens of `text`."""
+    return tuple(TOKEN_RE.findall(text))
+
+
 def count_tokens(text: str) -> int:
     """Number of tokens in `text`."""
-    return len(TOKEN_RE.findall(text))
+    return len(tokens(text))
+
+
+def chat_prompt(messages: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """The prompt tokens of a chat request's `(role, text)` messages, rendered through the template:
+    `CHAT_TOKENS_PER_MESSAGE` around each message, `CHAT_PRIMER_TOKENS` opening the assistant turn."""
+    out: list[str] = []
+    for role, text in messages:
+        out += ["<|im_start|>", role, "\n", *tokens(text), "<|im_end|>"]
+    return (*out, "<|im_start|>", "assistant", "\n")
 
 
 def chat_prompt_tokens(contents: Sequence[str]) -> int:
     """Prompt tokens of a chat request whose messages have these text contents."""
-    return sum(count_tokens(c) + CHAT_TOKENS_PER_MESSAGE for c in contents) + CHAT_PRIMER_TOKENS
+    return len(chat_prompt([("user", c) for c in contents]))
 
 
 @dataclass(frozen=True)

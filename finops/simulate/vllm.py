@@ -1,7 +1,8 @@
 """A CPU simulator of vLLM's OpenAI-compatible server (`finops simulate vllm`).
 
-Serves `/v1/models`, `/v1/completions`, `/v1/chat/completions` (streaming and not), `/health` and
-`/metrics` with vLLM's metric names. Output text is deterministic for a given server seed, request
+Serves `/v1/models`, `/v1/completions`, `/v1/chat/completions` (streaming and not), `/health`,
+`/metrics` with vLLM's metric names, and sleep mode's `/sleep`, `/wake_up` and `/is_sleeping` (vLLM
+serves them in its development mode; while asleep, generation answers 503). Output text is deterministic for a given server seed, request
 seed and prompt; every generated token takes `token_delay` seconds so load shows in the gauges.
 """
 
@@ -20,8 +21,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from finops.simulate import openai_api as oa
-from finops.simulate.engine import Engine, EngineConfig
-from finops.simulate.text import Plan, chat_prompt_tokens, count_tokens, plan_output
+from finops.simulate.engine import Counted, Engine, EngineConfig
+from finops.simulate.text import Plan, chat_prompt, plan_output, tokens
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct-AWQ"
 
@@ -36,6 +37,8 @@ class VllmSimConfig:
     max_model_len: int = 8192
     max_num_seqs: int = 64
     token_delay: float = 0.002
+    # As vLLM's flag: `usage.prompt_tokens_details.cached_tokens` in responses (else null).
+    enable_prompt_tokens_details: bool = False
 
     @property
     def name(self) -> str:
@@ -51,10 +54,15 @@ class ApiError(Exception):
 
 @dataclass(frozen=True)
 class Job:
-    """One engine request: its prompt size and planned output."""
+    """One engine request: its prompt tokens and planned output; `counted` is filled as it runs."""
 
-    prompt_tokens: int
+    prompt: tuple[str, ...]
     plan: Plan
+    counted: Counted
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.prompt)
 
 
 def _sse(payload: dict[str, Any] | str) -> str:
@@ -82,7 +90,14 @@ def create_app(cfg: VllmSimConfig) -> FastAPI:
         parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return JSONResponse(oa.error_body("; ".join(parts), "BadRequestError", 400), status_code=400)
 
-    def job(prompt: str, prompt_tokens: int, req: oa._Sampling, max_tokens: int | None) -> Job:
+    def usage(jobs: list[Job], produced: int) -> dict[str, Any]:
+        cached = sum(j.counted.cached_tokens for j in jobs) if cfg.enable_prompt_tokens_details else None
+        return oa.usage(sum(j.prompt_tokens for j in jobs), produced, cached)
+
+    def job(prompt: str, prompt_ids: tuple[str, ...], req: oa._Sampling, max_tokens: int | None) -> Job:
+        prompt_tokens = len(prompt_ids)
+        if engine.sleep_level:
+            raise ApiError(503, "The engine is sleeping.", "ServiceUnavailableError")
         if req.model not in (None, cfg.name):
             raise ApiError(404, f"The model `{req.model}` does not exist.", "NotFoundError")
         if req.n != 1:
@@ -101,10 +116,10 @@ def create_app(cfg: VllmSimConfig) -> FastAPI:
                            "messages or completion.")
         plan = plan_output(prompt, server_seed=cfg.seed, request_seed=req.seed, max_tokens=max_tokens,
                            min_tokens=req.min_tokens, ignore_eos=req.ignore_eos, stop=req.stop_list())
-        return Job(prompt_tokens, plan)
+        return Job(prompt_ids, plan, Counted())
 
     async def run(j: Job) -> list[str]:
-        async with aclosing(engine.generate(j.prompt_tokens, j.plan)) as gen:
+        async with aclosing(engine.generate(j.prompt, j.plan, j.counted)) as gen:
             return [w async for w in gen]
 
     def include_usage(req: oa._Sampling) -> tuple[bool, bool]:
@@ -115,26 +130,25 @@ def create_app(cfg: VllmSimConfig) -> FastAPI:
                      chunk: Any) -> AsyncIterator[str]:
         """SSE for completions (`chunk` builds a choice) and chat; usage last when asked, then [DONE]."""
         final_usage, continuous = include_usage(req)
-        prompt_total = sum(j.prompt_tokens for j in jobs)
         produced = 0
         for index, j in enumerate(jobs):
             if obj == "chat.completion.chunk":
                 yield _sse(oa.envelope(rid, "chat.completion.chunk", cfg.name,
                                        [oa.chat_delta({"role": "assistant", "content": ""}, None)]))
             n = len(j.plan.words)
-            async with aclosing(engine.generate(j.prompt_tokens, j.plan)) as gen:
+            async with aclosing(engine.generate(j.prompt, j.plan, j.counted)) as gen:
                 i = 0
                 async for word in gen:
                     i += 1
                     produced += 1
-                    extra = {"usage": oa.usage(prompt_total, produced)} if continuous else {}
+                    extra = {"usage": usage(jobs, produced)} if continuous else {}
                     piece = word if i == 1 else f" {word}"
                     reason = j.plan.finish_reason if i == n else None
                     yield _sse(oa.envelope(rid, obj, cfg.name, [chunk(index, piece, reason)], **extra))
             if n == 0:
                 yield _sse(oa.envelope(rid, obj, cfg.name, [chunk(index, "", j.plan.finish_reason)]))
         if final_usage:
-            yield _sse(oa.envelope(rid, obj, cfg.name, [], usage=oa.usage(prompt_total, produced)))
+            yield _sse(oa.envelope(rid, obj, cfg.name, [], usage=usage(jobs, produced)))
         yield _sse("[DONE]")
 
     @app.get("/health")
@@ -144,6 +158,22 @@ def create_app(cfg: VllmSimConfig) -> FastAPI:
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(generate_latest(engine.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/sleep")
+    async def sleep(level: int = 1) -> Response:
+        if level not in (1, 2):
+            raise ApiError(400, "level must be 1 or 2")
+        engine.sleep(level)
+        return Response(status_code=200)
+
+    @app.post("/wake_up")
+    async def wake_up() -> Response:
+        engine.wake_up()
+        return Response(status_code=200)
+
+    @app.get("/is_sleeping")
+    async def is_sleeping() -> dict[str, bool]:
+        return {"is_sleeping": engine.sleep_level > 0}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -156,7 +186,7 @@ def create_app(cfg: VllmSimConfig) -> FastAPI:
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         if not prompts:
             raise ApiError(400, "The prompt cannot be empty")
-        jobs = [job(p, count_tokens(p), req, req.max_tokens) for p in prompts]
+        jobs = [job(p, tokens(p), req, req.max_tokens) for p in prompts]
         rid = oa.new_id("cmpl")
         if req.stream:
             return StreamingResponse(stream(jobs, rid, "text_completion", req, oa.completion_choice),
@@ -166,13 +196,14 @@ def create_app(cfg: VllmSimConfig) -> FastAPI:
                    for i, (j, words) in enumerate(zip(jobs, outputs, strict=True))]
         produced = sum(len(w) for w in outputs)
         return oa.envelope(rid, "text_completion", cfg.name, choices, system_fingerprint=None,
-                           usage=oa.usage(sum(j.prompt_tokens for j in jobs), produced))
+                           usage=usage(jobs, produced))
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(req: oa.ChatRequest) -> dict[str, Any] | StreamingResponse:
         contents = [m.text() for m in req.messages]
         rendered = "\n".join(f"{m.role}: {c}" for m, c in zip(req.messages, contents, strict=True))
-        j = job(rendered, chat_prompt_tokens(contents), req, req.max_completion_tokens or req.max_tokens)
+        prompt = chat_prompt([(m.role, c) for m, c in zip(req.messages, contents, strict=True)])
+        j = job(rendered, prompt, req, req.max_completion_tokens or req.max_tokens)
         rid = oa.new_id("chatcmpl")
         if req.stream:
             def delta(_: int, piece: str, reason: str | None) -> dict[str, Any]:
@@ -182,7 +213,7 @@ def create_app(cfg: VllmSimConfig) -> FastAPI:
                                      media_type="text/event-stream")
         words = await run(j)
         return oa.envelope(rid, "chat.completion", cfg.name, [oa.chat_choice(_joined(words), j.plan.finish_reason)],
-                           system_fingerprint=None, usage=oa.usage(j.prompt_tokens, len(words)),
+                           system_fingerprint=None, usage=usage([j], len(words)),
                            prompt_logprobs=None)
 
     return app

@@ -93,3 +93,9 @@ def test_untagged_spend_accelerator_scope_drops_storage(loaded: Store, settings:
     report = untagged_spend(loaded, settings, build_params(start="2026-11-02", end="2026-11-03", scope="accelerator"))
     assert {r["resource_id"] for r in report.rows} == {"i-gpu1", "i-gpu2", "i-gpu4", example_a.AZURE_VM3}
     assert report.totals["untagged_cost"] == D("168")
+
+
+def test_unit_economics_with_no_dimension_is_the_whole_bill_per_period(loaded: Store, settings: Settings) -> None:
+    params = build_params(start="2026-11-02", end="2026-11-03", group_by="")
+    report = unit_economics(loaded, settings, params)
+    assert [(r["period_start"].isoformat(), r["cost"]) for r in report.rows] == [("2026-11-02", D("534"))]

@@ -24,7 +24,7 @@ from finops.simulate.load import run_load
 from finops.store import Store
 from finops.timeutil import Clock, Window, utcnow
 from tests.simulate.metrics import query, scalar, scrape, total
-from tests.simulate.procs import REPO, prometheus, prometheus_config, services, sim
+from tests.simulate.procs import REPO, free_port, prometheus, prometheus_config, services, sim
 
 MODEL = "sim-7b"
 TARGET_LABELS = {"project": "Chatbot", "team": "coreai", "environment": "dev", "model_id": MODEL,
@@ -186,3 +186,58 @@ def check_collector(prom: str, settings: Settings, store: Store, usage: dict[str
     assert set(gpus) == {"0", "1"}
     assert gpus["1"] == 0.0  # the unbound GPU is reported idle
     assert gpus["0"] > 0.2
+
+
+V1_COUNTERS = {"vllm:prompt_tokens_total": "prompt_tokens", "vllm:generation_tokens_total": "generation_tokens",
+               "vllm:prompt_tokens_cached_total": "cached_prompt_tokens", "vllm:request_success_total": "requests"}
+
+
+def value(prom: str, expr: str) -> float | None:
+    """The value of a one-series instant query, None while it has none."""
+    result = query(prom, expr)
+    return float(result[0]["value"][1]) if result else None
+
+
+def test_a_restart_between_two_loads_loses_and_doubles_no_token(tmp_path: Path, settings: Settings,
+                                                                store: Store) -> None:
+    """Load, a restart of the simulator (its counters start again from zero), more load: the collected
+    periods add up to what the clients received, prompt, generated and cached tokens and requests."""
+    port = free_port()
+    options = ("--served-model-name", MODEL, "--token-delay", "0.002", "--enable-prompt-tokens-details")
+    config = prometheus_config({"vllm": (f"127.0.0.1:{port}", TARGET_LABELS)})
+    received: dict[str, int] = dict.fromkeys(V1_COUNTERS.values(), 0)
+    since = time.time()
+    with services(prometheus(config, tmp_path / "prometheus")) as (prom,):
+        for seed in (1, 2):
+            with services(sim("vllm", *options, log=tmp_path / "vllm.log", port=port)) as (vllm,):
+                started = float(scrape(vllm)[("process_start_time_seconds", frozenset())])
+                # The new process scraped at zero before the load; the first one for over a collector
+                # period (3 s), so every period with growth has a previous value.
+                wait_for(lambda: value(prom, 'max(process_start_time_seconds{job="vllm"})') == started  # noqa: B023
+                         and value(prom, "sum(vllm:prompt_tokens_total)") == 0, 15, "the new server's first scrape")
+                if seed == 1:
+                    wait_for(lambda: len(raw_samples(prom, "vllm:prompt_tokens_total")) >= 5, 15, "zeros before the load")
+                result = asyncio.run(run_load(vllm, "steady", duration=2.0, concurrency=4, max_tokens=16,
+                                              seed=seed, shared_prefix=40))
+                assert result.requests > 10 and result.errors == 0 and result.cached_tokens > 0
+                for key, n in (("prompt_tokens", result.prompt_tokens), ("generation_tokens", result.completion_tokens),
+                               ("cached_prompt_tokens", result.cached_tokens), ("requests", result.requests)):
+                    received[key] += n
+                final = {m: total(scrape(vllm), m) for m in V1_COUNTERS}
+                wait_for(lambda: all(scalar(prom, f"sum({m})") == v for m, v in final.items()), 10,  # noqa: B023
+                         "the final scrape")
+        # A last period with no sample after the growth: every increase is in a period that has ended.
+        step = 3
+        end = (int(time.time()) // step + 2) * step
+        wait_for(lambda: time.time() > end + 0.5, step * 4, "the last period to end")
+        window = Window(datetime.fromtimestamp((int(since) - step) // step * step, UTC).replace(tzinfo=None),
+                        datetime.fromtimestamp(end, UTC).replace(tzinfo=None))
+        cfg = settings.model_copy(update={"prometheus": PrometheusSettings(
+            url=prom, step_seconds=step, max_retries=0, timeout_seconds=10, token_source="vllm")})
+        runs = collect(store, cfg, "prometheus", window)
+        assert [r.status for r in runs] == ["succeeded"], runs
+    measures = list(V1_COUNTERS.values())
+    [sums] = store.query(f"SELECT {', '.join(f'sum({m})' for m in measures)} FROM token_hours")
+    assert dict(zip(measures, sums, strict=True)) == received
+    assert store.query("SELECT count(*) FROM token_hours WHERE prefill_ms IS NULL OR decode_ms IS NULL") == [(0,)]
+    assert store.query("SELECT count(*) FROM quarantine") == [(0,)]

@@ -17,10 +17,10 @@ from finops.sources.prometheus.parse import (
     quarantine_row,
 )
 from finops.sources.prometheus.promql import (
-    GPU_ID_LABELS,
     GPU_INFO_LABELS,
     HOST_LABELS,
-    UUID_LABEL,
+    MIG_ID_LABEL,
+    UUID_LABELS,
     WORKLOAD_LABELS,
 )
 
@@ -52,10 +52,10 @@ GpuKey = tuple[str, str]  # (UUID, GPU_I_ID or "")
 
 
 def gpu_key(labels: Mapping[str, str]) -> GpuKey | None:
-    uuid = labels.get(UUID_LABEL)
+    uuid = first_label(labels, UUID_LABELS)
     if not uuid:
         return None
-    return uuid, "".join(labels.get(name, "") for name in GPU_ID_LABELS[1:])
+    return uuid, labels.get(MIG_ID_LABEL, "")
 
 
 def _common(values: Sequence[str | None]) -> str | None:
@@ -128,7 +128,7 @@ def gpu_rows(measures: Mapping[str, Sequence[Series]], label_sets: Sequence[Seri
             continue  # memory or energy of a GPU that reported no busy metric: not a GPU-hour
         if not math.isfinite(busy) or busy < 0 or busy > 1 + BUSY_SLACK:
             quarantine.append(quarantine_row("prometheus:gpu/busy", f"busy fraction {busy!r} is outside 0..1",
-                                             {UUID_LABEL: key[0], "GPU_I_ID": key[1]}, ts, busy))
+                                             {UUID_LABELS[0]: key[0], MIG_ID_LABEL: key[1]}, ts, busy))
             continue
         samples = _finite(m.get("samples"))
         rows.append({

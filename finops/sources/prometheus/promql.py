@@ -40,9 +40,12 @@ METRICS: dict[str, str] = {
 # Labels that tie a counter to the process_start_time_seconds of the same scrape target.
 PROCESS_LABELS: tuple[str, ...] = ("instance", "job")
 
-# GPU identity: the physical GPU's UUID plus the MIG instance id on MIG series.
-UUID_LABEL = "UUID"
-GPU_ID_LABELS: tuple[str, ...] = (UUID_LABEL, "GPU_I_ID")
+# GPU identity: the physical GPU's UUID plus the MIG instance id on MIG series. The UUID label is
+# `uuid` under dcgm-exporter's `--use-old-namespace`: queries keep both (a series has one, the other
+# is empty), so GPUs of either naming stay apart.
+UUID_LABELS: tuple[str, ...] = ("UUID", "uuid")
+MIG_ID_LABEL = "GPU_I_ID"
+GPU_ID_LABELS: tuple[str, ...] = (*UUID_LABELS, MIG_ID_LABEL)
 # Host name label: `Hostname` up to dcgm-exporter 4.5.3-4.8.2, `hostname` after.
 HOST_LABELS: tuple[str, ...] = ("Hostname", "hostname")
 # gpu_hours column -> DCGM labels, first present wins.
@@ -204,5 +207,5 @@ def render(query: Query, step_seconds: int, resource_labels: Iterable[str],
         range2=f"{2 * step_seconds}s",
         by=by_labels(query.fact, resource_labels, dim_labels),
         gpu=label_list(GPU_ID_LABELS),
-        uuid=UUID_LABEL,
+        uuid=label_list(UUID_LABELS),
     )

@@ -5,7 +5,7 @@
 
 For each fleet size N, a week (plus an hour) of dcgm-exporter series (engine activity, framebuffer,
 energy counter; 4 dims and workload labels) and vLLM counters (one server per 8 GPUs) is written as
-OpenMetrics, backfilled with promtool into a fresh TSDB and served by /usr/bin/prometheus. Then:
+OpenMetrics (with vLLM V1's cached-token, prefill/decode and sleep series), backfilled with promtool into a fresh TSDB and served by /usr/bin/prometheus. Then:
 - ours: `finops.sources.prometheus.collect.collect_window` (the collector's own plan: every PromQL range
   query at a 1 h step, chunked; parsing; GPU-hour and token-hour facts) for 1 h and for 1 week;
 - bound: the same range queries as bare HTTP GETs, JSON decoded, nothing else.
@@ -59,8 +59,13 @@ def series(gpus: int, interval: int) -> list[Any]:
         labels = {"model_name": f"model-{host % 20}", "instance": f"gpu-node-{host}:8000", "namespace": "llm",
                   "pod": f"vllm-{host}", "instance_id": f"i-{host:08d}"}
         for name, rate in (("vllm:prompt_tokens_total", 500), ("vllm:generation_tokens_total", 150),
-                           ("vllm:request_success_total", 1)):
+                           ("vllm:request_success_total", 1), ("vllm:prompt_tokens_cached_total", 200),
+                           ("vllm:request_prefill_time_seconds_sum", 0.05),
+                           ("vllm:request_decode_time_seconds_sum", 0.6)):
             out.append(OMSeries(name, labels, "counter", [(t, float((t - T0) * rate)) for t in scrapes]))
+        for state in ("awake", "weights_offloaded", "discard_all"):
+            out.append(OMSeries("vllm:engine_sleep_state", {**labels, "sleep_state": state}, "gauge",
+                                [(t, float(state == "awake")) for t in scrapes]))
     return out
 
 

@@ -9,17 +9,22 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from finops.store.local_access import access_file
+from tests.reliability.helpers import snapshot
 from tests.reliability.test_kill import check_restart, prepared  # noqa: F401 - the fixture
+from tests.support import moto as doubles
 from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.prometheus import PrometheusServer, free_port
 
 STOP_WITHIN = 10.0
+moto_server, moto = doubles.moto_server, doubles.moto  # fixtures
 
 
 def _serve(db: Path, prom_url: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -95,3 +100,93 @@ def _running_run(db: Path) -> int:
     finally:
         con.close()
     return int(run_id)
+
+
+def test_sigterm_during_the_weekly_report_job_stops_in_time_and_keeps_the_files_whole(
+        prepared: dict[str, Any], moto: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The weekly job writes each format locally, records it, then uploads it; S3 hangs on the upload.
+    The stop comes mid-job: the process still exits within 10 s; what the job recorded is whole (the
+    file exists with the recorded size, no temporary file is left), nothing else changed, and the
+    next run uploads what is missing without writing anything twice."""
+    import boto3
+
+    from finops.scheduler import weekly_files
+    from finops.settings import Settings
+    from finops.settings.schedule import WeeklySettings
+    from finops.store import open_store
+
+    s3 = boto3.client("s3", endpoint_url=moto, region_name="us-east-1",
+                      aws_access_key_id="AKIATESTINGFAKEKEY01", aws_secret_access_key="unused")
+    s3.create_bucket(Bucket="finance")
+    reports = tmp_path / "reports"
+    with FaultProxy(moto, lambda s: Fault(delay=60.0)) as hanging:
+        config = tmp_path / "finops.toml"
+        config.write_text(f"""
+reports_dir = "{reports}"
+
+[aws]
+endpoint_urls = {{ s3 = "{hanging.url}" }}
+
+[schedule]
+run_on_start = true
+
+[schedule.weekly]
+formats = ["csv", "xlsx"]
+s3_location = "s3://finance/weekly"
+
+[schedule.sources.prometheus]
+enabled = false
+[schedule.sources.aws_ce]
+enabled = false
+[schedule.sources.aws_exports]
+enabled = false
+[schedule.sources.aws_inventory]
+enabled = false
+[schedule.sources.azure]
+enabled = false
+""")
+        port = free_port()
+        env = {**os.environ, "FINOPS_DB": str(prepared["db"]), "FINOPS_CONFIG": str(config),
+               "AWS_ACCESS_KEY_ID": "AKIATESTINGFAKEKEY01", "AWS_SECRET_ACCESS_KEY": "unused",
+               "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+               "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+        with (tmp_path / "serve.log").open("wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "finops", "serve", "--port", str(port)], env=env,
+                                    stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while not hanging.seen:  # the job has written the CSV and is uploading it
+                assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+                assert time.monotonic() < deadline, "the weekly job never reached its upload"
+                time.sleep(0.2)
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(STOP_WITHIN + 5)
+            took = time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert took < STOP_WITHIN, f"stopped after {took:.1f} s"
+    assert code == 0
+
+    settings = Settings(db=prepared["db"], reports_dir=reports,
+                        aws={"endpoint_urls": {"s3": moto}})  # type: ignore[arg-type]
+    store = open_store(prepared["db"])
+    try:
+        recorded = store.query("SELECT period, format, location, bytes FROM report_files")
+        assert [(fmt, loc.startswith("s3://")) for _, fmt, loc, _ in recorded] == [("csv", False)]
+        [(week, _, location, size)] = recorded
+        assert Path(location).stat().st_size == size
+        assert sorted(p.name for p in reports.iterdir()) == [Path(location).name]  # no temporary file
+        assert snapshot(store) == prepared["before"]
+        cfg = WeeklySettings(formats=["csv", "xlsx"], s3_location="s3://finance/weekly")
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE",
+                  "AWS_SHARED_CREDENTIALS_FILE", "AWS_EC2_METADATA_DISABLED"):
+            monkeypatch.setenv(k, env[k])
+        written = weekly_files.write_week(store, settings, cfg, week, datetime(2026, 11, 9, 7))
+        assert sorted((f.format, f.location.startswith("s3://")) for f in written) == [
+            ("csv", True), ("xlsx", False), ("xlsx", True)]
+        assert store.query("SELECT count(*) FROM report_files") == [(4,)]
+    finally:
+        store.close()

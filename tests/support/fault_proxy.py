@@ -69,6 +69,9 @@ class FaultProxy:
             def do_POST(self) -> None:  # noqa: N802
                 proxy._handle(self, "POST")
 
+            def do_PUT(self) -> None:  # noqa: N802 - S3 uploads
+                proxy._handle(self, "PUT")
+
             def log_message(self, *args: Any) -> None:
                 pass
 

@@ -17,7 +17,9 @@ from finops.cli.report import report_cmd
 from finops.cli.serve import serve
 from finops.simulate.cli import app as simulate_app
 
-app = typer.Typer(help="FinOps for self-hosted LLM inference.", no_args_is_help=True, add_completion=False,
+# Help is plain text (no rich_markup_mode): rendering it with rich would import rich's Markdown and
+# more, doubling the start of every `--help`.
+app = typer.Typer(rich_markup_mode=None, help="FinOps for self-hosted LLM inference.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
 app.add_typer(db_app, name="db")
 app.add_typer(ingest_app, name="ingest")

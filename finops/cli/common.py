@@ -9,21 +9,42 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
 from finops.timeutil import Clock, utcnow
 
 if TYPE_CHECKING:  # imported when a command runs, so `finops --help` starts fast
+    from rich.console import Console
+
     from finops.settings import Settings
     from finops.store import Store
     from finops.store.local_access import Access
 
+
+
+class LazyConsole:
+    """A rich Console built on first use: `finops --help` never imports rich's console."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options: dict[str, Any] = options
+        self._console: Console | None = None
+
+    def get(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
 # A line is never cut or wrapped; tables get a terminal's width, or room for every column when piped.
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 250)
-err = Console(stderr=True, soft_wrap=True)
+console = LazyConsole(soft_wrap=True, width=None if sys.stdout.isatty() else 250)
+err = LazyConsole(stderr=True, soft_wrap=True)
 
 # The clock of every command. Tests replace it (monkeypatch) to run the CLI at another date.
 CLOCK: Clock = utcnow

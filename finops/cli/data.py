@@ -10,8 +10,8 @@ import typer
 from finops.cli.common import ServiceOwnsStore, console, err, opened, settings
 from finops.timeutil import Window, parse_date
 
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-ingest_app = typer.Typer(help="Load cost files.", no_args_is_help=True)
+db_app = typer.Typer(rich_markup_mode=None, help="Database schema.", no_args_is_help=True)
+ingest_app = typer.Typer(rich_markup_mode=None, help="Load cost files.", no_args_is_help=True)
 
 
 @db_app.command("upgrade")
@@ -45,7 +45,7 @@ def db_reattribute() -> None:
     from finops.attribution.materialize import rebuild
 
     s = settings()
-    with opened(s) as store, Progress(console=err, transient=True) as bar:
+    with opened(s) as store, Progress(console=err.get(), transient=True) as bar:
         task_id = bar.add_task(f"attributing under shared_cost_key={s.shared_cost_key}", total=None)
         days = rebuild(store.transaction, s.shared_cost_key,
                        lambda done, total: bar.update(task_id, completed=done, total=total))
@@ -126,7 +126,7 @@ def collect_cmd(
         raise typer.BadParameter(str(exc)) from None
     s = settings()
     failed = False
-    with opened(s) as store, Progress(console=err, transient=True) as bar:
+    with opened(s) as store, Progress(console=err.get(), transient=True) as bar:
         for sid in GROUPS[source]:
             task_id = bar.add_task(sid, total=None)
 

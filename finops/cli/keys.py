@@ -12,18 +12,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Column, Table
 
-from finops.cli.common import ServiceOwnsStore, console, now, opened, settings
+from finops.cli.common import LazyConsole, ServiceOwnsStore, console, now, opened, settings
 
 if TYPE_CHECKING:
     from finops.cli.client import ServiceClient
 
 T = TypeVar("T")
 
-app = typer.Typer(help="API keys (stored as hashes; a new key is shown once).", no_args_is_help=True)
-err = Console(stderr=True)
+app = typer.Typer(rich_markup_mode=None, help="API keys (stored as hashes; a new key is shown once).", no_args_is_help=True)
+err = LazyConsole(stderr=True)
 
 
 @app.command("create")
@@ -71,6 +69,8 @@ def list_cmd() -> None:
             keys = [asdict(k) for k in list_keys(store)]
     except ServiceOwnsStore as svc:
         keys = _via(svc, lambda c: c.list_keys())
+    from rich.table import Column, Table
+
     table = Table("role", "team", "name", "created", "last used", "revoked")
     table.columns.insert(0, Column("key id", no_wrap=True))
     for k in keys:

@@ -8,7 +8,7 @@ import typer
 
 from finops.cli.common import console, opened, settings
 
-app = typer.Typer(help="Export the store.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Export the store.", no_args_is_help=True)
 
 
 @app.command("lake")

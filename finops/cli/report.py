@@ -63,7 +63,7 @@ def report_cmd(
     if held is not None:  # an empty report says why, on stderr, whatever the format
         err.print(no_data(params.start, params.end, held))
     if fmt == "table":
-        show(report, console)
+        show(report, console.get())
         return
     content, kind = render(report, fmt)
     _emit(content, kind, out)
@@ -97,7 +97,7 @@ def _via_service(svc: ServiceOwnsStore, name: str, query: dict[str, Any], fmt: s
         data = json.loads(content, parse_float=Decimal)
         tables = {k: v for k, v in data.items() if k not in ("rows", "totals", "params")}
         show(Report(name, data["params"], data["rows"], data["totals"], tables, data["params"].get("currency", "")),
-             console)
+             console.get())
     else:
         _emit(content, kind, out, ", from the running service")
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="CPU simulators of vLLM and dcgm-exporter, and a load generator.",
+app = typer.Typer(rich_markup_mode=None, help="CPU simulators of vLLM and dcgm-exporter, and a load generator.",
                   no_args_is_help=True)
 
 

@@ -107,3 +107,36 @@ def load_cmd(
     typer.echo(json.dumps(result.as_dict()))
     if result.requests == 0:
         raise typer.Exit(1)
+
+
+@app.command("bill")
+def bill_cmd(
+    out: Annotated[str, typer.Option(help="the FOCUS CSV to write, e.g. in a drop folder")],
+    resource_id: Annotated[str, typer.Option(help="the node's resource id (its telemetry's instance_id)")] =
+        "local-gpu-node-1",
+    hourly_cost: Annotated[str, typer.Option(help="cost of an hour of the node")] = "4.10",
+    currency: Annotated[str, typer.Option(help="ISO 4217 code")] = "USD",
+    tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE tag on every line (repeatable)")] = None,
+    every: Annotated[float, typer.Option(min=0, help="rewrite every this many seconds; 0: once")] = 0,
+) -> None:
+    """Write a FOCUS bill for the simulated node: an hourly line from its first run to the current hour."""
+    import time
+    from decimal import Decimal, InvalidOperation
+    from pathlib import Path
+
+    from finops.simulate.bill import BillConfig, write_bill
+
+    try:
+        cost = Decimal(hourly_cost)
+    except InvalidOperation:
+        raise typer.BadParameter(f"{hourly_cost!r} is not a number", param_hint="--hourly-cost") from None
+    tags = dict(t.partition("=")[::2] for t in tag or [])
+    if any(not k for k in tags):
+        raise typer.BadParameter("expected KEY=VALUE", param_hint="--tag")
+    cfg = BillConfig(resource_id=resource_id, hourly_cost=cost, currency=currency, tags=tags)
+    while True:
+        lines = write_bill(Path(out), cfg)
+        typer.echo(f"{out}: {lines} hourly lines", err=True)
+        if not every:
+            return
+        time.sleep(every)

@@ -64,7 +64,7 @@ def test_profiles_swap_the_real_exporters_for_the_simulators() -> None:
     cpu, gpu = normalised("cpu")["services"], normalised("gpu")["services"]
     always = {"prometheus", "grafana", "finops", "alertmanager", "gateway"}
     assert set(gpu) == always | {"vllm", "dcgm-exporter"}
-    assert set(cpu) == always | {"vllm-sim", "dcgm-sim", "load"}
+    assert set(cpu) == always | {"vllm-sim", "dcgm-sim", "load", "bill"}
     # The simulators answer on the names Prometheus scrapes.
     assert "vllm" in cpu["vllm-sim"]["networks"]["default"]["aliases"]
     assert "dcgm-exporter" in cpu["dcgm-sim"]["networks"]["default"]["aliases"]

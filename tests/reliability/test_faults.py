@@ -31,7 +31,7 @@ aws_env = doubles.aws_env  # fixture
 
 DAY = Window(D0, D0 + timedelta(hours=HOURS))
 HALF = Window(D0, D0 + timedelta(hours=12))
-QUERIES = 9  # 5 GPU queries + 3 vLLM queries + the suspects query per chunk (token_source vllm)
+QUERIES = 13  # 5 GPU queries + 6 vLLM counters + sleep + the suspects query per chunk (token_source vllm)
 
 
 def failed_cleanly(store: Store, result: RunResult, before: dict[str, Any], *fragments: str) -> None:

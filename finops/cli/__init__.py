@@ -13,6 +13,7 @@ from finops.cli.demo import demo
 from finops.cli.gateway import gateway
 from finops.cli.keys import app as keys_app
 from finops.cli.lake import app as lake_app
+from finops.cli.mcp import mcp
 from finops.cli.report import report_cmd
 from finops.cli.serve import serve
 from finops.simulate.cli import app as simulate_app
@@ -28,6 +29,7 @@ app.command("report")(report_cmd)
 app.command("demo")(demo)
 app.command("serve")(serve)
 app.command("gateway")(gateway)
+app.command("mcp")(mcp)
 app.add_typer(keys_app, name="keys")
 app.add_typer(lake_app, name="export")
 app.add_typer(simulate_app, name="simulate")

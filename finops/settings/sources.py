@@ -30,16 +30,22 @@ class PrometheusSettings(BaseModel):
     # Chunk long windows so no range query exceeds Prometheus's 11,000 points per series.
     max_points_per_query: int = 11000
     # Which metric labels carry each dim (first present wins); model_id falls back to model_name.
+    # `label_*` are pod labels as kube-state-metrics exposes them (`model-id` becomes `label_model_id`).
     dim_labels: dict[str, list[str]] = Field(
         default_factory=lambda: {
-            "project": ["project"],
-            "team": ["team"],
-            "environment": ["environment"],
-            "model_id": ["model_id"],
+            "project": ["project", "label_project"],
+            "team": ["team", "label_team"],
+            "environment": ["environment", "label_environment"],
+            "model_id": ["model_id", "label_model_id"],
         }
     )
-    # Labels naming the billed resource / host used by attribution rule 2, in order of preference.
-    resource_labels: list[str] = Field(default_factory=lambda: ["instance_id", "Hostname", "hostname", "instance"])
+    # Labels naming the billed resource / host used by attribution rule 2, in order of preference;
+    # `provider_id` is the node's (kube_node_info), added where `kubernetes` is on.
+    resource_labels: list[str] = Field(
+        default_factory=lambda: ["instance_id", "provider_id", "Hostname", "hostname", "instance"])
+    # Read kube-state-metrics through this Prometheus: pod labels join the GPU and vLLM series of
+    # their pod (namespace, pod), and each node's provider_id names the billed instance of its GPUs.
+    kubernetes: bool = False
     # Prefer the metering gateway's per-caller token counters over vLLM's own where both exist.
     token_source: Literal["vllm", "gateway", "gateway_then_vllm"] = "gateway_then_vllm"
     # Retries of one query on connection errors and 429/502/503/504, with exponential backoff.

@@ -33,6 +33,7 @@ from finops.sources.prometheus.client import (
     safe_url,
 )
 from finops.sources.prometheus.gpu import GPU_MEASURES, gpu_rows, gpu_table
+from finops.sources.prometheus.kube import Cluster
 from finops.sources.prometheus.parse import LabelMap, MalformedResult, Series, parse_matrix
 from finops.sources.prometheus.promql import MODEL_NAME_LABEL, QUERIES, TOKEN_FACTS, Query, render
 from finops.sources.prometheus.recount import recount
@@ -72,7 +73,7 @@ def plan(settings: Settings, window: Window, now: datetime) -> Plan:
     label names, step, chunk size).
     """
     cfg = settings.prometheus
-    facts = ("gpu", "gpu_labels", *TOKEN_FACTS[cfg.token_source])
+    facts = ("gpu", "gpu_labels", *TOKEN_FACTS[cfg.token_source], *(("k8s",) if cfg.kubernetes else ()))
     queries = [(q, render(q, cfg.step_seconds, cfg.resource_labels, cfg.dim_labels))
                for q in QUERIES if q.fact in facts]
     chunks = plan_chunks(window, cfg.step_seconds, cfg.max_points_per_query, now)
@@ -168,9 +169,11 @@ def collect_window(client: PrometheusConnect, the_plan: Plan, progress: Progress
     started = time.monotonic()
     results, queries = fetch_all(client, the_plan, progress)
     step, lm = the_plan.step_seconds, the_plan.labels
+    cluster = Cluster.from_series(results[("k8s", "pod_labels")], results[("k8s", "pod_nodes")],
+                                  results[("k8s", "node_providers")])
     gpus, quarantine = gpu_rows({m: results[("gpu", m)] for m in GPU_MEASURES},
-                                results[("gpu_labels", "labels")], lm, step)
-    vllm, q_vllm = token_rows({m: results[("vllm", m)] for m in ALL_MEASURES}, lm, step,
+                                cluster.join(results[("gpu_labels", "labels")], lm.exporter), lm, step)
+    vllm, q_vllm = token_rows({m: cluster.join(results[("vllm", m)], lm.exporter) for m in ALL_MEASURES}, lm, step,
                               (MODEL_NAME_LABEL,), "vllm")
     gateway, q_gateway = token_rows({m: results[("gateway", m)] for m in TOKEN_MEASURES}, lm, step,
                                     lm.dim_labels["model_id"], "gateway")
@@ -182,6 +185,7 @@ def collect_window(client: PrometheusConnect, the_plan: Plan, progress: Progress
         "token_source": the_plan.token_source,
         "gpu_hours": len(gpus),
         "token_hours": len(tokens),
+        **({"pods": len(cluster.pod_labels), "nodes": len(cluster.node_provider)} if cluster.node_provider else {}),
         "seconds": round(time.monotonic() - started, 3),
     }
     return Batch(

@@ -36,6 +36,10 @@ METRICS: dict[str, str] = {
     # The start of a server's process (prometheus_client's process collector), scraped with its
     # counters: a change is a restart even where the counter came back above its old value.
     "process_start": "process_start_time_seconds",
+    # kube-state-metrics: pod labels (allow-listed ones, as label_*), pod -> node, node -> provider_id.
+    "kube_pod_labels": "kube_pod_labels",
+    "kube_pod_info": "kube_pod_info",
+    "kube_node_info": "kube_node_info",
 }
 # Labels that tie a counter to the process_start_time_seconds of the same scrape target.
 PROCESS_LABELS: tuple[str, ...] = ("instance", "job")
@@ -70,7 +74,7 @@ SERVER_LABELS: dict[str, tuple[str, ...]] = {
 }
 MODEL_NAME_LABEL = "model_name"
 
-Fact = Literal["gpu", "gpu_labels", "vllm", "gateway"]
+Fact = Literal["gpu", "gpu_labels", "vllm", "gateway", "k8s"]
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,12 @@ QUERIES: tuple[Query, ...] = (
     # holds its GPU, which still bills): per engine the asleep states add up, then the mean of engines.
     Query("vllm", "asleep_hours", "avg by ($by) (sum by ($by, engine) (avg_over_time($vllm_asleep[$range])))"),
     *_token_queries("gateway"),
+    # Kubernetes (with `kubernetes` on): every pod's labels, node and the node's billed instance in
+    # each hour, joined to the GPU and vLLM series in Python (`finops.sources.prometheus.kube`).
+    Query("k8s", "pod_labels", "last_over_time($kube_pod_labels[$range])"),
+    Query("k8s", "pod_nodes", "group by (namespace, exported_namespace, pod, exported_pod, node) "
+          "(last_over_time($kube_pod_info[$range]))"),
+    Query("k8s", "node_providers", "group by (node, provider_id) (last_over_time($kube_node_info[$range]))"),
 )
 
 # Which token facts each `token_source` setting queries.

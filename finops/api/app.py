@@ -17,7 +17,7 @@ from finops.api.cache import DataVersion, ReportCache
 from finops.api.errors import install, query_names, reject_unknown_query, responses
 from finops.api.guard import BodyGuard
 from finops.api.keystore import KeyCache, LastUsed
-from finops.api.mcp_tools import mount as mount_mcp
+from finops.api.mcp_tools import McpMount
 from finops.api.routetable import RouteTable
 from finops.api.runs import RunRegistry
 from finops.api.scope import restrict
@@ -70,7 +70,7 @@ def create_app(settings: Settings, store: Store | None = None, clock: Clock | No
         state.last_used = LastUsed(db)
         state.version = DataVersion(db, api.data_version_max_age_seconds)
         try:
-            async with mcp.session_manager.run():
+            async with mcp.running():
                 yield
         finally:
             if not state.runs.join(api.shutdown_wait_seconds):
@@ -103,8 +103,8 @@ def create_app(settings: Settings, store: Store | None = None, clock: Clock | No
     app.include_router(admin.router)
     spec = app.openapi()
     # The reports as MCP tools (docs/mcp.md), calling this app in process with the caller's key.
-    mcp, mcp_route = mount_mcp(app, state)
-    app.router.routes.append(mcp_route)
+    mcp = McpMount(app, state)
+    app.router.routes.append(mcp.route)
     app.state.query_names = query_names(spec)
     routes.load(app, spec)
     app.state.route_table = routes

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
@@ -106,6 +107,12 @@ def _report_tool(report: str, call: Call) -> Callable[..., Awaitable[CallToolRes
     """A tool for `report` whose parameters are ReportQuery's fields (less `format`)."""
 
     async def tool(ctx: Context, **arguments: Any) -> CallToolResult:
+        # The SDK drops arguments its schema does not name; the API refuses an unknown parameter
+        # rather than answer unfiltered, and so does the tool.
+        given = (ctx.request_context.params or {}).get("arguments") or {}
+        unknown = sorted(set(given) - set(fields))
+        if unknown:
+            raise ToolError(f"422: {', '.join(unknown)}: unknown parameter")
         query = {k: _query_text(v) for k, v in arguments.items() if v is not None}
         data = await call(ctx, f"/v1/reports/{report}", query)
         return CallToolResult(content=[TextContent(type="text", text=summary(report, data))], structured_content=data)
@@ -132,8 +139,11 @@ def build_server(call: Call) -> MCPServer:
 
     async def source_freshness(ctx: Context) -> CallToolResult:
         data = await call(ctx, "/v1/sources", {})
-        stale = [s["source"] for s in data if s.get("status") not in (None, "succeeded")]
-        text = f"{len(data)} source(s); not succeeding: {', '.join(stale) or 'none'}."
+        by_status: dict[str, list[str]] = {}
+        for src in data:
+            by_status.setdefault(str(src.get("status")), []).append(str(src.get("source")))
+        text = f"{len(data)} source(s): " + "; ".join(f"{status}: {', '.join(names)}"
+                                                        for status, names in sorted(by_status.items())) + "."
         return CallToolResult(content=[TextContent(type="text", text=text)], structured_content={"sources": data})
 
     server.add_tool(source_freshness, name="source_freshness", title="Source freshness",
@@ -167,18 +177,38 @@ def request_authorization(ctx: Context) -> str | None:
     return headers.get("authorization") if headers is not None else None
 
 
-def mount(app_asgi: ASGIApp, state: AppState) -> tuple[MCPServer, Route]:
-    """The server for `/mcp` on the service: tool calls go through `app_asgi` in process."""
+class McpMount:
+    """`/mcp` on the service: the route exists with the app; each run of the app's lifespan builds a
+    fresh server (an SDK session manager runs once), so an app can start, stop and start again."""
 
-    def client() -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app_asgi), base_url="http://finops.internal",
+    def __init__(self, app_asgi: ASGIApp, state: AppState) -> None:
+        self.app_asgi, self.state = app_asgi, state
+        self.handler: ASGIApp | None = None
+        self.route = Route(PATH, endpoint=McpGate(self._serve, state))
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.handler is None:
+            await body(503, "mcp: the service is not running", None)(scope, receive, send)
+            return
+        await self.handler(scope, receive, send)
+
+    def _client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app_asgi), base_url="http://finops.internal",
                                  timeout=600.0)
 
-    server = build_server(http_call(client, request_authorization))
-    # Keys, not cookies, authenticate every request, so a rebound DNS name gains a page nothing:
-    # the Host check would only break access through a proxy or a container name.
-    starlette = server.streamable_http_app(streamable_http_path=PATH, stateless_http=True, json_response=True,
-                                           transport_security=TransportSecuritySettings(
-                                               enable_dns_rebinding_protection=False))
-    [route] = [r for r in starlette.routes if isinstance(r, Route) and r.path == PATH]
-    return server, Route(PATH, endpoint=McpGate(route.endpoint, state))
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Serve MCP for the duration of the block (the app's lifespan)."""
+        server = build_server(http_call(self._client, request_authorization))
+        # Keys, not cookies, authenticate every request, so a rebound DNS name gains a page nothing:
+        # the Host check would only break access through a proxy or a container name.
+        starlette = server.streamable_http_app(streamable_http_path=PATH, stateless_http=True, json_response=True,
+                                               transport_security=TransportSecuritySettings(
+                                                   enable_dns_rebinding_protection=False))
+        [route] = [r for r in starlette.routes if isinstance(r, Route) and r.path == PATH]
+        async with server.session_manager.run():
+            self.handler = route.endpoint
+            try:
+                yield
+            finally:
+                self.handler = None

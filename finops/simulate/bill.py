@@ -1,10 +1,12 @@
 """A FOCUS bill for the simulated node (`finops simulate bill`), so the CPU stack has cost to attribute.
 
-The bill has one line per hour the node has run: from `since` (kept from an existing file, so a
-restart does not shorten the bill) to the end of the current UTC hour, each `hourly_cost` in the
+The bill has one line per hour from the node's first run (kept from an existing file, so a restart
+does not shorten the bill; hours the stack was down are billed too, as a cloud bills a VM that is
+kept) to the end of the current UTC hour, each `hourly_cost` in the
 node's currency, with the node's resource id (the `instance_id` label Prometheus attaches to its
 telemetry) and tags. The file is rewritten whole and atomically, so a drop folder never sees half of
-it, and a re-ingest replaces the previous version (the file is its own scope).
+it, and a re-ingest replaces the previous version (the file is its own scope); an unchanged bill
+is not rewritten, so a drop folder does not ingest it again.
 """
 
 from __future__ import annotations
@@ -76,8 +78,14 @@ def write_bill(path: Path, cfg: BillConfig, now: datetime | None = None) -> int:
     now = now or utcnow()
     since = first_hour(path) or floor_hour(now)
     text = bill_csv(cfg, since, floor_hour(now) + HOUR)
+    lines = text.count("\n") - 1
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return lines
+    except OSError:
+        pass
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")  # outside the drop folder's patterns until renamed
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-    return text.count("\n") - 1
+    return lines

@@ -196,12 +196,13 @@ class Engine:
         scheduled = time.monotonic()
         m.queue_time.observe(scheduled - arrived)
         try:
-            cached = self.prefix.cached_tokens(prompt)
+            cache = self.prefix  # one cache for the whole request, even if sleep drops it meanwhile
+            cached = cache.cached_tokens(prompt)
             if counted is not None:
                 counted.cached_tokens = cached
             await asyncio.sleep((prompt_tokens - cached) * self.cfg.prefill_delay_per_token)
             m.prompt(prompt_tokens, cached)
-            self.prefix.add(prompt)
+            cache.add(prompt)
             prefilled = last = time.monotonic()
             m.prefill_time.observe(prefilled - scheduled)
             for word in plan.words:

@@ -157,3 +157,24 @@ def test_stdio_without_a_key_says_so_and_stops() -> None:
                           timeout=60, check=False)
     assert done.returncode == 2 and done.stdout == ""  # stdout is the protocol's: nothing else goes there
     assert "FINOPS_API_KEY" in done.stderr
+
+
+def test_an_unknown_argument_is_refused_not_ignored(api: Api, keys: Keys) -> None:
+    _, [result] = call(over_http(api, keys.viewer), [("unit_economics", {**ARGS, "teams": "zzz"})])
+    assert result.is_error and "teams: unknown parameter" in result.content[0].text
+
+
+def test_the_app_serves_mcp_again_after_a_restart(api_settings: Any, data: Any, keys: Keys) -> None:
+    from fastapi.testclient import TestClient
+
+    from finops.api.app import create_app
+    from tests.api.conftest import NOW
+
+    app = create_app(api_settings, data, clock=lambda: NOW)
+    for _ in range(2):  # each lifespan builds its own MCP session manager (one runs only once)
+        with TestClient(app) as client:
+            resp = client.post("/mcp", headers={"Authorization": f"Bearer {keys.viewer}",
+                                                "Accept": "application/json, text/event-stream"},
+                               json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}})
+            assert resp.status_code == 200, resp.text
+            assert {t["name"] for t in resp.json()["result"]["tools"]} == TOOLS

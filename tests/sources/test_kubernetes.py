@@ -37,14 +37,16 @@ LABELS = {  # pod -> its FinOps labels, as kube-state-metrics exposes the allow-
     "gamma-1": {"label_project": "batch", "label_team": "gamma", "label_environment": "dev", "label_model_id": "qwen-7b"},
 }
 EXPORTER = "nvidia-dcgm-exporter-7xk2p"
-# GPU -> (node, [(pod or None, first hour, end hour)])
+# GPU (UUID, MIG instance) -> (node, [(pod or None, first hour, end hour)])
 GPUS = {
-    "GPU-a0": ("node-a", [("alpha-1", -1, 25)]),
-    "GPU-a1": ("node-a", [("alpha-1", -1, 25)]),
-    "GPU-a2": ("node-a", [("beta-1", -1, 25)]),
-    "GPU-a3": ("node-a", [(None, -1, 25)]),  # no pod: idle, at node-a's hour cost
-    "GPU-b0": ("node-b", [("gamma-1", -1, 12), ("alpha-2", 12, 25)]),  # the pod changes at noon
-    "GPU-b1": ("node-b", [("alpha-2", -1, 25)]),
+    ("GPU-a0", ""): ("node-a", [("alpha-1", -1, 25)]),
+    ("GPU-a1", ""): ("node-a", [("alpha-1", -1, 25)]),
+    ("GPU-a2", ""): ("node-a", [("beta-1", -1, 25)]),
+    ("GPU-a3", ""): ("node-a", [(None, -1, 25)]),  # no pod: idle, at node-a's hour cost
+    ("GPU-b0", ""): ("node-b", [("gamma-1", -1, 12), ("alpha-2", 12, 25)]),  # the pod changes at noon
+    # GPU-b1 is split in two MIG slices: one for alpha-2 all day, one for gamma-1 until noon, then idle.
+    ("GPU-b1", "1"): ("node-b", [("alpha-2", -1, 25)]),
+    ("GPU-b1", "2"): ("node-b", [("gamma-1", -1, 12), (None, 12, 25)]),
 }
 POD_NODE = {"alpha-1": "node-a", "beta-1": "node-a", "gamma-1": "node-b", "alpha-2": "node-b", EXPORTER: "node-a"}
 
@@ -61,12 +63,14 @@ def cluster_series() -> list[OMSeries]:
                      [(t, 1.0) for t in SCRAPES]) for pod, node in POD_NODE.items()]
     out += [OMSeries("kube_node_info", {**ksm, "node": node, "provider_id": provider, "kernel_version": "6.8"},
                      "gauge", [(t, 1.0) for t in SCRAPES]) for node, (provider, _) in NODES.items()]
-    for uuid, (node, spans) in GPUS.items():
+    for (uuid, mig), (node, spans) in GPUS.items():
         for pod, first, end in spans:
             # dcgm-exporter's labels (its pod mapping adds the workload's namespace/pod/container);
             # Prometheus adds the exporter's own as the target's, renaming the mapped ones exported_*.
             labels = {"gpu": uuid[-1], "UUID": uuid, "Hostname": node, "modelName": "NVIDIA H100 80GB HBM3",
                       "namespace": "gpu-operator", "pod": EXPORTER, "container": "nvidia-dcgm-exporter"}
+            if mig:
+                labels |= {"GPU_I_ID": mig, "GPU_I_PROFILE": "3g.40gb"}
             if pod:
                 labels |= {"exported_namespace": "ml", "exported_pod": pod, "exported_container": "vllm"}
             times = [t for t in SCRAPES if T0 + first * HOUR <= t < T0 + end * HOUR]
@@ -107,8 +111,9 @@ def test_each_node_bill_splits_over_its_pods_by_gpu_hours(store: Store, landed: 
     got = {r["team"]: r["cost"] for r in unit_economics(store, landed, params).rows}
     assert got.pop("__untagged__") == 0  # the unused GPU's hours: idle, never a group's cost
     a_cost, b_cost = (Decimal(c) for _, c in NODES.values())
-    # node-a: alpha 2 GPUs x 24 h, beta 1 x 24 h; node-b: gamma 12 h, alpha 12 h + 24 h.
-    want = {"alpha": a_cost * 48 / 72 + b_cost * 36 / 48, "beta": a_cost * 24 / 72, "gamma": b_cost * 12 / 48}
+    # node-a: alpha 2 GPUs x 24 h, beta 1 x 24 h (the unused GPU takes no share);
+    # node-b: gamma 12 h + 12 h of its slice, alpha 12 h + 24 h of its slice (the idle half day none).
+    want = {"alpha": a_cost * 48 / 72 + b_cost * 36 / 60, "beta": a_cost * 24 / 72, "gamma": b_cost * 24 / 60}
     assert got == want
     assert sum(got.values()) == a_cost + b_cost  # nothing unallocated: every dollar on a pod's group
 
@@ -120,10 +125,13 @@ def test_the_pods_tokens_land_on_their_labels_and_node(store: Store, landed: Set
 
 def test_a_gpu_no_pod_holds_is_idle_at_its_node_hour_cost(store: Store, landed: Settings) -> None:
     params = build_params(start=D.date(), end=(D + timedelta(days=1)).date())
-    rows = {r["gpu_uuid"]: r for r in idle_gpus(store, landed, params).rows}
-    unused = rows["GPU-a3"]
+    rows = {(r["gpu_uuid"], r["mig_instance"] or ""): r for r in idle_gpus(store, landed, params).rows}
+    assert set(rows) == set(GPUS)
+    unused = rows[("GPU-a3", "")]
     assert unused["idle_hours"] == 24 and unused["team"] == "__untagged__"  # not the exporter pod's team
     assert unused["idle_cost"] == Decimal(NODES["node-a"][1]) / (4 * 24) * 24
-    assert all(rows[g]["idle_hours"] == 0 for g in GPUS if g != "GPU-a3")
-    gpus = dict(store.query("SELECT gpu_uuid, any_value(resource_key) FROM gpu_hours GROUP BY ALL"))
-    assert gpus == {g: "i-0" + node[-1] * 3 for g, (node, _) in GPUS.items()}
+    assert rows[("GPU-b1", "2")]["idle_hours"] == 12 and rows[("GPU-b1", "2")]["mig_profile"] == "3g.40gb"
+    assert all(r["idle_hours"] == 0 for g, r in rows.items() if g not in (("GPU-a3", ""), ("GPU-b1", "2")))
+    gpus = dict(store.query("SELECT gpu_uuid || '/' || coalesce(mig_instance, ''), any_value(resource_key) "
+                            "FROM gpu_hours GROUP BY ALL"))
+    assert gpus == {f"{u}/{m}": "i-0" + node[-1] * 3 for (u, m), (node, _) in GPUS.items()}

@@ -236,8 +236,41 @@ class RecommendationsReport(BaseModel):
     params: ParamsOut
 
 
+class Contributor(BaseModel):
+    resource: str | None = Field(description="a billed resource of the group")
+    cost: Money
+    baseline: Money = Field(description="its median cost on the same weekday in the history")
+    change: Money
+
+
+class AnomalyRow(Grouped):
+    day: date
+    metric: Literal["cost", "cost_per_1k_generated_tokens"]
+    value: Num
+    baseline: Num = Field(description="median of the same weekday in the history before the window")
+    expected_low: Num
+    expected_high: Num
+    score: float = Field(description="(value - baseline) / robust scale; |score| >= min_score here")
+    deviation: Num
+    deviation_cost: Money = Field(description="the deviation in money (for cost per 1k: at the day's tokens)")
+    contributors: list[Contributor]
+
+
+class AnomalyTotals(BaseModel):
+    anomalies: int
+    deviation_cost: Money
+    history_start: date
+    groups: int
+
+
+class AnomaliesReport(BaseModel):
+    rows: list[AnomalyRow]
+    totals: AnomalyTotals
+    params: ParamsOut
+
+
 REPORT_MODELS: dict[str, type[BaseModel]] = {
     "unit-economics": UnitEconomicsReport, "idle-gpus": IdleGpusReport,
     "untagged-spend": UntaggedSpendReport, "weekly": WeeklyReport,
-    "recommendations": RecommendationsReport,
+    "recommendations": RecommendationsReport, "anomalies": AnomaliesReport,
 }

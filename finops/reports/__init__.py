@@ -50,6 +50,11 @@ CATALOG: dict[str, ReportInfo] = {
         "recommendations:recommendations",
         "Savings recommendations with their monthly saving, evidence and assumptions (docs/recommendations.md)",
         ("kind", "resource", "team", "model_id", "monthly_saving", "confidence", "action")),
+    "anomalies": ReportInfo(
+        "anomalies:anomalies",
+        "Anomalies: days whose cost or cost per 1k generated tokens left their group's usual range "
+        "(docs/definitions.md 6.6)",
+        ("day", "project", "team", "model_id", "metric", "value", "baseline", "score", "deviation_cost")),
 }
 NAMES = tuple(CATALOG)
 

@@ -43,6 +43,7 @@ class Kind(Enum):
     PRICE = "price"  # money per unit (per 1k tokens, per request, per hour): more decimals
     COUNT = "count"  # tokens, requests, hours, GPUs
     SHARE = "share"  # a fraction of 1, shown as a percentage
+    SCORE = "score"  # a plain number without a unit (an anomaly's robust score)
     DATE = "date"
     DATETIME = "datetime"
     TEXT = "text"
@@ -55,6 +56,9 @@ KINDS: dict[str, Kind] = {
     "ingested_total": Kind.MONEY, "control_total": Kind.MONEY,
     "hour_cost": Kind.PRICE, "cost_per_request": Kind.PRICE,
     "requests": Kind.COUNT, "hours_observed": Kind.COUNT, "gpus": Kind.COUNT, "gpus_without_tokens": Kind.COUNT, "recommendations": Kind.COUNT,
+    # An anomaly's value is money or a price per 1k tokens, by its metric: price places fit both.
+    "value": Kind.PRICE, "baseline": Kind.PRICE, "expected_low": Kind.PRICE, "expected_high": Kind.PRICE,
+    "deviation": Kind.PRICE, "anomalies": Kind.COUNT, "groups": Kind.COUNT, "score": Kind.SCORE,
     "avg_gpu_busy": Kind.SHARE, "avg_busy": Kind.SHARE,
     "period_start": Kind.DATE, "period_end": Kind.DATE, "day": Kind.DATE, "last_busy_at": Kind.DATETIME,
 }
@@ -71,7 +75,7 @@ MINOR_UNITS = {**dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF",
                                 "VND", "VUV", "XAF", "XOF", "XPF"), 0),
                **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3)}
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
-FORMATS = {Kind.COUNT: "#,##0", Kind.SHARE: "0.0%", Kind.DATE: "yyyy-mm-dd", Kind.DATETIME: "yyyy-mm-dd hh:mm:ss"}
+FORMATS = {Kind.COUNT: "#,##0", Kind.SHARE: "0.0%", Kind.SCORE: "0.00", Kind.DATE: "yyyy-mm-dd", Kind.DATETIME: "yyyy-mm-dd hh:mm:ss"}
 
 # Charts, per table: (category column, value columns, title, chart type). Only tables whose
 # comparison reads better as bars or a line than as numbers.
@@ -125,7 +129,7 @@ def exact(value: Any, k: Kind, currency: str) -> Any:
         places = money_places(currency) if k is Kind.MONEY else PRICE_PLACES
         # Through str: a float amount is taken as the decimal it prints as, not its binary expansion.
         return Decimal(str(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
-    if k is Kind.SHARE:
+    if k in (Kind.SHARE, Kind.SCORE):
         return float(value)
     return value
 

@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from finops.settings.alerts import AlertSettings
+from finops.settings.anomalies import AnomalySettings
 from finops.settings.api import ApiSettings
 from finops.settings.gateway import GatewaySettings
 from finops.settings.recommendations import RecommendationSettings
@@ -34,9 +35,9 @@ from finops.settings.sources import (
 )
 from finops.tags import DIMS
 
-__all__ = ["BILLING_TAG_KEYS", "AlertSettings", "ApiSettings", "AwsSettings", "AzureSettings", "DuckDBSettings",
-           "GatewaySettings", "PrometheusSettings", "RecommendationSettings", "ScheduleSettings", "Settings",
-           "load_settings"]
+__all__ = ["BILLING_TAG_KEYS", "AlertSettings", "AnomalySettings", "ApiSettings", "AwsSettings", "AzureSettings",
+           "DuckDBSettings", "GatewaySettings", "PrometheusSettings", "RecommendationSettings", "ScheduleSettings",
+           "Settings", "load_settings"]
 
 class Settings(BaseSettings):
     """All settings of the service. Nested sections read ``FINOPS_<SECTION>_<FIELD>`` (e.g. ``FINOPS_AZURE_BASE_URL``) variables."""
@@ -72,6 +73,7 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     recommendations: RecommendationSettings = Field(default_factory=RecommendationSettings)
+    anomalies: AnomalySettings = Field(default_factory=AnomalySettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     @field_validator("required_tags")

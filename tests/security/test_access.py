@@ -39,6 +39,7 @@ ACCESS: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/reports/untagged-spend"): "viewer",
     ("GET", "/v1/reports/weekly"): "finance",
     ("GET", "/v1/reports/recommendations"): "viewer",
+    ("GET", "/v1/reports/anomalies"): "viewer",
     ("GET", "/v1/reports/weekly/files"): "finance",
     ("GET", "/v1/reports/weekly/files/{file_id}"): "finance",
     ("GET", "/v1/sources"): "viewer",

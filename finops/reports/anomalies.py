@@ -1,0 +1,163 @@
+"""Anomalies (docs/definitions.md 6.6): days whose cost, or cost per 1k generated tokens, left their
+group's usual range, with the resources that moved most.
+
+Each group's day is scored against the `history_days` before the window: the baseline is the median
+of the same weekday in that history (weekly seasonality; the median of every history day when it
+holds fewer than two of that weekday), the scale is the median absolute deviation of the history
+from its weekday baselines (x 1.4826, so it estimates a standard deviation), floored at
+`min_relative_scale` of the baseline. A day is anomalous when |value - baseline| / scale reaches
+`min_score` and the deviation is worth at least `min_deviation` in money. Medians, not means: one bad
+day in the history does not hide the next.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+
+from finops.attribution import Attribution
+from finops.reports.model import (
+    PLACES,
+    Report,
+    Row,
+    fetch_rows,
+    filter_sql,
+    params_dict,
+    ratio,
+    with_attribution,
+)
+from finops.reports.params import MIN_DATE, ReportParams
+from finops.settings import Settings
+from finops.settings.anomalies import AnomalySettings
+from finops.store import Store
+from finops.tags import UNALLOCATED, UNTAGGED
+
+MAD_TO_SIGMA = 1.4826
+METRICS = ("cost", "cost_per_1k_generated_tokens")
+
+
+def _dims(dims: tuple[str, ...], unallocated: bool) -> str:
+    if unallocated:
+        return ", ".join(f"CASE WHEN a.step = 'unallocated' THEN '{UNALLOCATED}' ELSE coalesce(a.{d}, '{UNTAGGED}') "
+                         f"END AS {d}" for d in dims)
+    return ", ".join(f"coalesce({d}, '{UNTAGGED}') AS {d}" for d in dims)
+
+
+def _queries(dims: tuple[str, ...], where_alloc: str, where_tok: str) -> tuple[str, str]:
+    """Daily cost per group and resource, and daily generated tokens per group (constants only)."""
+    cost = f"""SELECT a.day, {_dims(dims, True) + ', ' if dims else ''}coalesce(l.resource_key, l.resource_id, '')
+                      AS resource, sum(a.amount) AS cost
+               FROM att_alloc a JOIN att_line l ON l.line_id = a.line_id WHERE {where_alloc} GROUP BY ALL"""  # noqa: S608
+    tokens = f"""SELECT day{', ' + _dims(dims, False) if dims else ''}, sum(generation_tokens)::BIGINT AS tokens
+                 FROM att_tok WHERE {where_tok} GROUP BY ALL"""  # noqa: S608
+    return cost, tokens
+
+
+def _baseline(history: dict[date, Decimal], day: date) -> Decimal | None:
+    same = [v for d, v in history.items() if d.weekday() == day.weekday()]
+    pool = same if len(same) >= 2 else list(history.values())
+    return Decimal(statistics.median(pool)) if pool else None
+
+
+def _scale(history: dict[date, Decimal], floor: Decimal) -> Decimal:
+    residuals = [v - b for d, v in history.items() if (b := _baseline(history, d)) is not None]
+    if not residuals:
+        return floor
+    centre = statistics.median(residuals)
+    mad = Decimal(statistics.median([abs(r - centre) for r in residuals])) * Decimal(str(MAD_TO_SIGMA))
+    return max(mad, floor)
+
+
+def score_series(history: dict[date, Decimal], window: dict[date, Decimal], cfg: AnomalySettings,
+                 worth: dict[date, Decimal] | None = None) -> list[dict[str, Any]]:
+    """The anomalous days of one series: `history` and `window` map days to values (days without a
+    value are left out); `worth` converts a deviation into money (default: the deviation itself)."""
+    out = []
+    for day, value in sorted(window.items()):
+        base = _baseline(history, day)
+        if base is None or len(history) < 7:
+            continue  # not enough history to say what usual is
+        scale = _scale(history, max(abs(base) * Decimal(str(cfg.min_relative_scale)), Decimal("1e-9")))
+        deviation = value - base
+        money = abs(deviation) * (worth.get(day, Decimal(0)) if worth is not None else Decimal(1))
+        score = float(deviation / scale)
+        if abs(score) >= cfg.min_score and money >= cfg.min_deviation:
+            k = Decimal(str(cfg.min_score))
+            out.append({"day": day, "value": value, "baseline": base, "expected_low": base - k * scale,
+                        "expected_high": base + k * scale, "score": round(score, 2), "deviation": deviation,
+                        "deviation_cost": money})
+    return out
+
+
+def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams, cfg: AnomalySettings,
+          history_start: date) -> Report:
+    where_alloc, binds = filter_sql(params, "a")
+    where_tok, _ = filter_sql(params)
+    dims = params.group_by
+    cost_sql, tokens_sql = _queries(dims, where_alloc, where_tok)
+    cost: dict[tuple[str, ...], dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    by_resource: dict[tuple[str, ...], dict[str, dict[date, Decimal]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(Decimal)))
+    for r in fetch_rows(cur, cost_sql, binds):
+        key = tuple(r[d] for d in dims)
+        cost[key][r["day"]] += r["cost"]
+        by_resource[key][r["resource"]][r["day"]] += r["cost"]
+    tokens: dict[tuple[str, ...], dict[date, int]] = defaultdict(dict)
+    for r in fetch_rows(cur, tokens_sql, binds):
+        tokens[tuple(r[d] for d in dims)][r["day"]] = r["tokens"]
+    days = [params.start + timedelta(days=i) for i in range((params.end - params.start).days)]
+    hist_days = [history_start + timedelta(days=i) for i in range((params.start - history_start).days)]
+    rows: list[Row] = []
+    for key in sorted(set(cost) | set(tokens)):
+        series = cost.get(key, {})
+        first = min([*series, *tokens.get(key, {})], default=None)
+        if first is None:
+            continue
+        # A day without cost inside the group's life is a real zero (a stopped workload).
+        def values(span: list[date], s: dict[date, Decimal] = series, start: date = first) -> dict[date, Decimal]:
+            return {d: s.get(d, Decimal(0)) for d in span if d >= start}
+
+        found = [{"metric": "cost", **a} for a in score_series(values(hist_days), values(days), cfg)]
+        cpk = {d: ratio(series.get(d, Decimal(0)), n, 1000) for d, n in tokens.get(key, {}).items() if n}
+        gen = {d: Decimal(n) / 1000 for d, n in tokens.get(key, {}).items() if n}
+        found += [{"metric": "cost_per_1k_generated_tokens", **a} for a in score_series(
+            {d: v for d, v in cpk.items() if d in set(hist_days) and v is not None},
+            {d: v for d, v in cpk.items() if d in set(days) and v is not None}, cfg, gen)]
+        for a in found:
+            a["contributors"] = _contributors(by_resource.get(key, {}), a["day"], hist_days, cfg.contributors)
+            rows.append({"day": a.pop("day"), **dict(zip(dims, key, strict=True)), **_rounded(a)})
+    rows.sort(key=lambda r: (r["day"], -r["deviation_cost"], r["metric"], *(str(r[d]) for d in dims)))
+    totals = {"anomalies": len(rows), "deviation_cost": sum((r["deviation_cost"] for r in rows), Decimal(0)),
+              "history_start": history_start, "groups": len(set(cost) | set(tokens))}
+    return Report("anomalies", params_dict(params, att.currency), rows, totals, currency=att.currency)
+
+
+def _rounded(a: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.quantize(PLACES) if isinstance(v, Decimal) else v for k, v in a.items()}
+
+
+def _contributors(resources: dict[str, dict[date, Decimal]], day: date, history: list[date],
+                  n: int) -> list[dict[str, Any]]:
+    """The resources whose cost that day moved most from their own same-weekday median."""
+    moves: list[tuple[Decimal, str, dict[str, Any]]] = []
+    for resource, series in resources.items():
+        base = _baseline({d: series.get(d, Decimal(0)) for d in history}, day) or Decimal(0)
+        delta = series.get(day, Decimal(0)) - base
+        if delta:
+            moves.append((-abs(delta), resource, {
+                "resource": resource or None, "cost": series.get(day, Decimal(0)).quantize(PLACES),
+                "baseline": base.quantize(PLACES), "change": delta.quantize(PLACES)}))
+    return [m for _, _, m in sorted(moves, key=lambda m: (m[0], m[1]))[:n]]
+
+
+def anomalies(store: Store, settings: Settings, params: ReportParams) -> Report:
+    cfg = settings.anomalies
+    history_start = max(params.start - timedelta(days=cfg.history_days), MIN_DATE)
+    wide = params.model_copy(update={"start": history_start})
+    return with_attribution(store, settings, wide, lambda cur, att: build(cur, att, params, cfg, history_start),
+                            hourly=False)

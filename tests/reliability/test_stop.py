@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,7 @@ moto_server, moto = doubles.moto_server, doubles.moto  # fixtures
 
 
 def _serve(db: Path, prom_url: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    config = tmp_path / "finops.toml"
-    config.write_text(f"""
+    return _start(db, f"""
 [prometheus]
 url = "{prom_url}"
 max_points_per_query = 4
@@ -45,14 +45,38 @@ enabled = false
 enabled = true
 every_minutes = 600
 initial_days = 2
-""")
+""", tmp_path)
+
+
+def _start(db: Path, config: str, tmp_path: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """`finops serve` on a free port with `config` as its settings file; its output in serve.log."""
+    path = tmp_path / "finops.toml"
+    path.write_text(config)
     port = free_port()
-    env = {**os.environ, "FINOPS_DB": str(db), "FINOPS_CONFIG": str(config)}
-    log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "finops", "serve", "--port", str(port)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    log.close()
+    with (tmp_path / "serve.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "finops", "serve", "--port", str(port)],
+                                env={**os.environ, **(env or {}), "FINOPS_DB": str(db), "FINOPS_CONFIG": str(path)},
+                                stdout=log, stderr=subprocess.STDOUT)
     return proc, f"http://127.0.0.1:{port}"
+
+
+def _stop_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool], what: str, log: Path) -> tuple[int, float]:
+    """Wait (60 s at most) until `ready()`, send SIGTERM; the exit code and the seconds it took.
+    The process is killed if it is still running when this returns or fails."""
+    try:
+        deadline = time.monotonic() + 60
+        while not ready():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"{what} never happened"
+            time.sleep(0.2)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(STOP_WITHIN + 5)
+        return code, time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _collecting(url: str, db: Path) -> bool:
@@ -68,24 +92,16 @@ def test_sigterm_during_a_scheduled_collection_stops_in_time_and_stores_nothing_
         prepared: dict[str, Any], prom: PrometheusServer, tmp_path: Path) -> None:  # noqa: F811
     with FaultProxy(prom.url, lambda s: Fault(delay=1.0)) as slow:  # every query takes a second
         proc, url = _serve(prepared["db"], slow.url, tmp_path)
-        try:
-            deadline = time.monotonic() + 60
-            while not _collecting(url, prepared["db"]):
-                assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-                assert time.monotonic() < deadline, "the scheduled collection never started"
-                time.sleep(0.2)
-            asked = len(slow.seen)
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(STOP_WITHIN + 5)
-            took = time.monotonic() - sent
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        asked: list[int] = []
+
+        def collecting() -> bool:
+            asked[:] = [len(slow.seen)]  # the queries asked up to the stop
+            return _collecting(url, prepared["db"])
+
+        code, took = _stop_when(proc, collecting, "the scheduled collection", tmp_path / "serve.log")
         assert took < STOP_WITHIN, f"stopped after {took:.1f} s"
         assert code == 0
-        assert len(slow.seen) < asked + 10  # the collection did not run on to its end
+        assert len(slow.seen) < asked[0] + 10  # the collection did not run on to its end
     killed = _running_run(prepared["db"])
     check_restart(prepared, killed, tmp_path)
 
@@ -120,8 +136,10 @@ def test_sigterm_during_the_weekly_report_job_stops_in_time_and_keeps_the_files_
     s3.create_bucket(Bucket="finance")
     reports = tmp_path / "reports"
     with FaultProxy(moto, lambda s: Fault(delay=60.0)) as hanging:
-        config = tmp_path / "finops.toml"
-        config.write_text(f"""
+        env = {"AWS_ACCESS_KEY_ID": "AKIATESTINGFAKEKEY01", "AWS_SECRET_ACCESS_KEY": "unused",
+               "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+               "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+        proc, _ = _start(prepared["db"], f"""
 reports_dir = "{reports}"
 
 [aws]
@@ -144,29 +162,9 @@ enabled = false
 enabled = false
 [schedule.sources.azure]
 enabled = false
-""")
-        port = free_port()
-        env = {**os.environ, "FINOPS_DB": str(prepared["db"]), "FINOPS_CONFIG": str(config),
-               "AWS_ACCESS_KEY_ID": "AKIATESTINGFAKEKEY01", "AWS_SECRET_ACCESS_KEY": "unused",
-               "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
-               "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
-        with (tmp_path / "serve.log").open("wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "finops", "serve", "--port", str(port)], env=env,
-                                    stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while not hanging.seen:  # the job has written the CSV and is uploading it
-                assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-                assert time.monotonic() < deadline, "the weekly job never reached its upload"
-                time.sleep(0.2)
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(STOP_WITHIN + 5)
-            took = time.monotonic() - sent
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+""", tmp_path, env)
+        # The job has written the CSV and is uploading it.
+        code, took = _stop_when(proc, lambda: bool(hanging.seen), "the weekly job's upload", tmp_path / "serve.log")
     assert took < STOP_WITHIN, f"stopped after {took:.1f} s"
     assert code == 0
 

@@ -127,6 +127,21 @@ def test_token_rows_sum_engines_round_counts_and_fall_back_to_model_name(lm: Lab
     assert token_table(rows).num_rows == len(rows)
 
 
+def test_v1_counters_are_zero_where_exposed_without_growth_and_unknown_where_not_exposed(lm: LabelMap) -> None:
+    v1 = {"model_name": "m", "pod": "v1", "instance": "10.0.0.1:8000"}
+    old = {"model_name": "m", "pod": "old", "instance": "10.0.0.2:8000"}
+    measures = {
+        "prompt_tokens": [Series(v1, [(7200, 10.0), (10800, 20.0)]), Series(old, [(7200, 5.0)])],
+        "cached_prompt_tokens": [Series(v1, [(7200, 4.0)])],  # no row in the second hour: no growth there
+        "asleep_hours": [Series(v1, [(7200, 0.25)])],
+    }
+    rows, _ = token_rows(measures, lm, 3600, ("model_name",), "vllm")
+    got = {(r["pod"], r["hour_start"].hour): (r["cached_prompt_tokens"], r["asleep_hours"]) for r in rows}
+    # A counter the server exposes grew by 0 in an hour PromQL left out; a gauge without a sample is
+    # unknown; an older server without the series is unknown throughout.
+    assert got == {("v1", 1): (4, 0.25), ("v1", 2): (0, None), ("old", 1): (None, None)}
+
+
 def test_token_rows_quarantine_non_counts(lm: LabelMap) -> None:
     s = Series({"model_name": "m", "pod": "p"}, [(3600, float("nan")), (7200, 10.4)])
     rows, quarantine = token_rows({"prompt_tokens": [s]}, lm, 3600, ("model_name",), "vllm")

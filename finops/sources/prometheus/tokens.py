@@ -63,11 +63,14 @@ def _problem(measure: str, v: float) -> str | None:
     return None if math.isfinite(v) and 0 <= v <= MAX_COUNT else f"{measure} increase {v!r} is not a count"
 
 
-def _value(measure: str, vals: Mapping[str, float]) -> int | float | None:
+def _value(measure: str, vals: Mapping[str, float], exposed: set[str]) -> int | float | None:
+    """The row's value of `measure`: a counter the server exposes (`exposed`) but that shows no growth
+    in this hour grew by 0 (PromQL leaves out a period holding one unchanged sample); a counter the
+    server does not expose, or a share without a sample in the hour, is unknown (None)."""
     if measure in TOKEN_MEASURES:
         return count(vals.get(measure, 0.0))
     if measure not in vals:
-        return None
+        return 0 if measure in OPTIONAL_COUNTS and measure in exposed else None
     return round(vals[measure], 6) if measure in SHARES else count(vals[measure])
 
 
@@ -82,6 +85,7 @@ def token_rows(measures: Mapping[str, Sequence[Series]], lm: LabelMap, step_seco
     """
     quarantine: list[dict[str, Any]] = []
     acc: dict[tuple[Any, ...], dict[str, float]] = {}
+    exposed: dict[tuple[Any, ...], set[str]] = {}  # per server, model and dims: the measures it has series of
     for measure, series in measures.items():
         for s in series:
             model_name = first_label(s.labels, model_labels)
@@ -91,6 +95,7 @@ def token_rows(measures: Mapping[str, Sequence[Series]], lm: LabelMap, step_seco
             where = {col: first_label(s.labels, names) for col, names in SERVER_LABELS.items()}
             where.update(lm.resource(s.labels))
             fixed = (*(where[c] for c in LOCATION), model_name, *(dims[d] for d in FACT_DIMS))
+            exposed.setdefault(fixed, set()).add(measure)
             for ts, v in s.points:
                 problem = _problem(measure, v)
                 if problem:
@@ -98,7 +103,7 @@ def token_rows(measures: Mapping[str, Sequence[Series]], lm: LabelMap, step_seco
                     continue
                 slot = acc.setdefault((hour_start(ts, step_seconds), *fixed), {})
                 slot[measure] = slot.get(measure, 0.0) + v
-    rows = [dict(zip(KEY_COLUMNS, key, strict=True)) | {m: _value(m, vals) for m in ALL_MEASURES}
+    rows = [dict(zip(KEY_COLUMNS, key, strict=True)) | {m: _value(m, vals, exposed[key[1:]]) for m in ALL_MEASURES}
             for key, vals in acc.items()]
     return rows, quarantine
 

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from finops import reports
-from finops.api import admin, alerts, files, health, metrics, sources, uploads
+from finops.api import admin, alerts, budgets, files, health, metrics, sources, uploads
 from finops.api import reports as reports_router
 from finops.api.auth import require, require_unscoped
 from finops.api.cache import DataVersion, ReportCache
@@ -100,6 +100,7 @@ def create_app(settings: Settings, store: Store | None = None, clock: Clock | No
     app.include_router(uploads.router)  # before /v1/sources/{name}: its path is more specific
     app.include_router(sources.router)
     app.include_router(alerts.router)
+    app.include_router(budgets.router)
     app.include_router(admin.router)
     spec = app.openapi()
     # The reports as MCP tools (docs/mcp.md), calling this app in process with the caller's key.

@@ -48,11 +48,13 @@ REPORT_TOOLS: dict[str, str] = {
     "weekly_summary": "weekly",
     "recommendations": "recommendations",
     "anomalies": "anomalies",
+    "forecast": "forecast",
+    "budgets": "budgets",
 }
 # Totals quoted in a report's text summary, in this order, where the report has them.
 SUMMARY_TOTALS = ("cost", "ingested_total", "generation_tokens", "cost_per_1k_generated_tokens", "idle_cost",
                   "idle_hours", "untagged_cost", "untagged_share", "total_cost", "monthly_savings", "anomalies",
-                  "deviation_cost")
+                  "deviation_cost", "budgets", "at_risk", "over")
 INSTRUCTIONS = ("FinOps for self-hosted LLM inference: cost per 1k tokens, idle GPUs, untagged spend, the weekly "
                 "finance summary and savings recommendations, per project, team, environment and model. Money "
                 "is in the report currency, exact; windows are [start, end) in UTC days.")

@@ -269,8 +269,81 @@ class AnomaliesReport(BaseModel):
     params: ParamsOut
 
 
+class ForecastRow(Grouped):
+    day: date
+    method: Literal["ets", "weekday_mean", "mean", "none"] = Field(
+        description="ets: exponential smoothing with weekly seasonality; weekday_mean; mean; none: no history")
+    cost: Money = Field(description="forecast cost of the day (an estimate, to the cent)")
+    cost_low: Money = Field(description="lower end of the interval (forecast.level, 80% by default)")
+    cost_high: Money
+    generation_tokens: int
+    generation_tokens_low: int
+    generation_tokens_high: int
+    actual_cost: Money | None = Field(description="the day's attributed cost, where the store has it")
+    actual_generation_tokens: int | None
+
+
+class ForecastTotals(BaseModel):
+    cost: Money
+    actual_cost: Money | None
+    history_start: date
+    history_end: date = Field(description="the day after the last day of history (where the data ends)")
+    groups: int
+    methods: str = Field(description="groups per method, e.g. 'ets 3, mean 1'")
+
+
+class ForecastReport(BaseModel):
+    rows: list[ForecastRow]
+    totals: ForecastTotals
+    params: ParamsOut
+
+
+class BudgetRow(Grouped):
+    budget: str
+    period: Literal["month", "quarter"]
+    period_start: date
+    period_end: date = Field(description="the day after the period's last day")
+    amount: Money
+    budget_currency: str
+    actual_cost: Money = Field(description="the period's cost before the report's end")
+    actual_pct: Num
+    forecast_cost: Money = Field(description="actual cost plus the forecast of the period's remaining days")
+    forecast_cost_low: Money
+    forecast_cost_high: Money
+    forecast_pct: Num
+    forecast_method: str
+    burn_rate_per_day: Money | None
+    days_left: Num | None = Field(description="days until the amount is spent at the burn rate")
+    days_to_period_end: int
+    generation_tokens: int
+    forecast_generation_tokens: int
+    cost_per_1k_generated_tokens: Money | None
+    forecast_cost_per_1k_generated_tokens: Money | None
+    max_cost_per_1k_generated_tokens: Money | None
+    actual_threshold_crossed: Num | None
+    forecast_threshold_crossed: Num | None
+    ceiling_exceeded: bool
+    status: Literal["ok", "at_risk", "over", "currency_mismatch"]
+
+
+class BudgetTotals(BaseModel):
+    budgets: int
+    as_of: date
+    ok: int
+    at_risk: int
+    over: int
+    currency_mismatch: int
+
+
+class BudgetsReport(BaseModel):
+    rows: list[BudgetRow]
+    totals: BudgetTotals
+    params: ParamsOut
+
+
 REPORT_MODELS: dict[str, type[BaseModel]] = {
     "unit-economics": UnitEconomicsReport, "idle-gpus": IdleGpusReport,
     "untagged-spend": UntaggedSpendReport, "weekly": WeeklyReport,
-    "recommendations": RecommendationsReport, "anomalies": AnomaliesReport,
+    "recommendations": RecommendationsReport, "anomalies": AnomaliesReport, "forecast": ForecastReport,
+    "budgets": BudgetsReport,
 }

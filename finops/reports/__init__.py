@@ -55,6 +55,17 @@ CATALOG: dict[str, ReportInfo] = {
         "Anomalies: days whose cost or cost per 1k generated tokens left their group's usual range "
         "(docs/definitions.md 6.6)",
         ("day", "project", "team", "model_id", "metric", "value", "baseline", "score", "deviation_cost")),
+    "forecast": ReportInfo(
+        "forecast:forecast_report",
+        "Forecast: daily cost and generated tokens per group with an interval, from the history before the "
+        "window (docs/definitions.md 6.7)",
+        ("day", "team", "model_id", "method", "cost", "cost_low", "cost_high", "actual_cost", "generation_tokens")),
+    "budgets": ReportInfo(
+        "budgets:budgets",
+        "Budgets: spend to date, forecast to the period's end, burn rate and status of each budget "
+        "(docs/definitions.md 6.8)",
+        ("budget", "team", "period_start", "amount", "actual_cost", "actual_pct", "forecast_cost", "forecast_pct",
+         "days_left", "status")),
 }
 NAMES = tuple(CATALOG)
 

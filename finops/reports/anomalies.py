@@ -27,6 +27,7 @@ from finops.reports.model import (
     Row,
     fetch_rows,
     filter_sql,
+    group_columns,
     params_dict,
     ratio,
     with_attribution,
@@ -35,17 +36,13 @@ from finops.reports.params import MIN_DATE, ReportParams
 from finops.settings import Settings
 from finops.settings.anomalies import AnomalySettings
 from finops.store import Store
-from finops.tags import UNALLOCATED, UNTAGGED
 
 MAD_TO_SIGMA = 1.4826
 METRICS = ("cost", "cost_per_1k_generated_tokens")
 
 
 def _dims(dims: tuple[str, ...], unallocated: bool) -> str:
-    if unallocated:
-        return ", ".join(f"CASE WHEN a.step = 'unallocated' THEN '{UNALLOCATED}' ELSE coalesce(a.{d}, '{UNTAGGED}') "
-                         f"END AS {d}" for d in dims)
-    return ", ".join(f"coalesce({d}, '{UNTAGGED}') AS {d}" for d in dims)
+    return ", ".join(group_columns(dims, unallocated, "a" if unallocated else ""))
 
 
 def _queries(dims: tuple[str, ...], where_alloc: str, where_tok: str) -> tuple[str, str]:

@@ -15,6 +15,7 @@ from finops.attribution.stored import attribute_stored
 from finops.reports.params import ReportParams
 from finops.settings import Settings
 from finops.store import Store
+from finops.tags import UNALLOCATED, UNTAGGED
 
 Row = dict[str, Any]
 # Fields holding money, per name; exports format them as currency.
@@ -88,6 +89,16 @@ def ratio(num: Decimal | None, den: Decimal | int | None, scale: int = 1) -> Dec
     if not isinstance(num, Decimal):
         num = Decimal(num)
     return (num * scale / den).quantize(PLACES)
+
+
+def group_columns(dims: tuple[str, ...], unallocated: bool, alias: str = "") -> list[str]:
+    """SELECT expressions naming each dim's group: a missing tag is UNTAGGED and, with `unallocated`,
+    cost left by the attribution's last step is UNALLOCATED (att_alloc rows; `alias` qualifies them)."""
+    a = f"{alias}." if alias else ""
+    if unallocated:
+        return [f"CASE WHEN {a}step = 'unallocated' THEN '{UNALLOCATED}' ELSE coalesce({a}{d}, '{UNTAGGED}') END AS {d}"
+                for d in dims]
+    return [f"coalesce({a}{d}, '{UNTAGGED}') AS {d}" for d in dims]
 
 
 def filter_sql(params: ReportParams, alias: str = "") -> tuple[str, dict[str, Any]]:

@@ -9,11 +9,20 @@ from typing import Any
 import duckdb
 
 from finops.attribution import Attribution
-from finops.reports.model import PLACES, Report, Row, fetch_rows, filter_sql, params_dict, with_attribution
+from finops.reports.model import (
+    PLACES,
+    Report,
+    Row,
+    fetch_rows,
+    filter_sql,
+    group_columns,
+    params_dict,
+    with_attribution,
+)
 from finops.reports.params import ReportParams
 from finops.settings import Settings
 from finops.store import Store
-from finops.tags import DIMS, UNALLOCATED, UNTAGGED
+from finops.tags import DIMS, UNALLOCATED
 
 # Period start of a day `d` per granularity; `total` is one period, the whole window.
 BUCKET = {
@@ -38,11 +47,7 @@ def period_end(start: date, granularity: str, window_end: date) -> date:
 
 
 def _dims(dims: tuple[str, ...], unallocated: bool) -> str:
-    if unallocated:
-        return "".join(
-            f", CASE WHEN step = 'unallocated' THEN '{UNALLOCATED}' ELSE coalesce({d}, '{UNTAGGED}') END AS {d}"
-            for d in dims)
-    return "".join(f", coalesce({d}, '{UNTAGGED}') AS {d}" for d in dims)
+    return "".join(", " + c for c in group_columns(dims, unallocated))
 
 
 def grouped(sets: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:

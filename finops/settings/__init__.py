@@ -23,6 +23,7 @@ from pydantic_settings import (
 from finops.settings.alerts import AlertSettings
 from finops.settings.anomalies import AnomalySettings
 from finops.settings.api import ApiSettings
+from finops.settings.forecast import ForecastSettings
 from finops.settings.gateway import GatewaySettings
 from finops.settings.recommendations import RecommendationSettings
 from finops.settings.schedule import ScheduleSettings
@@ -74,6 +75,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     recommendations: RecommendationSettings = Field(default_factory=RecommendationSettings)
     anomalies: AnomalySettings = Field(default_factory=AnomalySettings)
+    forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     @field_validator("required_tags")

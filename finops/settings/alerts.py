@@ -23,6 +23,14 @@ from finops.tags import DIMS
 Severity = Literal["info", "warning", "critical"]
 
 
+def known_dims(v: tuple[str, ...]) -> tuple[str, ...]:
+    """`group_by` of a rule: one or more dims, in the dims' order."""
+    unknown = [d for d in v if d not in DIMS]
+    if unknown or not v:
+        raise ValueError(f"group_by: choose from {', '.join(DIMS)} (got {', '.join(v) or 'nothing'})")
+    return tuple(d for d in DIMS if d in v)
+
+
 class _Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -92,20 +100,36 @@ class TokenCostRule(_Rule):
     # Groups costing less than this in the current week are ignored (noise).
     min_cost: Decimal = Field(default=Decimal("0"), ge=0)
 
-    @field_validator("group_by")
-    @classmethod
-    def _dims(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [d for d in v if d not in DIMS]
-        if unknown or not v:
-            raise ValueError(f"group_by: choose from {', '.join(DIMS)} (got {', '.join(v) or 'nothing'})")
-        return tuple(d for d in DIMS if d in v)
+    _dims = field_validator("group_by")(classmethod(lambda cls, v: known_dims(v)))
 
 
-Rule = Annotated[UntaggedSpendRule | IdleGpuRule | StaleSourceRule | TokenCostRule, Field(discriminator="kind")]
+class BudgetRule(_Rule):
+    """A budget (`/v1/budgets`) whose actual or forecast spend reaches one of its thresholds, or whose
+    forecast cost per 1k generated tokens passes its ceiling: one alert per budget, period and basis."""
+
+    kind: Literal["budget"] = "budget"
+    # A forecast from the first days of a period is mostly history: forecast thresholds count from
+    # this many complete days into the period (actual thresholds count at once).
+    forecast_after_days: int = Field(default=3, ge=0, le=31)
+
+
+class AnomalyRule(_Rule):
+    """An anomalous day (docs/definitions.md 6.6) among the last `lookback_days` complete days."""
+
+    kind: Literal["anomaly"] = "anomaly"
+    group_by: tuple[str, ...] = ("team",)
+    lookback_days: int = Field(default=2, ge=1, le=14)
+    metrics: tuple[Literal["cost", "cost_per_1k_generated_tokens"], ...] = ("cost", "cost_per_1k_generated_tokens")
+
+    _dims = field_validator("group_by")(classmethod(lambda cls, v: known_dims(v)))
+
+
+Rule = Annotated[UntaggedSpendRule | IdleGpuRule | StaleSourceRule | TokenCostRule | BudgetRule | AnomalyRule,
+                 Field(discriminator="kind")]
 
 
 def default_rules() -> list[Rule]:
-    return [UntaggedSpendRule(), IdleGpuRule(), StaleSourceRule(), TokenCostRule()]
+    return [UntaggedSpendRule(), IdleGpuRule(), StaleSourceRule(), TokenCostRule(), BudgetRule(), AnomalyRule()]
 
 
 class Exemptions(BaseModel):

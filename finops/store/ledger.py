@@ -134,12 +134,14 @@ def scopes(store: Store) -> list[tuple[str, str]]:
 
 
 def data_version(store: Store) -> int:
-    """A number that grows whenever a run lands data: the count of succeeded runs.
+    """A number that grows whenever a run lands data or a budget changes: the count of succeeded
+    runs plus the count of budget changes (both tables only grow).
 
     Not the newest run id: a run that started earlier can land after a later one, and the data
     changes all the same.
     """
-    return int(store.query("SELECT count(*) FROM source_runs WHERE status = 'succeeded'")[0][0])
+    return int(store.query("SELECT (SELECT count(*) FROM source_runs WHERE status = 'succeeded') + "
+                           "(SELECT count(*) FROM budget_changes)")[0][0])
 
 
 @dataclass(frozen=True)

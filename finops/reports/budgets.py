@@ -1,0 +1,109 @@
+"""Budgets (docs/definitions.md 6.8): per budget, spend to date in its current period, the forecast
+to the period's end with its interval, the burn rate, the days left at that rate and a status.
+
+The report is as of `end` (exclusive; default today): a budget's period is the month or quarter
+holding the day before `end`, its actual spend is that period's cost before `end`, and the rest of
+the period is forecast (docs/definitions.md 6.7) from the `forecast.history_days` before `end`.
+A team-scoped request sees the budgets filtered on its team only.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import duckdb
+
+from finops.attribution import Attribution
+from finops.reports.forecast import daily, predict
+from finops.reports.model import Report, Row, params_dict, ratio, with_attribution
+from finops.reports.params import MIN_DATE, ReportParams
+from finops.settings import Settings
+from finops.settings.forecast import ForecastSettings
+from finops.store import Store
+from finops.store.budgets import SELECT_SQL, Budget, budget_from_row
+from finops.tags import DIMS
+
+CENT = Decimal("0.01")
+MONTHS = {"month": 1, "quarter": 3}
+
+
+def period_of(period: str, day: date) -> tuple[date, date]:
+    """[start, end) of the calendar month or quarter holding `day`."""
+    months = MONTHS[period]
+    first = date(day.year, (day.month - 1) // months * months + 1, 1)
+    m = first.month - 1 + months
+    return first, date(first.year + m // 12, m % 12 + 1, 1)
+
+
+def visible(b: Budget, filters: dict[str, str]) -> bool:
+    """A budget is within a request's filters when it filters on each of them with the same value."""
+    return all(b.filters.get(d) == v for d, v in filters.items())
+
+
+def _pct(part: Decimal, whole: Decimal) -> Decimal:
+    return (part * 100 / whole).quantize(CENT)
+
+
+def _crossed(thresholds: list[Decimal], pct: Decimal) -> Decimal | None:
+    return max((t for t in thresholds if pct >= t), default=None)
+
+
+def evaluate(cur: duckdb.DuckDBPyConnection, params: ReportParams, b: Budget, as_of: date, currency: str,
+             cfg: ForecastSettings) -> Row:
+    """One budget's row as of `as_of` (exclusive)."""
+    start, end = period_of(b.period, as_of - timedelta(days=1))
+    data = daily(cur, params.model_copy(update={"filters": b.filters}), ())
+    cost, tokens = data.cost.get((), {}), data.tokens.get((), {})
+    actual = sum((v for d, v in cost.items() if start <= d < as_of), Decimal(0))
+    generated = sum((v for d, v in tokens.items() if start <= d < as_of), 0)
+    horizon = (end - as_of).days
+    history_start = max(as_of - timedelta(days=cfg.history_days), MIN_DATE)
+    fc = predict(cost, history_start, as_of, horizon, cfg)
+    ft = predict(tokens, history_start, as_of, horizon, cfg)
+    rest, low, high = (Decimal(repr(x)).quantize(CENT) for x in (fc.total, fc.total_low, fc.total_high))
+    elapsed = (as_of - start).days
+    burn = (actual / elapsed).quantize(CENT) if elapsed else None
+    days_left = None
+    if burn and burn > 0:
+        days_left = max(((b.amount - actual) / burn).quantize(Decimal("0.1")), Decimal(0))
+    forecast_cost = actual + rest
+    actual_pct, forecast_pct = _pct(actual, b.amount), _pct(forecast_cost, b.amount)
+    cpk = ratio(actual, generated, 1000)
+    forecast_cpk = ratio(forecast_cost, generated + round(ft.total), 1000)
+    over_ceiling = (b.max_cost_per_1k_generated_tokens is not None and forecast_cpk is not None
+                    and forecast_cpk > b.max_cost_per_1k_generated_tokens)
+    crossed_actual, crossed_forecast = _crossed(b.actual_thresholds, actual_pct), _crossed(b.forecast_thresholds, forecast_pct)
+    status = ("currency_mismatch" if b.currency != currency else "over" if actual >= b.amount
+              else "at_risk" if crossed_actual is not None or crossed_forecast is not None or over_ceiling else "ok")
+    return {
+        "budget": b.name, **{d: b.filters.get(d) for d in DIMS}, "period": b.period, "period_start": start,
+        "period_end": end, "amount": b.amount, "budget_currency": b.currency, "actual_cost": actual,
+        "actual_pct": actual_pct, "forecast_cost": forecast_cost, "forecast_cost_low": actual + low,
+        "forecast_cost_high": actual + high, "forecast_pct": forecast_pct, "forecast_method": fc.method,
+        "burn_rate_per_day": burn, "days_left": days_left, "days_to_period_end": horizon,
+        "generation_tokens": generated, "forecast_generation_tokens": generated + round(ft.total),
+        "cost_per_1k_generated_tokens": cpk, "forecast_cost_per_1k_generated_tokens": forecast_cpk,
+        "max_cost_per_1k_generated_tokens": b.max_cost_per_1k_generated_tokens,
+        "actual_threshold_crossed": crossed_actual, "forecast_threshold_crossed": crossed_forecast,
+        "ceiling_exceeded": over_ceiling, "status": status,
+    }
+
+
+def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams, cfg: ForecastSettings,
+          budgets: list[Budget]) -> Report:
+    rows = [evaluate(cur, params, b, params.end, att.currency, cfg) for b in budgets]
+    totals: Row = {"budgets": len(rows), "as_of": params.end,
+                   **{s: sum(r["status"] == s for r in rows) for s in ("ok", "at_risk", "over", "currency_mismatch")}}
+    return Report("budgets", params_dict(params, att.currency), rows, totals, currency=att.currency)
+
+
+def budgets(store: Store, settings: Settings, params: ReportParams) -> Report:
+    cfg = settings.forecast
+    found = [budget_from_row(r) for r in store.query(SELECT_SQL)]
+    shown = [b for b in found if visible(b, params.filters)]
+    first = min([period_of(b.period, params.end - timedelta(days=1))[0] for b in shown], default=params.end)
+    window = params.model_copy(update={
+        "start": max(min(first, params.end - timedelta(days=cfg.history_days)), MIN_DATE)})
+    return with_attribution(store, settings, window, lambda cur, att: build(cur, att, window, cfg, shown),
+                            hourly=False)

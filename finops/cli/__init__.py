@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from finops.cli.budgets import app as budgets_app
 from finops.cli.data import collect_cmd, db_app, ingest_app
 from finops.cli.demo import demo
 from finops.cli.gateway import gateway
@@ -31,5 +32,6 @@ app.command("serve")(serve)
 app.command("gateway")(gateway)
 app.command("mcp")(mcp)
 app.add_typer(keys_app, name="keys")
+app.add_typer(budgets_app, name="budgets")
 app.add_typer(lake_app, name="export")
 app.add_typer(simulate_app, name="simulate")

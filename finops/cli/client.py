@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -66,3 +67,14 @@ class ServiceClient:
         media = resp.headers.get("content-type", "")
         kind = "zip" if "zip" in media else "xlsx" if "spreadsheet" in media else fmt
         return resp.content, kind
+
+    def list_budgets(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = self._check(self._http.get("/v1/budgets")).json()
+        return out
+
+    def put_budget(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = self._check(self._http.put(f"/v1/budgets/{quote(name)}", json=spec)).json()
+        return out
+
+    def delete_budget(self, name: str) -> None:
+        self._check(self._http.delete(f"/v1/budgets/{quote(name)}"))

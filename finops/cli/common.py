@@ -6,10 +6,10 @@ The CLI is an entry point: settings and the clock are built here once per comman
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
@@ -18,6 +18,7 @@ from finops.timeutil import Clock, utcnow
 if TYPE_CHECKING:  # imported when a command runs, so `finops --help` starts fast
     from rich.console import Console
 
+    from finops.cli.client import ServiceClient
     from finops.settings import Settings
     from finops.store import Store
     from finops.store.local_access import Access
@@ -88,3 +89,20 @@ def opened(s: Settings, *, migrate: bool = True, via_service: bool = False) -> I
         yield store
     finally:
         store.close()
+
+
+T = TypeVar("T")
+
+
+def through_service(svc: ServiceOwnsStore, call: Callable[[ServiceClient], T]) -> T:
+    """Run `call` against the running service; its error, if any, as one line and exit 1."""
+    import httpx
+
+    from finops.cli.client import ServiceClient, ServiceError
+
+    try:
+        with ServiceClient(svc.access) as client:
+            return call(client)
+    except (ServiceError, OSError, httpx.HTTPError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None

@@ -6,19 +6,13 @@ While `finops serve` runs it owns the database file; manage keys through the API
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
-from finops.cli.common import LazyConsole, ServiceOwnsStore, console, now, opened, settings
-
-if TYPE_CHECKING:
-    from finops.cli.client import ServiceClient
-
-T = TypeVar("T")
+from finops.cli.common import LazyConsole, ServiceOwnsStore, console, now, opened, settings, through_service
 
 app = typer.Typer(rich_markup_mode=None, help="API keys (stored as hashes; a new key is shown once).", no_args_is_help=True)
 err = LazyConsole(stderr=True)
@@ -51,7 +45,7 @@ def create_cmd(
             record, key = create_key(store, role, team, name, now())
         key_id, team = record.key_id, record.team
     except ServiceOwnsStore as svc:
-        created = _via(svc, lambda c: c.create_key(role, team, name))
+        created = through_service(svc, lambda c: c.create_key(role, team, name))
         key_id, team, key = created["key_id"], created["team"], created["key"]
     scope = f", team {team}" if team else ""
     err.print(f"created key {key_id} (role {role}{scope}); store it now, it is not shown again:")
@@ -68,7 +62,7 @@ def list_cmd() -> None:
         with opened(s, via_service=True) as store:
             keys = [asdict(k) for k in list_keys(store)]
     except ServiceOwnsStore as svc:
-        keys = _via(svc, lambda c: c.list_keys())
+        keys = through_service(svc, lambda c: c.list_keys())
     from rich.table import Column, Table
 
     table = Table("role", "team", "name", "created", "last used", "revoked")
@@ -86,20 +80,6 @@ def _when(value: datetime | str | None) -> str:
     return f"{at:%Y-%m-%d %H:%M}"
 
 
-def _via(svc: ServiceOwnsStore, call: Callable[[ServiceClient], T]) -> T:
-    """Run `call` against the running service; its error, if any, as one line and exit 1."""
-    import httpx
-
-    from finops.cli.client import ServiceClient, ServiceError
-
-    try:
-        with ServiceClient(svc.access) as client:
-            return call(client)
-    except (ServiceError, OSError, httpx.HTTPError) as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
-
-
 @app.command("revoke")
 def revoke_cmd(key_id: Annotated[str, typer.Argument(help="the key id shown by `finops keys list`")]) -> None:
     """Revoke a key at once; requests with it answer 401 from then on."""
@@ -110,7 +90,7 @@ def revoke_cmd(key_id: Annotated[str, typer.Argument(help="the key id shown by `
         with opened(s, via_service=True) as store:
             done = revoke_key(store, key_id, now())
     except ServiceOwnsStore as svc:
-        _via(svc, lambda c: c.revoke_key(key_id))
+        through_service(svc, lambda c: c.revoke_key(key_id))
         done = True
     if not done:
         err.print(f"[red]no active key with id {key_id!r}[/red]")

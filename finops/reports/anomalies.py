@@ -107,7 +107,10 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
     tokens: dict[tuple[str, ...], dict[date, int]] = defaultdict(dict)
     for r in fetch_rows(cur, tokens_sql, binds):
         tokens[tuple(r[d] for d in dims)][r["day"]] = r["tokens"]
-    days = [params.start + timedelta(days=i) for i in range((params.end - params.start).days)]
+    # Days after the newest billed day are not scored: a bill that has not arrived yet is not a zero.
+    billed = max((d for series in cost.values() for d in series), default=params.start)
+    days = [params.start + timedelta(days=i) for i in range((min(params.end, billed + timedelta(days=1))
+                                                             - params.start).days)]
     hist_days = [history_start + timedelta(days=i) for i in range((params.start - history_start).days)]
     rows: list[Row] = []
     for key in sorted(set(cost) | set(tokens)):

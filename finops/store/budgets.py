@@ -8,6 +8,7 @@ The store keeps them (migration 0007) and logs every change with the key that ma
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
@@ -53,6 +54,8 @@ class BudgetSpec(BaseModel):
             raise ValueError(f"unknown dims {', '.join(unknown)}; choose from {', '.join(DIMS)}")
         if any(not (0 < len(x) <= 256) for x in v.values()):
             raise ValueError("a filter value has 1 to 256 characters")
+        if any(re.fullmatch(r"__.*__", x) for x in v.values()):
+            raise ValueError("__...__ names are report groups, not tag values (a budget filters on tag values)")
         return {d: v[d] for d in DIMS if d in v}
 
     @field_validator("actual_thresholds", "forecast_thresholds")
@@ -80,6 +83,12 @@ class BudgetExists(ValueError):
     pass
 
 
+def _trimmed(d: Decimal) -> Decimal:
+    """A stored DECIMAL(38,12) without its trailing zeros, but with cents (1200.500000000000 -> 1200.50)."""
+    n = d.normalize()
+    return n.quantize(Decimal("0.01")) if int(n.as_tuple().exponent) > -2 else n
+
+
 SELECT_SQL = f"SELECT {', '.join(COLUMNS)} FROM budgets ORDER BY name"  # noqa: S608 - constants
 
 
@@ -87,6 +96,8 @@ def budget_from_row(values: tuple[object, ...]) -> Budget:
     """A budget from a row of SELECT_SQL."""
     r = dict(zip(COLUMNS, values, strict=True))
     r["filters"] = json.loads(str(r["filters"]))
+    for k in ("amount", "max_cost_per_1k_generated_tokens"):
+        r[k] = None if r[k] is None else _trimmed(Decimal(str(r[k])))
     for k in ("actual_thresholds", "forecast_thresholds"):
         r[k] = [Decimal(x) for x in json.loads(str(r[k]))]
     return Budget.model_validate(r)

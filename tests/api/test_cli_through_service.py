@@ -103,6 +103,16 @@ def test_ingest_keys_and_reports_go_through_the_running_service(service: str, se
     listed = cli.invoke(app, ["keys", "list"])
     assert listed.exit_code == 0 and "ml platform" in listed.output
 
+    budget = cli.invoke(app, ["budgets", "set", "core ai", "--team", "ML Platform", "--amount", "1000", "--forecast", "90"])
+    assert budget.exit_code == 0, budget.output
+    assert [(b["name"], b["filters"], b["forecast_thresholds"]) for b in httpx.get(
+        f"{service}/v1/budgets", headers={"Authorization": f"Bearer {key}"}).json()] == [
+        ("core ai", {"team": "ml platform"}, [90])]  # the team key reads its team's budget
+    assert "core ai" in cli.invoke(app, ["budgets", "list"]).output
+    assert cli.invoke(app, ["budgets", "delete", "core ai"]).exit_code == 0
+    gone = cli.invoke(app, ["budgets", "delete", "core ai"])
+    assert gone.exit_code == 1 and "404" in gone.output
+
 
 def test_the_upload_quarantines_exactly_as_the_cli_does(service: str, settings: Settings, rules: TagRules,
                                                         tmp_path: Path) -> None:

@@ -64,6 +64,10 @@ def money(x: Decimal) -> str:
     return str(Decimal(x).quantize(CENT))
 
 
+def pct(share: Decimal) -> str:
+    return str((share * 100).quantize(CENT))
+
+
 def exempt_keys(ctx: Context, start: date, end: date) -> set[str]:
     """Resource keys exempt in [start, end): listed ids, and resources billed with an exempt tag."""
     keys = {k for k in map(resource_key, ctx.exemptions.resource_ids) if k}
@@ -243,12 +247,12 @@ def budget(ctx: Context, rule: BudgetRule) -> list[Finding]:
         period = f"{r['period']} from {r['period_start']}"
         found: list[tuple[str, str, Decimal]] = []
         if r["actual_threshold_crossed"] is not None:
-            found.append(("actual", f"spent {money(r['actual_cost'])} {cur}, {r['actual_pct']}% of {amount} "
+            found.append(("actual", f"spent {money(r['actual_cost'])} {cur}, {pct(r['actual_share'])}% of {amount} "
                                     f"(threshold {r['actual_threshold_crossed']}%)", r["actual_cost"]))
         if r["forecast_threshold_crossed"] is not None and elapsed >= rule.forecast_after_days:
             found.append(("forecast", f"forecast to spend {money(r['forecast_cost'])} {cur} (80% interval "
                                       f"{money(r['forecast_cost_low'])} to {money(r['forecast_cost_high'])}), "
-                                      f"{r['forecast_pct']}% of {amount} (threshold {r['forecast_threshold_crossed']}%); "
+                                      f"{pct(r['forecast_share'])}% of {amount} (threshold {r['forecast_threshold_crossed']}%); "
                                       f"spent {money(r['actual_cost'])} so far", r["forecast_cost"]))
         if r["ceiling_exceeded"]:
             found.append(("ceiling", f"forecast cost per 1k generated tokens {r['forecast_cost_per_1k_generated_tokens']} "
@@ -260,8 +264,8 @@ def budget(ctx: Context, rule: BudgetRule) -> list[Finding]:
             out.append(Finding(alert_key(rule.name, identity), rule.name, rule.severity,
                                f"Budget {r['budget']} ({period}): {text}; {r['days_to_period_end']} days left in the "
                                "period.", dims, ctx.link("budgets", {"end": end}), value, cur,
-                               {k: r[k] for k in ("actual_cost", "actual_pct", "forecast_cost", "forecast_cost_low",
-                                                  "forecast_cost_high", "forecast_pct", "burn_rate_per_day",
+                               {k: r[k] for k in ("actual_cost", "actual_share", "forecast_cost", "forecast_cost_low",
+                                                  "forecast_cost_high", "forecast_share", "burn_rate_per_day",
                                                   "days_left", "amount")}))
     return out
 

@@ -306,11 +306,11 @@ class BudgetRow(Grouped):
     amount: Money
     budget_currency: str
     actual_cost: Money = Field(description="the period's cost before the report's end")
-    actual_pct: Num
+    actual_share: Num = Field(description="actual cost / amount (0.85 is 85 %)")
     forecast_cost: Money = Field(description="actual cost plus the forecast of the period's remaining days")
     forecast_cost_low: Money
     forecast_cost_high: Money
-    forecast_pct: Num
+    forecast_share: Num = Field(description="forecast cost / amount")
     forecast_method: str
     burn_rate_per_day: Money | None
     days_left: Num | None = Field(description="days until the amount is spent at the burn rate")

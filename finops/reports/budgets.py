@@ -41,8 +41,8 @@ def visible(b: Budget, filters: dict[str, str]) -> bool:
     return all(b.filters.get(d) == v for d, v in filters.items())
 
 
-def _pct(part: Decimal, whole: Decimal) -> Decimal:
-    return (part * 100 / whole).quantize(CENT)
+def _share(part: Decimal, whole: Decimal) -> Decimal:
+    return (part / whole).quantize(Decimal("0.0001"))
 
 
 def _crossed(thresholds: list[Decimal], pct: Decimal) -> Decimal | None:
@@ -68,19 +68,20 @@ def evaluate(cur: duckdb.DuckDBPyConnection, params: ReportParams, b: Budget, as
     if burn and burn > 0:
         days_left = max(((b.amount - actual) / burn).quantize(Decimal("0.1")), Decimal(0))
     forecast_cost = actual + rest
-    actual_pct, forecast_pct = _pct(actual, b.amount), _pct(forecast_cost, b.amount)
+    actual_share, forecast_share = _share(actual, b.amount), _share(forecast_cost, b.amount)
     cpk = ratio(actual, generated, 1000)
     forecast_cpk = ratio(forecast_cost, generated + round(ft.total), 1000)
     over_ceiling = (b.max_cost_per_1k_generated_tokens is not None and forecast_cpk is not None
                     and forecast_cpk > b.max_cost_per_1k_generated_tokens)
-    crossed_actual, crossed_forecast = _crossed(b.actual_thresholds, actual_pct), _crossed(b.forecast_thresholds, forecast_pct)
+    crossed_actual, crossed_forecast = (
+        _crossed(b.actual_thresholds, actual * 100 / b.amount), _crossed(b.forecast_thresholds, forecast_cost * 100 / b.amount))
     status = ("currency_mismatch" if b.currency != currency else "over" if actual >= b.amount
               else "at_risk" if crossed_actual is not None or crossed_forecast is not None or over_ceiling else "ok")
     return {
         "budget": b.name, **{d: b.filters.get(d) for d in DIMS}, "period": b.period, "period_start": start,
         "period_end": end, "amount": b.amount, "budget_currency": b.currency, "actual_cost": actual,
-        "actual_pct": actual_pct, "forecast_cost": forecast_cost, "forecast_cost_low": actual + low,
-        "forecast_cost_high": actual + high, "forecast_pct": forecast_pct, "forecast_method": fc.method,
+        "actual_share": actual_share, "forecast_cost": forecast_cost, "forecast_cost_low": actual + low,
+        "forecast_cost_high": actual + high, "forecast_share": forecast_share, "forecast_method": fc.method,
         "burn_rate_per_day": burn, "days_left": days_left, "days_to_period_end": horizon,
         "generation_tokens": generated, "forecast_generation_tokens": generated + round(ft.total),
         "cost_per_1k_generated_tokens": cpk, "forecast_cost_per_1k_generated_tokens": forecast_cpk,
@@ -98,12 +99,23 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
     return Report("budgets", params_dict(params, att.currency), rows, totals, currency=att.currency)
 
 
+def listed(cur: duckdb.DuckDBPyConnection, filters: dict[str, str]) -> list[Budget]:
+    """The budgets within a request's filters."""
+    return [b for b in map(budget_from_row, cur.execute(SELECT_SQL).fetchall()) if visible(b, filters)]
+
+
+def first_day(shown: list[Budget], as_of: date) -> date:
+    """The first day of the earliest period among `shown` as of `as_of` (`as_of` if none)."""
+    return min([period_of(b.period, as_of - timedelta(days=1))[0] for b in shown], default=as_of)
+
+
 def budgets(store: Store, settings: Settings, params: ReportParams) -> Report:
     cfg = settings.forecast
-    found = [budget_from_row(r) for r in store.query(SELECT_SQL)]
-    shown = [b for b in found if visible(b, params.filters)]
-    first = min([period_of(b.period, params.end - timedelta(days=1))[0] for b in shown], default=params.end)
+
+    def build_listed(cur: duckdb.DuckDBPyConnection, att: Attribution) -> Report:
+        return build(cur, att, window, cfg, listed(cur, params.filters))
+
+    shown = [b for b in map(budget_from_row, store.query(SELECT_SQL)) if visible(b, params.filters)]
     window = params.model_copy(update={
-        "start": max(min(first, params.end - timedelta(days=cfg.history_days)), MIN_DATE)})
-    return with_attribution(store, settings, window, lambda cur, att: build(cur, att, window, cfg, shown),
-                            hourly=False)
+        "start": max(min(first_day(shown, params.end), params.end - timedelta(days=cfg.history_days)), MIN_DATE)})
+    return with_attribution(store, settings, window, build_listed, hourly=False)

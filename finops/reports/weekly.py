@@ -10,9 +10,10 @@ import duckdb
 
 from finops.attribution import STEPS
 from finops.attribution.stored import attribute_stored
-from finops.reports import idle_gpus, recommendations, unit_economics, untagged
+from finops.reports import anomalies, budgets, idle_gpus, recommendations, unit_economics, untagged
+from finops.reports.forecast import history_window
 from finops.reports.model import Report, Row, params_dict, ratio, snapshot
-from finops.reports.params import ReportParams
+from finops.reports.params import MIN_DATE, ReportParams
 from finops.settings import Settings
 from finops.store import Store
 from finops.tags import UNALLOCATED
@@ -97,6 +98,7 @@ def weekly(store: Store, settings: Settings, params: ReportParams) -> Report:
     with snapshot(store) as cur:
         this = _compute(cur, settings, params, savings=True)
         prev = _compute(cur, settings, prev_params, savings=False)
+        watch = _watch(cur, settings, params)
     dims = params.group_by
     rows = _compare(this["rows"], prev["rows"], dims, ("cost",))
     rows.sort(key=lambda r: (any(r[d] == UNALLOCATED for d in dims), -r["cost"]))
@@ -116,6 +118,7 @@ def weekly(store: Store, settings: Settings, params: ReportParams) -> Report:
         "idle_gpus": _idle(this["idle"], prev["idle"]),
         "untagged_spend": [r for r in this["untagged"].rows if r["untagged_cost"] > 0],
         "savings": recommendations.top(this["savings"], settings),
+        **watch,
         "reconciliation": recon,
     }
     totals: Row = {
@@ -125,6 +128,21 @@ def weekly(store: Store, settings: Settings, params: ReportParams) -> Report:
     }
     return Report("weekly", params_dict(params, this["att"].currency), rows, totals, tables,
                   currency=this["att"].currency)
+
+
+def _watch(cur: duckdb.DuckDBPyConnection, settings: Settings, p: ReportParams) -> dict[str, list[Row]]:
+    """The budgets as of the week's end and the week's anomalies per team (one more attribution
+    over the history both need, on the same snapshot)."""
+    listed = budgets.listed(cur, p.filters)
+    cfg, fc = settings.anomalies, settings.forecast
+    history_start = max(p.start - timedelta(days=cfg.history_days), MIN_DATE)
+    wide = history_window(p, fc)
+    wide = wide.model_copy(update={"start": min(wide.start, history_start, budgets.first_day(listed, p.end)),
+                                   "granularity": "total"})
+    att = attribute_stored(cur, wide, settings, hourly=False)
+    by_team = p.model_copy(update={"group_by": ("team",)})
+    return {"budgets": budgets.build(cur, att, p, fc, listed).rows,
+            "anomalies": anomalies.build(cur, att, by_team, cfg, history_start).rows}
 
 
 def _idle(this: Report, prev: Report) -> list[Row]:

@@ -61,6 +61,14 @@ KINDS: dict[str, Kind] = {
     "deviation": Kind.PRICE, "anomalies": Kind.COUNT, "groups": Kind.COUNT, "score": Kind.SCORE,
     "avg_gpu_busy": Kind.SHARE, "avg_busy": Kind.SHARE,
     "period_start": Kind.DATE, "period_end": Kind.DATE, "day": Kind.DATE, "last_busy_at": Kind.DATETIME,
+    # Forecasts and budgets: interval ends have the kind of what they bound; thresholds are percentages
+    # of a budget as its owner wrote them (80 is 80 %), and days left is a number of days to a tenth.
+    "cost_low": Kind.MONEY, "cost_high": Kind.MONEY, "forecast_cost_low": Kind.MONEY,
+    "forecast_cost_high": Kind.MONEY, "burn_rate_per_day": Kind.MONEY,
+    "forecast_cost_per_1k_generated_tokens": Kind.PRICE, "max_cost_per_1k_generated_tokens": Kind.PRICE,
+    "generation_tokens_low": Kind.COUNT, "generation_tokens_high": Kind.COUNT, "days_to_period_end": Kind.COUNT,
+    "budgets": Kind.COUNT, "days_left": Kind.SCORE, "actual_threshold_crossed": Kind.SCORE,
+    "forecast_threshold_crossed": Kind.SCORE,
 }
 PREFIXES = (("cost_per_", Kind.PRICE),)  # before suffixes: cost_per_1k_tokens is a price, not tokens
 SUFFIXES = (("_pct", Kind.SHARE), ("_share", Kind.SHARE), ("_fraction", Kind.SHARE), ("_tokens", Kind.COUNT),

@@ -24,6 +24,7 @@ from finops.settings.forecast import ForecastSettings
 from finops.store import Store
 from finops.store.budgets import BudgetSpec, save_budget
 from finops.tags import TagRules
+from tests.reports.test_workbook import _both, check_sheet
 from tests.support.daily import Series, land_daily
 
 NOW = datetime(2026, 11, 15, 6, 0)
@@ -71,7 +72,7 @@ def test_actual_burn_rate_and_days_left_are_exact(store: Store, settings: Settin
     actual = sum(landed[("a", d)] for d in nov)
     a = rows["a-month"]
     assert (a["period_start"], a["period_end"]) == (date(2026, 11, 1), date(2026, 12, 1))
-    assert a["actual_cost"] == actual and a["actual_pct"] == (actual * 100 / 3000).quantize(Decimal("0.01"))
+    assert a["actual_cost"] == actual and a["actual_share"] == (actual / 3000).quantize(Decimal("0.0001"))
     assert a["burn_rate_per_day"] == (actual / len(nov)).quantize(Decimal("0.01"))
     assert a["days_left"] == ((Decimal(3000) - actual) / a["burn_rate_per_day"]).quantize(Decimal("0.1"))
     assert a["generation_tokens"] == sum(int(weekly_pattern(d, Decimal(100_000), Decimal(50_000))) for d in nov)
@@ -94,6 +95,22 @@ def test_actual_burn_rate_and_days_left_are_exact(store: Store, settings: Settin
     assert rows["b-month"]["forecast_method"] == "weekday_mean"  # a constant history: no smoothing needed
     assert rows["b-month"]["forecast_cost"] == Decimal("300.00") and rows["b-month"]["status"] == "at_risk"
     assert report.totals == {"budgets": 5, "as_of": as_of, "ok": 3, "at_risk": 2, "over": 0, "currency_mismatch": 0}
+
+
+def test_the_weekly_workbook_carries_budgets_and_anomalies(store: Store, settings: Settings, rules: TagRules,
+                                                           landed: Series, tmp_path: Path) -> None:
+    # A runaway day for team b in the week reported (ISO week 45: 2 to 8 November).
+    land_daily(store, rules, tmp_path, {("b", date(2026, 11, 4)): Decimal("90.00")}, {}, name="extra.csv")
+    weekly = get("weekly")(store, settings, build_params(week="2026-W45"))
+    as_of = get("budgets")(store, settings, build_params(end=date(2026, 11, 9), today=NOW.date()))
+    assert weekly.tables["budgets"] == as_of.rows and len(as_of.rows) == 5
+    [spike] = weekly.tables["anomalies"]
+    assert (spike["team"], spike["day"], spike["metric"], spike["value"]) == ("b", date(2026, 11, 4), "cost",
+                                                                              Decimal("100.00"))
+    data, wb = _both(weekly)
+    assert check_sheet(wb["budgets"], data["budgets"]) > 0 and check_sheet(wb["anomalies"], data["anomalies"]) > 0
+    scoped = get("weekly")(store, settings, build_params(week="2026-W45", filters={"team": "b"}))
+    assert [r["budget"] for r in scoped.tables["budgets"]] == ["b-month"] and scoped.tables["anomalies"] == [spike]
 
 
 def test_a_period_that_ended_is_all_actual(store: Store, settings: Settings, landed: Series) -> None:

@@ -32,16 +32,22 @@ DATE, DATETIME, SCORE = "yyyy-mm-dd", "yyyy-mm-dd hh:mm:ss", "0.00"
 EXPECTED = {
     **dict.fromkeys(("cost", "previous_cost", "change", "usage_cost", "idle_cost", "previous_idle_cost",
                      "untagged_cost", "recoverable_cost", "total_cost", "attributed_cost", "unallocated_cost",
-                     "amount", "monthly_saving", "deviation_cost"), MONEY),
+                     "amount", "monthly_saving", "deviation_cost", "actual_cost", "forecast_cost",
+                     "forecast_cost_low", "forecast_cost_high", "burn_rate_per_day", "cost_low", "cost_high"), MONEY),
     **dict.fromkeys(("cost_per_1k_generated_tokens", "previous_cost_per_1k_generated_tokens",
                      "cost_per_1k_generated_tokens_change", "cost_per_1k_tokens", "cost_per_request",
-                     "hour_cost", "value", "baseline", "expected_low", "expected_high", "deviation"), PRICE),
+                     "hour_cost", "value", "baseline", "expected_low", "expected_high", "deviation",
+                     "forecast_cost_per_1k_generated_tokens", "max_cost_per_1k_generated_tokens"), PRICE),
     **dict.fromkeys(("prompt_tokens", "generation_tokens", "previous_generation_tokens", "generation_tokens_change",
                      "total_tokens", "requests", "gpu_hours", "hours_observed", "idle_hours",
-                     "longest_idle_streak_hours", "anomalies", "groups"), COUNT),
+                     "longest_idle_streak_hours", "anomalies", "groups", "forecast_generation_tokens",
+                     "generation_tokens_low", "generation_tokens_high", "actual_generation_tokens",
+                     "days_to_period_end", "budgets"), COUNT),
     **dict.fromkeys(("change_pct", "generation_tokens_change_pct", "cost_per_1k_generated_tokens_change_pct",
-                     "avg_gpu_busy", "avg_busy", "idle_fraction", "untagged_share"), SHARE),
+                     "avg_gpu_busy", "avg_busy", "idle_fraction", "untagged_share", "actual_share", "forecast_share"),
+                    SHARE),
     **dict.fromkeys(("period_start", "period_end", "day"), DATE), "last_busy_at": DATETIME, "score": SCORE,
+    **dict.fromkeys(("days_left", "actual_threshold_crossed", "forecast_threshold_crossed"), SCORE),
 }
 # In the weekly summary the rows are measures: this_week, previous_week and change take the format
 # of the row's metric; change_pct stays a percentage.
@@ -207,12 +213,13 @@ REPORT_PARAMS = {"unit-economics": {"start": "2026-11-02", "end": "2026-11-04", 
                  "idle-gpus": {"start": "2026-11-02", "end": "2026-11-03"},
                  "untagged-spend": {"start": "2026-11-02", "end": "2026-11-03"},
                  "weekly": {"week": "2026-W45"},
-                 "recommendations": {"start": "2026-11-02", "end": "2026-11-03"}}
+                 "recommendations": {"start": "2026-11-02", "end": "2026-11-03"},
+                 "forecast": {"start": "2026-11-03", "end": "2026-11-05"}}
 
 
-# Example A's one day has no history to find anomalies in: tests/reports/test_anomalies.py checks
-# that report's workbook on a history that has them.
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "anomalies"])
+# Example A's one day has no history to find anomalies in and no budgets: tests/reports/test_anomalies.py
+# and tests/reports/test_budgets.py check those workbooks on data that has them.
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in ("anomalies", "budgets")])
 def test_every_report_uses_the_same_formats(example: Store, settings: Settings, name: str) -> None:
     report = get(name)(example, settings, build_params(**REPORT_PARAMS[name]))
     data, wb = _both(report)

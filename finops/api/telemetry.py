@@ -104,9 +104,14 @@ class KpiCollector(Collector):
                               idle_threshold=self.settings.idle_threshold)
         up = GaugeMetricFamily("finops_kpi_up", "1 if the report behind the KPIs could be computed", labels=["report"])
         dims = list(DIMS)
-        for name, build in (("unit-economics", self._unit), ("idle-gpus", self._idle), ("untagged-spend", self._untagged)):
+        # Budgets stand as of today's start (complete days), as their alerts do.
+        as_of = params.model_copy(update={"end": now.date()})
+        by_team = params.model_copy(update={"group_by": ("team",)})
+        for name, build, p in (("unit-economics", self._unit, params), ("idle-gpus", self._idle, params),
+                               ("untagged-spend", self._untagged, params), ("budgets", self._budgets, as_of),
+                               ("anomalies", self._anomalies, by_team)):
             try:
-                families = build(self.report(name, params), dims)
+                families = build(self.report(name, p), dims)
             except ParamError as exc:  # e.g. a window mixing currencies without rates
                 log.warning("KPIs from %s unavailable: %s", name, exc)
                 up.add_metric([name], 0)
@@ -149,6 +154,26 @@ class KpiCollector(Collector):
         g = GaugeMetricFamily("finops_untagged_share", "Share of spend missing required tags over the KPI window")
         if report.totals["untagged_share"] is not None:
             g.add_metric([], float(report.totals["untagged_share"]))
+        return [g]
+
+    @staticmethod
+    def _budgets(report: Report, dims: list[str]) -> list[GaugeMetricFamily]:
+        # Budget names are written by finance and admin keys only, and checked (NAME_PATTERN).
+        fams = {f: GaugeMetricFamily(f"finops_budget_{f}", text, labels=["budget"]) for f, text in (
+            ("amount", "A budget's amount for its period, budget currency"),
+            ("actual_cost", "Cost so far in the budget's current period (complete days)"),
+            ("forecast_cost", "Cost so far plus the forecast of the period's remaining days"))}
+        for r in report.rows:
+            if r["status"] != "currency_mismatch":
+                for f, g in fams.items():
+                    g.add_metric([r["budget"]], float(r[f]))
+        return list(fams.values())
+
+    @staticmethod
+    def _anomalies(report: Report, dims: list[str]) -> list[GaugeMetricFamily]:
+        g = GaugeMetricFamily("finops_anomalies", "Anomalous team-days over the KPI window", labels=["metric"])
+        for metric in ("cost", "cost_per_1k_generated_tokens"):
+            g.add_metric([metric], sum(r["metric"] == metric for r in report.rows))
         return [g]
 
     def _freshness(self, now: datetime) -> GaugeMetricFamily:

@@ -14,6 +14,7 @@ from finops.settings import Settings
 from finops.store import open_store
 from finops.store.budgets import list_budgets
 from tests.api.conftest import Api, Keys
+from tests.api.test_health_metrics_alerts import scrape
 
 
 def test_a_budget_is_created_read_replaced_and_deleted(api: Api, keys: Keys) -> None:
@@ -79,3 +80,19 @@ def test_the_cli_sets_lists_and_deletes_budgets(settings: Settings, tmp_path: Pa
         Decimal("1200.50"), [75, 100], Decimal("0.02"))
     assert cli.invoke(app, ["budgets", "delete", "search"]).exit_code == 0
     assert cli.invoke(app, ["budgets", "delete", "search"]).exit_code == 1
+
+
+def test_budget_gauges_on_metrics_equal_the_budgets_report(api: Api, keys: Keys) -> None:
+    with api.client(keys.finance) as fin:
+        assert fin.post("/v1/budgets", json={"name": "coreai", "filters": {"team": "coreai"},
+                                             "amount": "300"}).status_code == 201
+        report = fin.get("/v1/reports/budgets").json(parse_float=Decimal)
+    [row] = report["rows"]
+    assert row["actual_cost"] > 0  # example A's coreai spend on 2 November, in November's budget
+    samples = scrape(api, keys.viewer)
+    label = frozenset({("budget", "coreai")})
+    assert samples[("finops_budget_amount", label)] == 300
+    assert samples[("finops_budget_actual_cost", label)] == float(row["actual_cost"])
+    assert samples[("finops_budget_forecast_cost", label)] == float(row["forecast_cost"])
+    assert samples[("finops_anomalies", frozenset({("metric", "cost")}))] == 0  # one day: no history to leave
+    assert samples[("finops_kpi_up", frozenset({("report", "budgets")}))] == 1

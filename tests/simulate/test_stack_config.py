@@ -21,7 +21,8 @@ COMPOSE = REPO / "docker-compose.yml"
 PROM_DIR = REPO / "deploy" / "prometheus"
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "finops.json"
 FINOPS_GAUGES = {"finops_cost_per_1k_generated_tokens", "finops_idle_gpu_hours", "finops_idle_gpu_cost",
-                 "finops_untagged_share", "finops_source_freshness_seconds"}
+                 "finops_untagged_share", "finops_source_freshness_seconds", "finops_budget_actual_cost",
+                 "finops_budget_forecast_cost", "finops_budget_amount", "finops_anomalies"}
 
 
 def compose(*args: str, file: Path = COMPOSE, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -165,7 +166,7 @@ def test_grafana_dashboard_is_valid_and_every_panel_queries_prometheus() -> None
     assert used == FINOPS_GAUGES  # the names the finops service exports, all of them
     titles = " ".join(p["title"].lower() for p in dash["panels"])
     for topic in ("cost per 1k generated tokens", "idle gpu hours", "idle gpu cost", "untagged",
-                  "token throughput", "gpu busy"):
+                  "token throughput", "gpu busy", "budgets", "anomalies"):
         assert topic in titles
 
 

@@ -282,7 +282,8 @@ def anomaly(ctx: Context, rule: AnomalyRule) -> list[Finding]:
             continue
         identity = {**group, "metric": r["metric"], "day": str(r["day"])}
         what = "Cost" if r["metric"] == "cost" else "Cost per 1k generated tokens"
-        top = ", ".join(f"{c['resource'] or '(no resource)'} {'+' if c['change'] > 0 else ''}{money(c['change'])}"
+        top = ", ".join(f"{c['resource'] or '(no resource)'} {'+' if c['change'] > 0 else ''}"
+                        + (money(c["change"]) if c["measure"] == "cost" else f"{c['change']:,} generated tokens")
                         for c in r["contributors"])
         summary = (f"{what} of {', '.join(f'{k}={v}' for k, v in group.items())} on {r['day']} was "
                    f"{r['value'].normalize():f} {report.currency} against a usual {r['baseline'].normalize():f} "

@@ -237,10 +237,12 @@ class RecommendationsReport(BaseModel):
 
 
 class Contributor(BaseModel):
-    resource: str | None = Field(description="a billed resource of the group")
-    cost: Money
-    baseline: Money = Field(description="its median cost on the same weekday in the history")
-    change: Money
+    resource: str | None = Field(description="a resource of the group (billed, or serving its tokens)")
+    measure: Literal["cost", "generation_tokens"] = Field(
+        description="what moved: its cost, or (for cost per 1k tokens) the tokens it generated")
+    value: Num = Field(description="the measure that day")
+    baseline: Num = Field(description="its median on the same weekday in the history")
+    change: Num
 
 
 class AnomalyRow(Grouped):

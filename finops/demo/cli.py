@@ -52,6 +52,21 @@ def show_summary(result: DemoResult) -> None:
         per_1k = f"${m.cost_per_1k_generated_tokens:.6f}" if m.cost_per_1k_generated_tokens is not None else "-"
         models.add_row(m.model_id, money(m.cost), f"{m.generation_tokens / 1e6:,.0f} M", per_1k, money(m.idle_cost))
     console.print(models)
+    budgets = Table(title=f"Budgets this month, as of {s.end} (forecast: the month's end, 80% interval)")
+    for col in ("budget", "amount", "spent", "forecast", "interval", "status"):
+        budgets.add_column(col, justify="left" if col in ("budget", "status") else "right")
+    for b in s.budgets:
+        budgets.add_row(b.budget, money(b.amount), money(b.actual_cost), money(b.forecast_cost),
+                        f"{money(b.forecast_cost_low)} .. {money(b.forecast_cost_high)}", b.status)
+    console.print(budgets)
+    found = Table(title="Anomalies in the last week, per team")
+    for col in ("day", "team", "metric", "value", "usual", "score", "moved most"):
+        found.add_column(col, no_wrap=True)
+    for a in s.anomalies:
+        fmt = money if a.metric == "cost" else (lambda v: f"${v:.6f}")
+        found.add_row(str(a.day), a.team, "cost" if a.metric == "cost" else "$ / 1k generated", fmt(a.value),
+                      fmt(a.baseline), f"{a.score:+.1f}", a.top_resource or "")
+    console.print(found)
 
 
 def demo_key(settings: Settings) -> str:

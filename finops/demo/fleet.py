@@ -28,8 +28,32 @@ PROMPT_PER_GENERATED = 3  # prompt tokens per generated token
 GENERATED_PER_REQUEST = 300
 GPU_MEMORY_MIB = {"NVIDIA A100-SXM4-40GB": 40960, "NVIDIA A100 80GB PCIe": 81920, "NVIDIA A10G": 23028,
                   "Tesla V100-SXM2-16GB": 16384}
-PRICE_CHANGE = (Decimal("0.80"), "p4d", 2)  # from the third week on, p4d instances bill 20% less
+PRICE_CHANGE = (Decimal("0.80"), "p4d", 1)  # from the second week on, p4d instances bill 20% less
 ABANDONED_AFTER_DAYS = 9  # the training box's job ends; the instance keeps running, idle
+
+
+@dataclass(frozen=True)
+class Injected:
+    """A change the anomalies report should find: `factor` on a resource's bill (cost) or its vLLM
+    server's tokens (tokens), on the days [`from_end`, `until_end`) counted back from the fleet's end."""
+
+    what: str  # "cost" | "tokens"
+    rid_part: str  # in the resource id of each resource it hits
+    factor: Decimal
+    from_end: int
+    until_end: int = 0
+    story: str = ""
+
+
+INJECTED: tuple[Injected, ...] = (
+    Injected("cost", "i-0rag01", Decimal(3), 5, 4,
+             "a runaway node group: the RAG box's autoscaler launched two more instances for a day, left idle"),
+    Injected("cost", "vm-search-01", Decimal("1.5"), 3, 0,
+             "a price change that stays: the search VM moved to a 50% dearer plan for its last three days"),
+    Injected("tokens", "i-0chat0", Decimal("0.2"), 6, 5,
+             "a token drop: a bad deploy of the chat model cut both its servers to 20% of their tokens for a day, "
+             "their GPUs billed as usual"),
+)
 
 
 @dataclass(frozen=True)
@@ -110,6 +134,7 @@ class Fleet:
     days: int = 35
     seed: int = 7
     resources: tuple[Resource, ...] = RESOURCES
+    injections: tuple[Injected, ...] = INJECTED
 
     @property
     def start(self) -> date:
@@ -162,7 +187,8 @@ class Fleet:
             series = []
             for i in range(self.days * HOURS_PER_DAY):
                 busy = sum(self.gpu_busy[(r.rid, g)][i] for g in range(r.gpus)) / r.gpus
-                gen = int(THROUGHPUT[r.model] * r.gpus * busy) if busy > 0.05 else 0
+                drop = self.injected("tokens", r, self.start + timedelta(days=i // HOURS_PER_DAY))
+                gen = int(THROUGHPUT[r.model] * r.gpus * busy * float(drop)) if busy > 0.05 else 0
                 series.append(TokenHour(gen * PROMPT_PER_GENERATED, gen, gen // GENERATED_PER_REQUEST))
             out[r.rid] = series
         return out
@@ -187,12 +213,21 @@ class Fleet:
             out.append((c, part))
         return out
 
+    def injected(self, what: str, r: Resource, day: date) -> Decimal:
+        """The factor the `INJECTED` changes put on `what` of `r` on `day` (1 when none applies)."""
+        back = (self.end - day).days  # 1 for the last day
+        out = Decimal(1)
+        for i in self.injections:
+            if i.what == what and i.rid_part in r.rid and i.until_end < back <= i.from_end:
+                out *= i.factor
+        return out
+
     def day_cost(self, r: Resource, day: date) -> Decimal:
         price = r.hourly
         factor, family, from_week = PRICE_CHANGE
         if (day - self.start).days // 7 >= from_week and r.instance_type.startswith(family):
             price *= factor
-        return (price * HOURS_PER_DAY).quantize(Decimal("0.0001"))
+        return (price * HOURS_PER_DAY * self.injected("cost", r, day)).quantize(Decimal("0.0001"))
 
     def total_cost(self) -> Decimal:
         """The bill: every resource's cost over every day, exactly."""

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from finops.collect import RunResult, collect, ingest_focus
@@ -198,6 +199,31 @@ def collect_metrics(store: Store, settings: Settings, fleet: Fleet, windows: lis
     return parts
 
 
+# A monthly budget per team, as a share of the month at the team's recent daily spend: coreai's is
+# set below its pace, so its forecast crosses the budget before its actual does.
+BUDGET_PACE = {"coreai": Decimal("0.9"), "platform": Decimal("1.3"), "research": Decimal("1.3")}
+
+
+def set_budgets(store: Store, settings: Settings, fleet: Fleet, say: Say) -> None:
+    """A monthly budget per team, sized from the team's last two weeks (so any end date shows the story)."""
+    from finops import reports
+    from finops.reports.budgets import period_of
+    from finops.reports.params import build_params
+    from finops.store.budgets import BudgetSpec, save_budget
+
+    params = build_params(start=fleet.end - timedelta(days=14), end=fleet.end, group_by="team",
+                          shared_cost_key=settings.shared_cost_key)
+    spend = {r["team"]: r["cost"] for r in reports.get("unit-economics")(store, settings, params).rows}
+    start, end = period_of("month", fleet.end - timedelta(days=1))
+    for team, pace in BUDGET_PACE.items():
+        amount = (spend.get(team, Decimal(0)) / 14 * (end - start).days * pace).quantize(Decimal(100))
+        if amount > 0:
+            save_budget(store, f"{team} monthly", BudgetSpec(filters={"team": team}, amount=amount,
+                                                             max_cost_per_1k_generated_tokens=None),
+                        datetime.combine(fleet.end, datetime.min.time()))
+    say(f"Budgets: one a month per team ({', '.join(BUDGET_PACE)}), sized from the last two weeks' spend")
+
+
 def run_demo(cfg: DemoConfig, settings: Settings, say: Say = lambda _: None) -> DemoResult:
     """Build the demo database at `cfg.db` (replacing a previous demo database) and summarise it."""
     began = time.monotonic()
@@ -222,6 +248,7 @@ def run_demo(cfg: DemoConfig, settings: Settings, say: Say = lambda _: None) -> 
         files = ingest_bills(store, settings, fleet, cfg.files_dir, say)
         timings["bills"], t = time.monotonic() - t, time.monotonic()
         parts = collect_metrics(store, settings, fleet, windows, history, say)
+        set_budgets(store, settings, fleet, say)
         timings["metrics"], t = time.monotonic() - t, time.monotonic()
         summary = summarize(store, settings, fleet)
         timings["summary"] = time.monotonic() - t

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +29,28 @@ class ModelLine:
 
 
 @dataclass(frozen=True)
+class BudgetLine:
+    budget: str
+    status: str
+    amount: Decimal
+    actual_cost: Decimal
+    forecast_cost: Decimal
+    forecast_cost_low: Decimal
+    forecast_cost_high: Decimal
+
+
+@dataclass(frozen=True)
+class AnomalyLine:
+    day: date
+    team: str
+    metric: str
+    value: Decimal
+    baseline: Decimal
+    score: float
+    top_resource: str | None
+
+
+@dataclass(frozen=True)
 class Summary:
     start: date
     end: date
@@ -43,6 +65,8 @@ class Summary:
     untagged_cost: Decimal
     untagged_share: Decimal | None
     by_model: list[ModelLine]
+    budgets: list[BudgetLine]
+    anomalies: list[AnomalyLine]  # over the last week
 
     @property
     def matches(self) -> bool:
@@ -66,6 +90,10 @@ def summarize(store: Store, settings: Settings, fleet: Fleet) -> Summary:
     by_model = report("unit-economics", granularity="total", group_by="model_id")
     idle = report("idle-gpus")
     untagged = report("untagged-spend")
+    budgets = report("budgets")
+    week = build_params(start=fleet.end - timedelta(days=7), end=fleet.end, group_by="team",
+                        shared_cost_key=settings.shared_cost_key)
+    anomalies = reports.get("anomalies")(store, settings, week)
     return Summary(
         start=fleet.start, end=fleet.end, bill_total=fleet.total_cost(),
         control_total=sum((r["cost"] for r in ue.rows), Decimal(0)),
@@ -76,4 +104,9 @@ def summarize(store: Store, settings: Settings, fleet: Fleet) -> Summary:
         untagged_cost=untagged.totals["untagged_cost"], untagged_share=untagged.totals["untagged_share"],
         by_model=[ModelLine(r["model_id"], r["cost"], r["generation_tokens"], r["cost_per_1k_generated_tokens"],
                             r["usage_cost"], r["idle_cost"]) for r in by_model.rows],
+        budgets=[BudgetLine(r["budget"], r["status"], r["amount"], r["actual_cost"], r["forecast_cost"],
+                            r["forecast_cost_low"], r["forecast_cost_high"]) for r in budgets.rows],
+        anomalies=[AnomalyLine(r["day"], r["team"], r["metric"], r["value"], r["baseline"], r["score"],
+                               r["contributors"][0]["resource"] if r["contributors"] else None)
+                   for r in anomalies.rows],
     )

@@ -50,7 +50,8 @@ def _queries(dims: tuple[str, ...], where_alloc: str, where_tok: str) -> tuple[s
     cost = f"""SELECT a.day, {_dims(dims, True) + ', ' if dims else ''}coalesce(l.resource_key, l.resource_id, '')
                       AS resource, sum(a.amount) AS cost
                FROM att_alloc a JOIN att_line l ON l.line_id = a.line_id WHERE {where_alloc} GROUP BY ALL"""  # noqa: S608
-    tokens = f"""SELECT day{', ' + _dims(dims, False) if dims else ''}, sum(generation_tokens)::BIGINT AS tokens
+    tokens = f"""SELECT day{', ' + _dims(dims, False) if dims else ''}, coalesce(rkey, '') AS resource,
+                        sum(generation_tokens)::BIGINT AS tokens
                  FROM att_tok WHERE {where_tok} GROUP BY ALL"""  # noqa: S608
     return cost, tokens
 
@@ -104,9 +105,13 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
         key = tuple(r[d] for d in dims)
         cost[key][r["day"]] += r["cost"]
         by_resource[key][r["resource"]][r["day"]] += r["cost"]
-    tokens: dict[tuple[str, ...], dict[date, int]] = defaultdict(dict)
+    tokens: dict[tuple[str, ...], dict[date, int]] = defaultdict(lambda: defaultdict(int))
+    tokens_by_resource: dict[tuple[str, ...], dict[str, dict[date, Decimal]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(Decimal)))
     for r in fetch_rows(cur, tokens_sql, binds):
-        tokens[tuple(r[d] for d in dims)][r["day"]] = r["tokens"]
+        key = tuple(r[d] for d in dims)
+        tokens[key][r["day"]] += r["tokens"]
+        tokens_by_resource[key][r["resource"]][r["day"]] += r["tokens"]
     # Days after the newest billed day are not scored: a bill that has not arrived yet is not a zero.
     billed = max((d for series in cost.values() for d in series), default=params.start)
     days = [params.start + timedelta(days=i) for i in range((min(params.end, billed + timedelta(days=1))
@@ -129,7 +134,13 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
             {d: v for d, v in cpk.items() if d in set(hist_days) and v is not None},
             {d: v for d, v in cpk.items() if d in set(days) and v is not None}, cfg, gen)]
         for a in found:
-            a["contributors"] = _contributors(by_resource.get(key, {}), a["day"], hist_days, cfg.contributors)
+            # A cost anomaly names the resources whose cost moved; a cost-per-1k one, those whose
+            # generated tokens moved too (a token drop leaves every bill as it was).
+            a["contributors"] = _contributors(by_resource.get(key, {}), "cost", a["day"], hist_days, cfg.contributors)
+            if a["metric"] != "cost":
+                a["contributors"] = _contributors(tokens_by_resource.get(key, {}), "generation_tokens", a["day"],
+                                                  hist_days, cfg.contributors) + a["contributors"]
+                a["contributors"] = a["contributors"][:cfg.contributors]
             rows.append({"day": a.pop("day"), **dict(zip(dims, key, strict=True)), **_rounded(a)})
     rows.sort(key=lambda r: (r["day"], -r["deviation_cost"], r["metric"], *(str(r[d]) for d in dims)))
     totals = {"anomalies": len(rows), "deviation_cost": sum((r["deviation_cost"] for r in rows), Decimal(0)),
@@ -141,17 +152,18 @@ def _rounded(a: dict[str, Any]) -> dict[str, Any]:
     return {k: v.quantize(PLACES) if isinstance(v, Decimal) else v for k, v in a.items()}
 
 
-def _contributors(resources: dict[str, dict[date, Decimal]], day: date, history: list[date],
+def _contributors(resources: dict[str, dict[date, Decimal]], measure: str, day: date, history: list[date],
                   n: int) -> list[dict[str, Any]]:
-    """The resources whose cost that day moved most from their own same-weekday median."""
+    """The resources whose `measure` that day moved most from their own same-weekday median."""
     moves: list[tuple[Decimal, str, dict[str, Any]]] = []
+    places = PLACES if measure == "cost" else Decimal(1)
     for resource, series in resources.items():
         base = _baseline({d: series.get(d, Decimal(0)) for d in history}, day) or Decimal(0)
         delta = series.get(day, Decimal(0)) - base
         if delta:
             moves.append((-abs(delta), resource, {
-                "resource": resource or None, "cost": series.get(day, Decimal(0)).quantize(PLACES),
-                "baseline": base.quantize(PLACES), "change": delta.quantize(PLACES)}))
+                "resource": resource or None, "measure": measure, "value": series.get(day, Decimal(0)).quantize(places),
+                "baseline": base.quantize(places), "change": delta.quantize(places)}))
     return [m for _, _, m in sorted(moves, key=lambda m: (m[0], m[1]))[:n]]
 
 

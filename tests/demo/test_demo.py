@@ -8,7 +8,7 @@ import csv
 import io
 import json
 import shutil
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from finops.cli import app
 from finops.collect import ingest_focus
-from finops.demo.fleet import RESOURCES, Fleet
+from finops.demo.fleet import INJECTED, RESOURCES, Fleet
 from finops.demo.run import DemoConfig, DemoFailed, run_demo
 from finops.settings import Settings
 from finops.store import open_store
@@ -166,3 +166,24 @@ def test_the_default_alert_rules_fire_on_the_demo(demo: Demo, tmp_path: Path) ->
         store.close()
     fired = {f.rule for f in ev.findings}
     assert {"idle_gpu", "untagged_spend"} <= fired, fired
+
+
+def test_the_demo_shows_budgets_and_finds_each_injected_anomaly(demo: Demo) -> None:
+    """Every change `INJECTED` into the fleet is found on its days by the team and metric that moved,
+    and nothing else is; coreai's budget, set below its pace, is flagged by its forecast."""
+    teams = {"i-0rag01": "research", "vm-search-01": "platform", "i-0chat0": "coreai"}
+    metrics = {"cost": {"cost", "cost_per_1k_generated_tokens"}, "tokens": {"cost_per_1k_generated_tokens"}}
+    injected = {(teams[i.rid_part], back) for i in INJECTED for back in range(i.until_end + 1, i.from_end + 1)}
+    allowed = {(teams[i.rid_part], m) for i in INJECTED for m in metrics[i.what]}
+    found = [(a["team"], (demo.end - date.fromisoformat(a["day"])).days, a["metric"])
+             for a in demo.summary["anomalies"]]
+    assert {(team, back) for team, back, _ in found} == injected, found
+    assert all((team, metric) in allowed for team, _, metric in found), found
+    assert ("coreai", 6, "cost_per_1k_generated_tokens") in found  # the token drop, by cost per 1k
+    budgets = {b["budget"]: b for b in demo.summary["budgets"]}
+    assert set(budgets) == {"coreai monthly", "platform monthly", "research monthly"}
+    assert budgets["coreai monthly"]["status"] in ("at_risk", "over")
+    assert budgets["platform monthly"]["status"] == budgets["research monthly"]["status"] == "ok"
+    for b in budgets.values():
+        assert b["forecast_cost_low"] <= b["forecast_cost"] <= b["forecast_cost_high"]
+    assert "Budgets this month" in demo.output and "Anomalies in the last week" in demo.output

@@ -69,6 +69,10 @@ def scenario() -> tuple[dict[tuple[str, int], Decimal], dict[tuple[str, int], in
     return cost, tokens, labels
 
 
+def tokens_of(team: str, i: int) -> int:
+    return scenario()[1][(team, i)]
+
+
 def land(store: Store, rules: TagRules, tmp: Path, cost: dict[tuple[str, int], Decimal],
          tokens: dict[tuple[str, int], int]) -> None:
     out = io.StringIO()
@@ -137,7 +141,11 @@ def test_each_kind_is_found_by_the_metric_that_moved(found: tuple[list[dict[str,
     runaway = by[("t1", 3, "cost")]
     assert runaway["score"] > 3.5 and runaway["value"] > runaway["expected_high"]
     assert runaway["contributors"][0]["resource"] == "i-t1" and runaway["contributors"][0]["change"] > 0
+    assert runaway["contributors"][0]["measure"] == "cost"
     assert ("t3", 5, "cost_per_1k_generated_tokens") in by and ("t3", 5, "cost") not in by  # the token drop
+    [moved] = [c for c in by[("t3", 5, "cost_per_1k_generated_tokens")]["contributors"]
+               if c["measure"] == "generation_tokens"]
+    assert moved["resource"] == "i-t3" and moved["change"] < 0 and moved["value"] == tokens_of("t3", HISTORY + 5)
     stopped = by[("t4", 10, "cost")]
     assert stopped["score"] < -3.5 and stopped["deviation"] < 0
     assert stopped["deviation_cost"] == abs(stopped["deviation"])

@@ -32,7 +32,7 @@ upstream_url = "http://vllm:8000"
     s = load_settings()
     assert s.api.report_cache_entries == 7
     assert s.schedule.weekly.hour == 9
-    assert IdleGpuRule(min_hours=4) in s.alerts.rules and len(s.alerts.rules) == 4  # it replaces the default
+    assert IdleGpuRule(min_hours=4) in s.alerts.rules and len(s.alerts.rules) == 6  # it replaces the default
     assert str(s.recommendations.headroom) == "0.25"
     assert s.gateway.upstream_url == "http://vllm:8000"
     assert s.reports_dir == Path("/var/lib/finops/reports")  # beside the store, not the working directory

@@ -21,7 +21,7 @@ from finops.reports.params import MIN_DATE, ReportParams
 from finops.settings import Settings
 from finops.settings.forecast import ForecastSettings
 from finops.store import Store
-from finops.store.budgets import SELECT_SQL, Budget, budget_from_row
+from finops.store.budgets import Budget, stored
 from finops.tags import DIMS
 
 CENT = Decimal("0.01")
@@ -101,7 +101,7 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
 
 def listed(cur: duckdb.DuckDBPyConnection, filters: dict[str, str]) -> list[Budget]:
     """The budgets within a request's filters."""
-    return [b for b in map(budget_from_row, cur.execute(SELECT_SQL).fetchall()) if visible(b, filters)]
+    return [b for b in stored(lambda sql: cur.execute(sql).fetchall()) if visible(b, filters)]
 
 
 def first_day(shown: list[Budget], as_of: date) -> date:
@@ -115,7 +115,7 @@ def budgets(store: Store, settings: Settings, params: ReportParams) -> Report:
     def build_listed(cur: duckdb.DuckDBPyConnection, att: Attribution) -> Report:
         return build(cur, att, window, cfg, listed(cur, params.filters))
 
-    shown = [b for b in map(budget_from_row, store.query(SELECT_SQL)) if visible(b, params.filters)]
+    shown = [b for b in stored(store.query) if visible(b, params.filters)]
     window = params.model_copy(update={
         "start": max(min(first_day(shown, params.end), params.end - timedelta(days=cfg.history_days)), MIN_DATE)})
     return with_attribution(store, settings, window, build_listed, hourly=False)

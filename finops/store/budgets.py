@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -90,6 +91,14 @@ def _trimmed(d: Decimal) -> Decimal:
 
 
 SELECT_SQL = f"SELECT {', '.join(COLUMNS)} FROM budgets ORDER BY name"  # noqa: S608 - constants
+EXISTS_SQL = "SELECT 1 FROM duckdb_tables() WHERE table_name = 'budgets' AND NOT temporary"
+
+
+def stored(rows: Callable[[str], Sequence[tuple[Any, ...]]]) -> list[Budget]:
+    """Every budget, read with `rows` (a store's query, or a cursor's). A lake replica holds the facts
+    only: without a budgets table there are no budgets (and DuckDB never looks the name up elsewhere,
+    such as a Python variable in scope)."""
+    return [budget_from_row(r) for r in rows(SELECT_SQL)] if rows(EXISTS_SQL) else []
 
 
 def budget_from_row(values: tuple[object, ...]) -> Budget:
@@ -105,8 +114,7 @@ def budget_from_row(values: tuple[object, ...]) -> Budget:
 
 def list_budgets(store: Store, team: str | None = None) -> list[Budget]:
     """Every budget by name; with `team`, only the budgets filtered on that team."""
-    rows = [budget_from_row(v) for v in store.query(SELECT_SQL)]
-    return [b for b in rows if team is None or b.filters.get("team") == team]
+    return [b for b in stored(store.query) if team is None or b.filters.get("team") == team]
 
 
 def get_budget(store: Store, name: str) -> Budget | None:

@@ -142,12 +142,15 @@ def test_rule_configuration_errors_name_the_problem() -> None:
         AlertSettings(replace_default_rules=True, rules=[UntaggedSpendRule(), UntaggedSpendRule(min_share=Decimal("0.5"))])
     config = AlertSettings.model_validate({"rules": [{"kind": "idle_gpu", "min_hours": 8, "name": "idle-8h"}],
                                            "channels": [{"type": "slack", "name": "ops", "url": "https://hooks.slack.example/x"}]})
-    # A listed rule joins the defaults (a new name here), it does not silently replace all four.
-    assert [r.name for r in config.rules] == ["untagged_spend", "idle_gpu", "stale_source", "token_cost", "idle-8h"]
+    # A listed rule joins the defaults (a new name here), it does not silently replace all six.
+    assert [r.name for r in config.rules] == ["untagged_spend", "idle_gpu", "stale_source", "token_cost", "budget",
+                                              "anomaly", "idle-8h"]
     assert config.channels[0].type == "slack"
     replaced = AlertSettings.model_validate({"rules": [{"kind": "idle_gpu", "min_hours": 8},
                                                        {"kind": "token_cost", "enabled": False}]})
     assert [(r.name, r.enabled) for r in replaced.rules] == [
-        ("untagged_spend", True), ("stale_source", True), ("idle_gpu", True), ("token_cost", False)]
-    assert [r.name for r in replaced.active_rules()] == ["untagged_spend", "stale_source", "idle_gpu"]
+        ("untagged_spend", True), ("stale_source", True), ("budget", True), ("anomaly", True), ("idle_gpu", True),
+        ("token_cost", False)]
+    assert [r.name for r in replaced.active_rules()] == ["untagged_spend", "stale_source", "budget", "anomaly",
+                                                         "idle_gpu"]
     assert "hooks.slack" not in repr(config)  # channel URLs are secrets

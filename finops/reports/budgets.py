@@ -10,12 +10,12 @@ A team-scoped request sees the budgets filtered on its team only.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import duckdb
 
 from finops.attribution import Attribution
-from finops.reports.forecast import daily, predict
+from finops.reports.forecast import daily, money, predict
 from finops.reports.model import Report, Row, params_dict, ratio, with_attribution
 from finops.reports.params import MIN_DATE, ReportParams
 from finops.settings import Settings
@@ -61,7 +61,7 @@ def evaluate(cur: duckdb.DuckDBPyConnection, params: ReportParams, b: Budget, as
     history_start = max(as_of - timedelta(days=cfg.history_days), MIN_DATE)
     fc = predict(cost, history_start, as_of, horizon, cfg)
     ft = predict(tokens, history_start, as_of, horizon, cfg)
-    rest, low, high = (Decimal(repr(x)).quantize(CENT) for x in (fc.total, fc.total_low, fc.total_high))
+    rest, low, high = money(fc.total), money(fc.total_low, ROUND_FLOOR), money(fc.total_high, ROUND_CEILING)
     elapsed = (as_of - start).days
     burn = (actual / elapsed).quantize(CENT) if elapsed else None
     days_left = None

@@ -9,10 +9,11 @@ so a window in the past is a backtest.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import duckdb
@@ -103,9 +104,10 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
             day = history_end + timedelta(days=i)
             known = last is not None and day <= last
             rows.append({"day": day, **dict(zip(dims, key, strict=True)), "method": fc.method,
-                         "cost": _money(fc.point[i]), "cost_low": _money(fc.low[i]), "cost_high": _money(fc.high[i]),
-                         "generation_tokens": round(ft.point[i]), "generation_tokens_low": round(ft.low[i]),
-                         "generation_tokens_high": round(ft.high[i]),
+                         "cost": money(fc.point[i]), "cost_low": money(fc.low[i], ROUND_FLOOR),
+                         "cost_high": money(fc.high[i], ROUND_CEILING), "generation_tokens": round(ft.point[i]),
+                         "generation_tokens_low": math.floor(ft.low[i]),
+                         "generation_tokens_high": math.ceil(ft.high[i]),
                          "actual_cost": cost.get(day, Decimal(0)) if known else None,
                          "actual_generation_tokens": tokens.get(day, 0) if known else None})
     rows.sort(key=lambda r: (r["day"], *(str(r[d]) for d in dims)))
@@ -117,8 +119,9 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
     return Report("forecast", params_dict(params, att.currency), rows, totals, currency=att.currency)
 
 
-def _money(x: float) -> Decimal:
-    return Decimal(repr(x)).quantize(CENT)
+def money(x: float, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+    """A forecast amount to the cent; interval ends are rounded outwards (floor, ceiling)."""
+    return Decimal(repr(x)).quantize(CENT, rounding=rounding)
 
 
 def forecast_report(store: Store, settings: Settings, params: ReportParams) -> Report:

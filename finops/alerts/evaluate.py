@@ -22,7 +22,8 @@ from decimal import Decimal
 from typing import Any
 
 from finops.alerts.channels import Delivery, Notification, deliver
-from finops.alerts.checks import CHECKS, Context
+from finops.alerts.checks import CHECKS
+from finops.alerts.context import Context
 from finops.alerts.rules import Finding
 from finops.settings import Settings
 from finops.settings.alerts import AlertSettings, Channel

@@ -148,8 +148,8 @@ def text_of(r: httpx.Response) -> str:
 
 
 @pytest.mark.parametrize(("team", "reports", "formats"), [
-    ("coreai", ("unit-economics", "idle-gpus", "untagged-spend"), ("json", "csv")),
-    ("platform", ("unit-economics", "idle-gpus", "untagged-spend", "weekly"), ("json", "csv", "xlsx")),
+    ("coreai", ("unit-economics", "idle-gpus", "untagged-spend", "anomalies", "forecast", "budgets"), ("json", "csv")),
+    ("platform", ("unit-economics", "idle-gpus", "untagged-spend", "weekly", "forecast"), ("json", "csv", "xlsx")),
 ])
 def test_a_team_key_sees_only_its_team_whatever_it_asks(api: Api, keys: Keys, team: str,
                                                         reports: tuple[str, ...], formats: tuple[str, ...]) -> None:

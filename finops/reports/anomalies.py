@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 
 from finops.attribution import Attribution
+from finops.reports.forecast import last_billed_day
 from finops.reports.model import (
     PLACES,
     Report,
@@ -113,7 +114,7 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
         tokens[key][r["day"]] += r["tokens"]
         tokens_by_resource[key][r["resource"]][r["day"]] += r["tokens"]
     # Days after the newest billed day are not scored: a bill that has not arrived yet is not a zero.
-    billed = max((d for series in cost.values() for d in series), default=params.start)
+    billed = last_billed_day(cur) or params.start
     days = [params.start + timedelta(days=i) for i in range((min(params.end, billed + timedelta(days=1))
                                                              - params.start).days)]
     hist_days = [history_start + timedelta(days=i) for i in range((params.start - history_start).days)]

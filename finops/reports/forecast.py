@@ -45,9 +45,6 @@ class Daily:
     cost: dict[Key, dict[date, Decimal]]
     tokens: dict[Key, dict[date, int]]
 
-    @property
-    def last_day(self) -> date | None:
-        return max((d for s in self.cost.values() for d in s), default=None)
 
 
 def daily(cur: duckdb.DuckDBPyConnection, params: ReportParams, dims: tuple[str, ...]) -> Daily:
@@ -65,6 +62,13 @@ def daily(cur: duckdb.DuckDBPyConnection, params: ReportParams, dims: tuple[str,
                              f"WHERE {where_alloc} GROUP BY ALL", binds):
         tokens[tuple(r[d] for d in dims)][r["day"]] = r["tokens"]
     return Daily(cost, tokens)
+
+
+def last_billed_day(cur: duckdb.DuckDBPyConnection) -> date | None:
+    """The newest day with any cost in the attributed window, whatever the filters: where the bill
+    ends for everyone (a group without cost before it stopped; after it, the bill has not arrived)."""
+    found = cur.execute("SELECT max(day) FROM att_alloc").fetchone()
+    return found[0] if found else None
 
 
 def series(values: dict[date, Any], first: date, end: date) -> list[float]:
@@ -88,7 +92,7 @@ def history_window(params: ReportParams, cfg: ForecastSettings) -> ReportParams:
 def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams, cfg: ForecastSettings) -> Report:
     dims = params.group_by
     data = daily(cur, params, dims)
-    last = data.last_day
+    last = last_billed_day(cur)
     history_end = min(params.start, last + timedelta(days=1)) if last is not None else params.start
     history_start = max(history_end - timedelta(days=cfg.history_days), MIN_DATE)
     horizon = (params.end - history_end).days

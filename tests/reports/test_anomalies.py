@@ -160,3 +160,21 @@ def test_a_team_scoped_filter_sees_only_its_team(tmp_path: Path, store: Store, s
                           group_by="team", filters={"team": "t4"})
     rows = anomalies(store, settings, params).rows
     assert {r["team"] for r in rows} == {"t4"} and rows
+
+
+def test_a_workload_that_stopped_billing_is_found_under_a_team_filter_too(
+        store: Store, settings: Settings, rules: TagRules, tmp_path: Path) -> None:
+    """The bill ends where it ends for everyone: a team with no lines on days others were billed
+    stopped (cost 0, an anomaly), filtered or not; days nobody was billed yet are not scored."""
+    from datetime import date
+
+    from tests.support.daily import land_daily
+
+    first, stop, end = date(2026, 10, 1), date(2026, 11, 10), date(2026, 11, 12)
+    cost = {(team, first + timedelta(days=i)): Decimal(level) for team, level in (("v", "300.00"), ("w", "200.00"))
+            for i in range((end - first).days) if team == "v" or first + timedelta(days=i) < stop}
+    land_daily(store, rules, tmp_path, cost, {})
+    for filters in ({}, {"team": "w"}):
+        params = build_params(start=date(2026, 11, 8), end=date(2026, 11, 15), group_by="team", filters=filters)
+        found = {(r["team"], r["day"], r["value"]) for r in anomalies(store, settings, params).rows}
+        assert found == {("w", date(2026, 11, 10), Decimal(0)), ("w", date(2026, 11, 11), Decimal(0))}, filters

@@ -99,20 +99,15 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
     where_tok, _ = filter_sql(params)
     dims = params.group_by
     cost_sql, tokens_sql = _queries(dims, where_alloc, where_tok)
-    cost: dict[tuple[str, ...], dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    by_resource: dict[tuple[str, ...], dict[str, dict[date, Decimal]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(Decimal)))
-    for r in fetch_rows(cur, cost_sql, binds):
-        key = tuple(r[d] for d in dims)
-        cost[key][r["day"]] += r["cost"]
-        by_resource[key][r["resource"]][r["day"]] += r["cost"]
-    tokens: dict[tuple[str, ...], dict[date, int]] = defaultdict(lambda: defaultdict(int))
-    tokens_by_resource: dict[tuple[str, ...], dict[str, dict[date, Decimal]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(Decimal)))
-    for r in fetch_rows(cur, tokens_sql, binds):
-        key = tuple(r[d] for d in dims)
-        tokens[key][r["day"]] += r["tokens"]
-        tokens_by_resource[key][r["resource"]][r["day"]] += r["tokens"]
+    cols = "".join(f", {d}" for d in dims)
+    # Groups' daily series are summed in DuckDB; per-resource detail is read for anomalous groups only.
+    cost: dict[tuple[str, ...], dict[date, Decimal]] = defaultdict(dict)
+    for r in fetch_rows(cur, f"SELECT day{cols}, sum(cost) AS v FROM ({cost_sql}) GROUP BY ALL", binds):  # noqa: S608
+        cost[tuple(r[d] for d in dims)][r["day"]] = r["v"]
+    tokens: dict[tuple[str, ...], dict[date, int]] = defaultdict(dict)
+    for r in fetch_rows(cur, f"SELECT day{cols}, sum(tokens)::BIGINT AS v FROM ({tokens_sql}) GROUP BY ALL",  # noqa: S608
+                        binds):
+        tokens[tuple(r[d] for d in dims)][r["day"]] = r["v"]
     # Days after the newest billed day are not scored: a bill that has not arrived yet is not a zero.
     billed = last_billed_day(cur) or params.start
     days = [params.start + timedelta(days=i) for i in range((min(params.end, billed + timedelta(days=1))
@@ -135,18 +130,37 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
             {d: v for d, v in cpk.items() if d in set(hist_days) and v is not None},
             {d: v for d, v in cpk.items() if d in set(days) and v is not None}, cfg, gen)]
         for a in found:
-            # A cost anomaly names the resources whose cost moved; a cost-per-1k one, those whose
-            # generated tokens moved too (a token drop leaves every bill as it was).
-            a["contributors"] = _contributors(by_resource.get(key, {}), "cost", a["day"], hist_days, cfg.contributors)
-            if a["metric"] != "cost":
-                a["contributors"] = _contributors(tokens_by_resource.get(key, {}), "generation_tokens", a["day"],
-                                                  hist_days, cfg.contributors) + a["contributors"]
-                a["contributors"] = a["contributors"][:cfg.contributors]
             rows.append({"day": a.pop("day"), **dict(zip(dims, key, strict=True)), **_rounded(a)})
+    _add_contributors(cur, rows, dims, (cost_sql, tokens_sql), binds, hist_days, cfg.contributors)
     rows.sort(key=lambda r: (r["day"], -r["deviation_cost"], r["metric"], *(str(r[d]) for d in dims)))
     totals = {"anomalies": len(rows), "deviation_cost": sum((r["deviation_cost"] for r in rows), Decimal(0)),
               "history_start": history_start, "groups": len(set(cost) | set(tokens))}
     return Report("anomalies", params_dict(params, att.currency), rows, totals, currency=att.currency)
+
+
+def _add_contributors(cur: duckdb.DuckDBPyConnection, rows: list[Row], dims: tuple[str, ...], sqls: tuple[str, str],
+                      binds: dict[str, Any], history: list[date], n: int) -> None:
+    """Each row's `contributors`. A cost anomaly names the resources whose cost moved; a cost-per-1k
+    one, those whose generated tokens moved first (a token drop leaves every bill as it was)."""
+    if not rows:
+        return
+    sep = chr(31)  # a unit separator joins a group's dims into one key
+    key_sql = f"concat_ws(chr(31), {', '.join(dims)})" if dims else "''"
+    keys = sorted({sep.join(str(r[d]) for d in dims) for r in rows})
+    detail: dict[str, dict[str, dict[str, dict[date, Decimal]]]] = {}
+    for measure, sql, col in (("cost", sqls[0], "cost"), ("generation_tokens", sqls[1], "tokens")):
+        found: dict[str, dict[str, dict[date, Decimal]]] = defaultdict(lambda: defaultdict(dict))
+        for r in fetch_rows(cur, f"SELECT {key_sql} AS k, resource, day, {col} AS v FROM ({sql}) "  # noqa: S608
+                                 "WHERE list_contains($keys, k)", {**binds, "keys": keys}):
+            found[r["k"]][r["resource"]][r["day"]] = Decimal(r["v"])
+        detail[measure] = found
+    for r in rows:
+        k = sep.join(str(r[d]) for d in dims)
+        out = _contributors(detail["cost"].get(k, {}), "cost", r["day"], history, n)
+        if r["metric"] != "cost":
+            out = (_contributors(detail["generation_tokens"].get(k, {}), "generation_tokens", r["day"], history, n)
+                   + out)[:n]
+        r["contributors"] = out
 
 
 def _rounded(a: dict[str, Any]) -> dict[str, Any]:

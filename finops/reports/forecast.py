@@ -67,8 +67,8 @@ def daily(cur: duckdb.DuckDBPyConnection, params: ReportParams, dims: tuple[str,
 def last_billed_day(cur: duckdb.DuckDBPyConnection) -> date | None:
     """The newest day with any cost in the attributed window, whatever the filters: where the bill
     ends for everyone (a group without cost before it stopped; after it, the bill has not arrived)."""
-    found = cur.execute("SELECT max(day) FROM att_alloc").fetchone()
-    return found[0] if found else None
+    [(found,)] = cur.execute("SELECT max(day) FROM att_alloc").fetchall()
+    return found
 
 
 def series(values: dict[date, Any], first: date, end: date) -> list[float]:

@@ -32,7 +32,8 @@ class Context:
     def params(self, start: date, end: date, **kw: Any) -> ReportParams:
         s = self.settings
         return build_params(start=start, end=end, default_required=s.required_tags, shared_cost_key=s.shared_cost_key,
-                            idle_threshold=s.idle_threshold, currency=s.report_currency, **kw)
+                            idle_threshold=s.idle_threshold, currency=s.report_currency,
+                            generation_weight=s.generation_weight, **kw)
 
     def link(self, report: str, params: dict[str, Any]) -> str:
         return f"{self.link_base.rstrip('/')}/v1/reports/{report}?{urlencode(params)}"

@@ -34,6 +34,8 @@ class ParamsOut(BaseModel):
     scope: str
     shared_cost_key: str
     currency: str
+    generation_weight: Num = Field(description="prompt tokens a generated token weighs where vLLM gave no "
+                                               "prefill and decode time (unit economics' split)")
     filters: dict[str, str] = Field(description="dims rows are restricted to (a team-scoped key adds its team)")
 
 
@@ -57,6 +59,16 @@ class UnitMeasures(BaseModel):
     cost_per_request: Money | None
     usage_cost: Money
     idle_cost: Money
+    cached_prompt_tokens: int | None = Field(description="prompt tokens vLLM served from its prefix cache; "
+                                                         "null where the servers do not expose it")
+    prompt_cost: Money | None = Field(description="the cost's prompt part (prompt_cost + generation_cost = cost)")
+    generation_cost: Money | None
+    cost_per_1k_prompt_tokens: Money | None
+    cost_per_1k_generation_tokens: Money | None
+    cache_hit_rate: Num | None = Field(description="cached_prompt_tokens / prompt_tokens")
+    cache_savings: Money | None = Field(description="what the cached prompt tokens would have cost to compute")
+    split_basis: Literal["prefill_decode_time", "token_weight", "mixed"] | None = Field(
+        description="how the cost was split: vLLM's prefill vs decode time, the token weight, or both")
 
 
 class UnitRow(Grouped, UnitMeasures):

@@ -107,6 +107,7 @@ def report_params(state: AppState, name: str, q: ReportQuery, principal: Princip
             start=q.start, end=q.end, week=q.week, group_by=q.group_by, required_tags=q.required_tags,
             default_required=s.required_tags, granularity=q.granularity, cost_basis=q.cost_basis,
             idle_threshold=q.idle_threshold if q.idle_threshold is not None else s.idle_threshold, scope=q.scope,
+            generation_weight=s.generation_weight,
             currency=q.currency, shared_cost_key=s.shared_cost_key, filters=filters,
             default_window_days=7, today=state.now().date(),
         )

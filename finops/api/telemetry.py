@@ -101,7 +101,8 @@ class KpiCollector(Collector):
         params = build_params(start=end - timedelta(days=self.window_days), end=end,
                               default_required=self.settings.required_tags,
                               shared_cost_key=self.settings.shared_cost_key,
-                              idle_threshold=self.settings.idle_threshold)
+                              idle_threshold=self.settings.idle_threshold,
+                              generation_weight=self.settings.generation_weight)
         up = GaugeMetricFamily("finops_kpi_up", "1 if the report behind the KPIs could be computed", labels=["report"])
         dims = list(DIMS)
         # Budgets stand as of today's start (complete days), as their alerts do.

@@ -33,7 +33,7 @@ _COPY = {
     "attr_alloc": """SELECT line_id + $base, day, project, team, environment, model_id, step, amount_effective,
         amount_billed, list_amount, committed_amount FROM att_alloc""",
     "attr_tok": """SELECT day, rkey, namespace, pod, model_name, project, team, environment, model_id,
-        prompt_tokens, generation_tokens, requests FROM att_tok""",
+        prompt_tokens, generation_tokens, requests, cached_prompt_tokens, prefill_ms, decode_ms FROM att_tok""",
     "attr_gpu": """SELECT day, rkey, host, gpu_uuid, mig_instance, gpu_model, mig_profile, namespace, pod,
         project, team, environment, model_id, hour_cost_effective, hour_cost_billed, hours, busy_sum,
         busy_hourly, samples, gkey FROM att_gpu_cost""",

@@ -59,7 +59,7 @@ SELECT t.day, coalesce(hm.resource_key, t.resource_key) AS rkey, t.namespace, t.
        coalesce(t.team, b.team, i.team) AS team,
        coalesce(t.environment, b.environment, i.environment) AS environment,
        coalesce(t.model_id, lower(t.model_name), b.model_id, i.model_id) AS model_id,
-       t.prompt_tokens, t.generation_tokens, t.requests
+       t.prompt_tokens, t.generation_tokens, t.requests, t.cached_prompt_tokens, t.prefill_ms, t.decode_ms
 FROM token_daily t
 LEFT JOIN att_hosts hm ON hm.host = t.resource_key
 LEFT JOIN att_bill b ON b.day = t.day AND b.resource_key = coalesce(hm.resource_key, t.resource_key)

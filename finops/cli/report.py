@@ -46,6 +46,7 @@ def report_cmd(
             start=start, end=end, week=week, group_by=group_by, required_tags=required_tags,
             default_required=s.required_tags, granularity=granularity, cost_basis=cost_basis,
             idle_threshold=idle_threshold if idle_threshold is not None else s.idle_threshold, scope=scope,
+            generation_weight=s.generation_weight,
             currency=currency, shared_cost_key=s.shared_cost_key,
             default_window_days=7, today=now().date(),
         )

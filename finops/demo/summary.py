@@ -83,7 +83,8 @@ def summarize(store: Store, settings: Settings, fleet: Fleet) -> Summary:
 
     def report(name: str, **kw: Any) -> Any:
         params = build_params(start=fleet.start, end=fleet.end, default_required=settings.required_tags,
-                              idle_threshold=settings.idle_threshold, shared_cost_key=settings.shared_cost_key, **kw)
+                              idle_threshold=settings.idle_threshold, shared_cost_key=settings.shared_cost_key,
+                              generation_weight=settings.generation_weight, **kw)
         return reports.get(name)(store, settings, params)
 
     ue = report("unit-economics", granularity="total")

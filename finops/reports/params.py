@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -38,6 +39,9 @@ class ReportParams(BaseModel):
     scope: Scope = "all"
     shared_cost_key: SharedKey = "gpu_hours"
     currency: str | None = None
+    # Where vLLM gave no prefill and decode time, a generated token costs this many prompt tokens
+    # when unit economics splits cost between prompt and generation (docs/definitions.md 6.1).
+    generation_weight: Decimal = Field(Decimal(4), gt=0, le=1000)
     # Row filters on dims, e.g. {"team": "coreai"} for a team-scoped API key.
     filters: dict[str, str] = Field(default_factory=dict)
 

@@ -75,26 +75,39 @@ def query(params: ReportParams, sets: tuple[tuple[str, ...], ...] = ()) -> str:
     WITH parts AS (
         SELECT {bucket} AS period
                {_dims(dims, True)}, amount AS cost, 0 AS prompt_tokens, 0 AS generation_tokens, 0 AS requests,
-               0 AS gpu_hours, 0.0 AS busy_sum, 0 AS usage_cost, 0 AS idle_cost
+               0 AS gpu_hours, 0.0 AS busy_sum, 0 AS usage_cost, 0 AS idle_cost, NULL::BIGINT AS cached,
+               0 AS prefill_ms, 0 AS decode_ms, 0 AS timed_prompt, 0 AS timed_gen, 0 AS cache_known
         FROM att_alloc WHERE {where}
         UNION ALL
         SELECT {bucket}
-               {_dims(dims, False)}, 0, prompt_tokens, generation_tokens, requests, 0, 0.0, 0, 0
+               {_dims(dims, False)}, 0, prompt_tokens, generation_tokens, requests, 0, 0.0, 0, 0, cached_prompt_tokens,
+               {TIMED.format("prefill_ms")}, {TIMED.format("decode_ms")}, {TIMED.format("prompt_tokens")},
+               {TIMED.format("generation_tokens")},
+               CASE WHEN cached_prompt_tokens IS NOT NULL THEN prompt_tokens ELSE 0 END
         FROM att_tok WHERE {where}
         UNION ALL
         SELECT {bucket}
                {_dims(dims, False)}, 0, 0, 0, 0, hours, busy_sum, hour_cost * CAST(busy_sum AS DECIMAL(38,12)),
-               hour_cost * idle_hours
+               hour_cost * idle_hours, NULL, 0, 0, 0, 0, 0
         FROM att_gpu_cost WHERE {where}
     )
     SELECT * FROM (
     SELECT period{keys}, sum(cost) AS cost, sum(prompt_tokens)::BIGINT AS prompt_tokens,
            sum(generation_tokens)::BIGINT AS generation_tokens, sum(requests)::BIGINT AS requests,
            sum(gpu_hours)::BIGINT AS gpu_hours, sum(busy_sum) AS busy_sum,
-           CAST(sum(usage_cost) AS DECIMAL(38,12)) AS usage_cost, CAST(sum(idle_cost) AS DECIMAL(38,12)) AS idle_cost
+           CAST(sum(usage_cost) AS DECIMAL(38,12)) AS usage_cost, CAST(sum(idle_cost) AS DECIMAL(38,12)) AS idle_cost,
+           sum(cached)::BIGINT AS cached_prompt_tokens, sum(prefill_ms)::BIGINT AS prefill_ms,
+           sum(decode_ms)::BIGINT AS decode_ms, sum(timed_prompt)::BIGINT AS timed_prompt,
+           sum(timed_gen)::BIGINT AS timed_gen, sum(cache_known)::BIGINT AS cache_known
     FROM parts {group}
     ) ORDER BY {order}
     """  # noqa: S608 - validated dim names and constants, values bound
+
+
+# A token row's value counted where vLLM gave both prefill and decode time (the split's time basis).
+TIMED = "CASE WHEN prefill_ms IS NOT NULL AND decode_ms IS NOT NULL THEN {} ELSE 0 END"
+SUMMED = ("cost", "prompt_tokens", "generation_tokens", "requests", "gpu_hours", "usage_cost", "idle_cost",
+          "prefill_ms", "decode_ms", "timed_prompt", "timed_gen", "cache_known")
 
 
 def _finish(raw: list[Row], params: ReportParams) -> list[Row]:
@@ -106,7 +119,7 @@ def _finish(raw: list[Row], params: ReportParams) -> list[Row]:
         r: Row = {"period_start": max(period, params.start), "period_end": end}
         for d in params.group_by:
             r[d] = row[d]
-        r.update(measures(row))
+        r.update(measures(row, params.generation_weight))
         out.append(r)
     return out
 
@@ -115,20 +128,60 @@ def _money(v: Any) -> Decimal:
     return v if isinstance(v, Decimal) else Decimal(v or 0)
 
 
-def measures(row: Row) -> Row:
+def prompt_share(row: Row, weight: Decimal) -> tuple[Decimal | None, str | None]:
+    """The share of a group's cost that its prompts caused, and the rule that gave it
+    (docs/definitions.md 6.1): prefill vs decode time where vLLM measured both, else the tokens with
+    a generated token weighing `weight` prompt tokens; `mixed` when part of the tokens had times."""
+    prompt, gen = row["prompt_tokens"] or 0, row["generation_tokens"] or 0
+    timed_p, timed_g = row.get("timed_prompt") or 0, row.get("timed_gen") or 0
+    busy = (row.get("prefill_ms") or 0) + (row.get("decode_ms") or 0)
+    if not busy:
+        timed_p = timed_g = 0  # times exposed but nothing measured: the weight decides
+    parts: list[tuple[int, Decimal, str]] = []
+    if timed_p + timed_g:
+        parts.append((timed_p + timed_g, Decimal(row["prefill_ms"] or 0) / busy, "prefill_decode_time"))
+    rest_p, rest_g = prompt - timed_p, gen - timed_g
+    if rest_p + rest_g:
+        parts.append((rest_p + rest_g, Decimal(rest_p) / (rest_p + weight * rest_g), "token_weight"))
+    if not parts:
+        return None, None
+    share = sum((n * x for n, x, _ in parts), Decimal(0)) / sum(n for n, _, _ in parts)
+    return share, parts[0][2] if len(parts) == 1 else "mixed"
+
+
+def _per_1k(cost: Decimal | None, tokens: int) -> Decimal | None:
+    return (cost * 1000 / tokens).quantize(PLACES) if cost is not None and tokens else None
+
+
+def measures(row: Row, weight: Decimal) -> Row:
     """Derived fields from summed measures (also used for totals)."""
     cost = _money(row["cost"])
     gen, prompt = row["generation_tokens"] or 0, row["prompt_tokens"] or 0
     req, hours = row["requests"] or 0, row["gpu_hours"] or 0
     total_tokens = gen + prompt
+    share, basis = prompt_share(row, weight)
+    # The two parts sum to the cost exactly: the generation part is what the prompt part leaves.
+    prompt_cost = (cost * share).quantize(PLACES) if share is not None else None
+    generation_cost = cost - prompt_cost if prompt_cost is not None else None
+    # The cache is measured on the prompt tokens of servers that expose it (`cache_known`).
+    cached, known = row.get("cached_prompt_tokens"), row.get("cache_known") or 0
+    computed = prompt - (cached or 0)
     return {
         "cost": cost, "prompt_tokens": prompt, "generation_tokens": gen, "total_tokens": total_tokens,
         "requests": req, "gpu_hours": hours,
         "avg_gpu_busy": round(float(row["busy_sum"]) / hours, 6) if hours else None,
-        "cost_per_1k_generated_tokens": (cost * 1000 / gen).quantize(PLACES) if gen else None,
-        "cost_per_1k_tokens": (cost * 1000 / total_tokens).quantize(PLACES) if total_tokens else None,
+        "cost_per_1k_generated_tokens": _per_1k(cost, gen),
+        "cost_per_1k_tokens": _per_1k(cost, total_tokens),
         "cost_per_request": (cost / req).quantize(PLACES) if req else None,
         "usage_cost": _money(row["usage_cost"]), "idle_cost": _money(row["idle_cost"]),
+        "cached_prompt_tokens": cached, "prompt_cost": prompt_cost, "generation_cost": generation_cost,
+        "cost_per_1k_prompt_tokens": _per_1k(prompt_cost, prompt),
+        "cost_per_1k_generation_tokens": _per_1k(generation_cost, gen),
+        "cache_hit_rate": (Decimal(cached) / known).quantize(Decimal("1e-6")) if cached is not None and known else None,
+        # What the cached prompt tokens would have cost at the rate of the prompt tokens computed.
+        "cache_savings": (prompt_cost * cached / computed).quantize(PLACES)
+        if prompt_cost is not None and cached and computed > 0 else (Decimal(0) if cached == 0 else None),
+        "split_basis": basis,
         "note": "no_tokens" if total_tokens == 0 else ("no_gpu_metrics" if hours == 0 else None),
     }
 
@@ -160,11 +213,21 @@ def build_many(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportP
 def _report(raw: list[Row], att: Attribution, params: ReportParams) -> Report:
     rows = _finish(raw, params)  # in the report's order already (the query sorts)
     sums: dict[str, Any] = {k: sum((r[k] for r in raw), Decimal(0) if k in ("cost", "usage_cost", "idle_cost") else 0)
-                            for k in ("cost", "prompt_tokens", "generation_tokens", "requests", "gpu_hours",
-                                      "usage_cost", "idle_cost")}
+                            for k in SUMMED}
     sums["busy_sum"] = sum(float(r["busy_sum"]) for r in raw)
-    totals = measures(sums)
+    known = [r["cached_prompt_tokens"] for r in raw if r["cached_prompt_tokens"] is not None]
+    sums["cached_prompt_tokens"] = sum(known) if known else None
+    totals = measures(sums, params.generation_weight)
     totals.pop("note")
+    # The totals' split is the sum of the rows' (each row split by its own times), so the parts add up.
+    if rows:
+        for k in ("prompt_cost", "generation_cost", "cache_savings"):
+            parts = [r[k] for r in rows if r[k] is not None]
+            totals[k] = sum(parts, Decimal(0)) if parts else None
+        totals["cost_per_1k_prompt_tokens"] = _per_1k(totals["prompt_cost"], totals["prompt_tokens"])
+        totals["cost_per_1k_generation_tokens"] = _per_1k(totals["generation_cost"], totals["generation_tokens"])
+        bases = {r["split_basis"] for r in rows if r["split_basis"] is not None}
+        totals["split_basis"] = bases.pop() if len(bases) == 1 else ("mixed" if bases else None)
     totals["ingested_total"] = att.ingested_total if not params.filters else totals["cost"]
     return Report("unit-economics", params_dict(params, att.currency), rows, totals, currency=att.currency)
 

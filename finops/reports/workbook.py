@@ -68,7 +68,7 @@ KINDS: dict[str, Kind] = {
     "forecast_cost_per_1k_generated_tokens": Kind.PRICE, "max_cost_per_1k_generated_tokens": Kind.PRICE,
     "generation_tokens_low": Kind.COUNT, "generation_tokens_high": Kind.COUNT, "days_to_period_end": Kind.COUNT,
     "budgets": Kind.COUNT, "days_left": Kind.SCORE, "actual_threshold_crossed": Kind.SCORE,
-    "forecast_threshold_crossed": Kind.SCORE,
+    "forecast_threshold_crossed": Kind.SCORE, "cache_hit_rate": Kind.SHARE, "cache_savings": Kind.MONEY,
 }
 PREFIXES = (("cost_per_", Kind.PRICE),)  # before suffixes: cost_per_1k_tokens is a price, not tokens
 SUFFIXES = (("_pct", Kind.SHARE), ("_share", Kind.SHARE), ("_fraction", Kind.SHARE), ("_tokens", Kind.COUNT),

@@ -127,7 +127,8 @@ def write_week(store: Store, settings: Settings, cfg: WeeklySettings, week: str,
     A format that fails is logged and recorded (`failures`) and does not stop the others."""
     have = written(store, week)
     params = build_params(week=week, default_required=settings.required_tags, shared_cost_key=settings.shared_cost_key,
-                          idle_threshold=settings.idle_threshold, currency=settings.report_currency)
+                          idle_threshold=settings.idle_threshold, currency=settings.report_currency,
+                          generation_weight=settings.generation_weight)
     try:
         report = reports.get(REPORT)(store, settings, params)
     except Exception as exc:  # no format can be written; each missing one records why

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     missing_values: list[str] = Field(default_factory=lambda: ["", "null", "none", "n/a"])
     shared_cost_key: Literal["gpu_hours", "tokens", "even"] = "gpu_hours"
     idle_threshold: float = 0.05
+    # Unit economics' prompt/generation split where vLLM exposes no prefill and decode time: a
+    # generated token weighs this many prompt tokens (docs/definitions.md 6.1 says why 4).
+    generation_weight: Decimal = Field(default=Decimal(4), gt=0, le=1000)
     # Rates into one report currency, e.g. {"EUR": "1.08"} with report_currency "USD".
     report_currency: str | None = None
     currency_rates: dict[str, Decimal] = Field(default_factory=dict)

@@ -44,6 +44,12 @@ TOKENS = [
     ("i-gpu2", "mistral-7b", 6_000_000, 3_000_000),
     ("vm-3", "mistral-7b", 2_400_000, 1_200_000),
 ]
+# Example A with vLLM V1 signals (docs/definitions.md 9.6): resource -> (hours that expose them,
+# prefill ms, decode ms and cached prompt tokens over those hours). i-gpu2 runs an older vLLM.
+V1 = {
+    "i-gpu1": (range(24), 2_400_000, 7_200_000, 3_000_000),
+    "vm-3": (range(24), 600_000, 1_800_000, 600_000),
+}
 
 
 def focus_csv(day: datetime = DAY, bill: list = BILL, currency: str = "USD") -> str:  # type: ignore[type-arg]
@@ -65,7 +71,7 @@ def _split(total: int, parts: int = 24) -> list[int]:
     return base
 
 
-def telemetry(day: datetime = DAY) -> dict[str, pa.Table]:
+def telemetry(day: datetime = DAY, v1: bool = False) -> dict[str, pa.Table]:
     gpu_rows, tok_rows = [], []
     for res, gpus in GPUS.items():
         for i, series in enumerate(gpus):
@@ -74,19 +80,26 @@ def telemetry(day: datetime = DAY) -> dict[str, pa.Table]:
                                  "resource_key": resource_key(res), "gpu_uuid": f"GPU-{res}-{i}", "gpu_index": str(i),
                                  "gpu_model": "NVIDIA H100 80GB HBM3", "busy": busy, "samples": 60})
     for res, model, prompt, gen in TOKENS:
+        hours, prefill, decode, cached = V1.get(res, (range(0), 0, 0, 0))
+        signals = [_split(x, len(hours)) if hours else [] for x in (prefill, decode, cached)]
         for h, (p, g) in enumerate(zip(_split(prompt), _split(gen), strict=True)):
-            tok_rows.append({"hour_start": day + timedelta(hours=h), "instance": f"host-{res}:8000",
-                             "resource_id": res, "resource_key": resource_key(res), "model_name": model,
-                             "prompt_tokens": p, "generation_tokens": g, "requests": 100})
+            row = {"hour_start": day + timedelta(hours=h), "instance": f"host-{res}:8000", "resource_id": res,
+                   "resource_key": resource_key(res), "model_name": model, "prompt_tokens": p, "generation_tokens": g,
+                   "requests": 100}
+            if v1:
+                known = h in hours
+                row.update({k: s[h] if known else None
+                            for k, s in zip(("prefill_ms", "decode_ms", "cached_prompt_tokens"), signals, strict=True)})
+            tok_rows.append(row)
     return {"gpu_hours": pa.Table.from_pylist(gpu_rows), "token_hours": pa.Table.from_pylist(tok_rows)}
 
 
-def load(store: Store, rules: TagRules, tmp: Path, day: datetime = DAY) -> None:
+def load(store: Store, rules: TagRules, tmp: Path, day: datetime = DAY, v1: bool = False) -> None:
     path = tmp / f"example-a-{day:%Y%m%d}.csv"
     path.write_text(focus_csv(day))
     [r] = ingest_focus(store, rules, [path])
     assert r.status == "succeeded", r.error
-    facts = telemetry(day)
+    facts = telemetry(day, v1)
     task = Task("example-a", Window(day, day + timedelta(days=1)), lambda: Batch(facts=facts))
     t = run_task(store, "prometheus", task)
     assert t.status == "succeeded", t.error

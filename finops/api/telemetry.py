@@ -128,12 +128,23 @@ class KpiCollector(Collector):
 
     @staticmethod
     def _unit(report: Report, dims: list[str]) -> list[GaugeMetricFamily]:
-        g = GaugeMetricFamily("finops_cost_per_1k_generated_tokens",
-                              "Cost per 1000 generated tokens over the KPI window, report currency", labels=dims)
-        for r in report.rows:
-            if r["cost_per_1k_generated_tokens"] is not None:
-                g.add_metric([str(r[d]) for d in dims], float(r["cost_per_1k_generated_tokens"]))
-        return [g]
+        # (gauge, help, row field, factor): per 1M tokens reads better than per 1k for prompt tokens.
+        spec = (("finops_cost_per_1k_generated_tokens", "Cost per 1000 generated tokens over the KPI window, report "
+                 "currency", "cost_per_1k_generated_tokens", 1),
+                ("finops_cost_per_1m_prompt_tokens", "The prompt part of cost per 1M prompt tokens (definitions.md "
+                 "6.1)", "cost_per_1k_prompt_tokens", 1000),
+                ("finops_cost_per_1m_generation_tokens", "The generation part of cost per 1M generated tokens",
+                 "cost_per_1k_generation_tokens", 1000),
+                ("finops_cache_savings", "What the prefix cache's hits would have cost to compute, over the KPI window",
+                 "cache_savings", 1))
+        out = []
+        for name, text, field, factor in spec:
+            g = GaugeMetricFamily(name, text, labels=dims)
+            for r in report.rows:
+                if r[field] is not None:
+                    g.add_metric([str(r[d]) for d in dims], float(r[field] * factor))
+            out.append(g)
+        return out
 
     @staticmethod
     def _idle(report: Report, dims: list[str]) -> list[GaugeMetricFamily]:

@@ -19,6 +19,11 @@ from finops.store import Store
 from finops.tags import UNALLOCATED
 from finops.timeutil import iso_week
 
+# The week's unit economics per model with the prompt/generation split and the prefix cache.
+MODEL_FIELDS = ("model_id", "cost", "prompt_tokens", "generation_tokens", "cached_prompt_tokens", "prompt_cost",
+                "generation_cost", "cost_per_1k_prompt_tokens", "cost_per_1k_generation_tokens", "cache_hit_rate",
+                "cache_savings", "split_basis", "gpu_hours", "avg_gpu_busy", "idle_cost")
+
 SUMMARY = (  # (metric, unit)
     ("total_cost", "money"), ("attributed_cost", "money"), ("unallocated_cost", "money"),
     ("untagged_share", "ratio"), ("idle_cost", "money"), ("prompt_tokens", "tokens"),
@@ -118,6 +123,7 @@ def weekly(store: Store, settings: Settings, params: ReportParams) -> Report:
         "idle_gpus": _idle(this["idle"], prev["idle"]),
         "untagged_spend": [r for r in this["untagged"].rows if r["untagged_cost"] > 0],
         "savings": recommendations.top(this["savings"], settings),
+        "models": [{k: r[k] for k in MODEL_FIELDS} for r in this["model"].rows],
         **watch,
         "reconciliation": recon,
     }

@@ -34,7 +34,7 @@ def test_weekly_xlsx_has_the_sheets_and_equals_json(weekly_report) -> None:  # t
     data = json.loads(render(weekly_report, "json")[0], parse_float=Decimal)
     wb = load_workbook(io.BytesIO(render(weekly_report, "xlsx")[0]))
     assert wb.sheetnames == ["About", "chart_chargeback_team", "weekly", "summary", "chargeback_team", "chargeback_project", "unit_economics_by_model",
-                             "idle_gpus", "untagged_spend", "savings", "budgets", "anomalies", "Reconciliation",
+                             "idle_gpus", "untagged_spend", "savings", "models", "budgets", "anomalies", "Reconciliation",
                              "Parameters"]
     for sheet, key in [("weekly", "rows"), ("summary", "summary"), ("chargeback_team", "chargeback_team"),
                        ("idle_gpus", "idle_gpus"), ("untagged_spend", "untagged_spend")]:

@@ -22,7 +22,8 @@ PROM_DIR = REPO / "deploy" / "prometheus"
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "finops.json"
 FINOPS_GAUGES = {"finops_cost_per_1k_generated_tokens", "finops_idle_gpu_hours", "finops_idle_gpu_cost",
                  "finops_untagged_share", "finops_source_freshness_seconds", "finops_budget_actual_cost",
-                 "finops_budget_forecast_cost", "finops_budget_amount", "finops_anomalies"}
+                 "finops_budget_forecast_cost", "finops_budget_amount", "finops_anomalies",
+                 "finops_cost_per_1m_prompt_tokens", "finops_cost_per_1m_generation_tokens", "finops_cache_savings"}
 
 
 def compose(*args: str, file: Path = COMPOSE, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -340,6 +340,38 @@ class BudgetRow(Grouped):
     status: Literal["ok", "at_risk", "over", "currency_mismatch"]
 
 
+class BuildVsBuyRow(BaseModel):
+    model_id: str
+    cost: Money = Field(description="self-hosting's cost of the model over the window")
+    prompt_tokens: int
+    generation_tokens: int
+    cached_prompt_tokens: int | None
+    cost_per_1m_prompt_tokens: Money | None = Field(description="the prompt part of cost per 1M prompt tokens")
+    cost_per_1m_generation_tokens: Money | None
+    avg_gpu_busy: float | None
+    provider: str | None = Field(description="the API offering (null: none configured for this model)")
+    api_model: str | None
+    example_prices: bool | None = Field(description="true for the shipped illustrative prices")
+    api_currency: str | None
+    priced_days: int = Field(description="days of the window the offering had a price for")
+    api_cost: Money | None = Field(description="the same tokens at the offering's prices (null: other currency)")
+    saving: Money | None = Field(description="api_cost - cost: positive when self-hosting is cheaper")
+    break_even_busy: float | None = Field(description="the GPU busy fraction at which self-hosting costs what "
+                                                      "the API would (above 1: never)")
+
+
+class BuildVsBuyTotals(BaseModel):
+    cost: Money
+    models: int
+    offerings: int
+
+
+class BuildVsBuyReport(BaseModel):
+    rows: list[BuildVsBuyRow]
+    totals: BuildVsBuyTotals
+    params: ParamsOut
+
+
 class BudgetTotals(BaseModel):
     budgets: int
     as_of: date
@@ -359,5 +391,5 @@ REPORT_MODELS: dict[str, type[BaseModel]] = {
     "unit-economics": UnitEconomicsReport, "idle-gpus": IdleGpusReport,
     "untagged-spend": UntaggedSpendReport, "weekly": WeeklyReport,
     "recommendations": RecommendationsReport, "anomalies": AnomaliesReport, "forecast": ForecastReport,
-    "budgets": BudgetsReport,
+    "budgets": BudgetsReport, "build-vs-buy": BuildVsBuyReport,
 }

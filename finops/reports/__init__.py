@@ -60,6 +60,12 @@ CATALOG: dict[str, ReportInfo] = {
         "Forecast: daily cost and generated tokens per group with an interval, from the history before the "
         "window (docs/definitions.md 6.7)",
         ("day", "team", "model_id", "method", "cost", "cost_low", "cost_high", "actual_cost", "generation_tokens")),
+    "build-vs-buy": ReportInfo(
+        "build_vs_buy:build_vs_buy",
+        "Build vs buy: per model, self-hosting's cost per 1M prompt and generated tokens beside each API offering's "
+        "price for the same tokens, the saving and the break-even GPU busy fraction (docs/definitions.md 6.9)",
+        ("model_id", "provider", "api_model", "cost", "api_cost", "saving", "cost_per_1m_prompt_tokens",
+         "cost_per_1m_generation_tokens", "avg_gpu_busy", "break_even_busy")),
     "budgets": ReportInfo(
         "budgets:budgets",
         "Budgets: spend to date, forecast to the period's end, burn rate and status of each budget "

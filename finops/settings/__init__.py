@@ -23,6 +23,7 @@ from pydantic_settings import (
 from finops.settings.alerts import AlertSettings
 from finops.settings.anomalies import AnomalySettings
 from finops.settings.api import ApiSettings
+from finops.settings.build_vs_buy import BuildVsBuySettings
 from finops.settings.forecast import ForecastSettings
 from finops.settings.gateway import GatewaySettings
 from finops.settings.recommendations import RecommendationSettings
@@ -79,6 +80,7 @@ class Settings(BaseSettings):
     recommendations: RecommendationSettings = Field(default_factory=RecommendationSettings)
     anomalies: AnomalySettings = Field(default_factory=AnomalySettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
+    build_vs_buy: BuildVsBuySettings = Field(default_factory=BuildVsBuySettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     @field_validator("required_tags")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,8 +25,12 @@ if TYPE_CHECKING:
 console = Console()
 
 
-def money(v: object) -> str:
-    return f"${v:,.2f}"
+def money(v: Decimal | float) -> str:
+    return f"-${-v:,.2f}" if v < 0 else f"${v:,.2f}"
+
+
+def _price(v: Decimal | None, factor: int, places: int) -> str:
+    return f"${v * factor:,.{places}f}" if v is not None else "-"
 
 
 def show_summary(result: DemoResult) -> None:
@@ -45,13 +50,29 @@ def show_summary(result: DemoResult) -> None:
     console.print("  Untagged spend counts bill lines missing a required tag. Most of it is still attributed,\n"
                   "  through GPU and token telemetry on the same resource or a shared split; the model table's\n"
                   "  __untagged__ / __unallocated__ rows hold only what no rule could attribute.", soft_wrap=True)
-    models = Table(title="Cost per 1k generated tokens, by model")
-    for col in ("model", "cost", "generated", "$ / 1k generated", "idle cost"):
-        models.add_column(col, justify="left" if col == "model" else "right")
+    models = Table(title="Cost per 1k generated tokens, by model; the cost split between prompt and generation")
+    for col in ("model", "cost", "generated", "$ / 1k generated", "idle cost", "$ / 1M prompt", "$ / 1M generation",
+                "cache hits", "cache saved", "split by"):
+        models.add_column(col, justify="left" if col in ("model", "split by") else "right")
     for m in s.by_model:
-        per_1k = f"${m.cost_per_1k_generated_tokens:.6f}" if m.cost_per_1k_generated_tokens is not None else "-"
-        models.add_row(m.model_id, money(m.cost), f"{m.generation_tokens / 1e6:,.0f} M", per_1k, money(m.idle_cost))
+        models.add_row(m.model_id, money(m.cost), f"{m.generation_tokens / 1e6:,.0f} M",
+                       _price(m.cost_per_1k_generated_tokens, 1, 6), money(m.idle_cost),
+                       _price(m.cost_per_1k_prompt_tokens, 1000, 4), _price(m.cost_per_1k_generation_tokens, 1000, 4),
+                       f"{m.cache_hit_rate:.0%}" if m.cache_hit_rate is not None else "-",
+                       money(m.cache_savings) if m.cache_savings is not None else "-",
+                       (m.split_basis or "-").replace("_", " "))
     console.print(models)
+    offers = Table(title="Build vs buy over the last week, at the shipped EXAMPLE API prices (set yours: "
+                         "docs/definitions.md 6.9)")
+    for col in ("model", "API model", "self-hosted", "same tokens at the API", "saving", "GPU busy", "break-even busy"):
+        offers.add_column(col, justify="left" if "model" in col else "right")
+    for o in s.build_vs_buy:
+        offers.add_row(o.model_id, o.api_model or "-", money(o.cost), money(o.api_cost) if o.api_cost is not None else "-",
+                       money(o.saving) if o.saving is not None else "-",
+                       f"{o.avg_gpu_busy:.0%}" if o.avg_gpu_busy is not None else "-",
+                       ("never" if o.break_even_busy > 1 else f"{o.break_even_busy:.0%}")
+                       if o.break_even_busy is not None else "-")
+    console.print(offers)
     budgets = Table(title=f"Budgets this month, as of {s.end} (forecast: the month's end, 80% interval)")
     for col in ("budget", "amount", "spent", "forecast", "interval", "status"):
         budgets.add_column(col, justify="left" if col in ("budget", "status") else "right")

@@ -25,6 +25,12 @@ HOURS_PER_DAY = 24
 THROUGHPUT: dict[str, int] = {"llama-70b": 1_100_000, "mistral-7b": 9_000_000, "qwen-7b": 3_600_000,
                               "llama-8b": 3_400_000}
 PROMPT_PER_GENERATED = 3  # prompt tokens per generated token
+# vLLM V1's signals, per model: the share of prompt tokens served from the prefix cache (chat keeps
+# long system prompts), and the engine's milliseconds per 1k prompt tokens prefilled and per 1k
+# generated tokens decoded (prefill reads a prompt in batched passes; decode runs a pass a token).
+CACHE_HIT: dict[str, float] = {"llama-70b": 0.35, "mistral-7b": 0.1, "qwen-7b": 0.2, "llama-8b": 0.25}
+PREFILL_MS_PER_1K: dict[str, int] = {"llama-70b": 90, "mistral-7b": 12, "qwen-7b": 12, "llama-8b": 14}
+DECODE_MS_PER_1K: dict[str, int] = {"llama-70b": 900, "mistral-7b": 110, "qwen-7b": 110, "llama-8b": 120}
 GENERATED_PER_REQUEST = 300
 GPU_MEMORY_MIB = {"NVIDIA A100-SXM4-40GB": 40960, "NVIDIA A100 80GB PCIe": 81920, "NVIDIA A10G": 23028,
                   "Tesla V100-SXM2-16GB": 16384}
@@ -81,6 +87,7 @@ class Resource:
     sub_account: str = "111111111111"
     region: str = "us-east-1"
     callers: tuple[Caller, ...] = ()  # teams reaching `model` through the gateway (a shared server)
+    v1: bool = True  # its vLLM exposes the V1 signals (cached prompt tokens, prefill and decode time)
 
     @property
     def key(self) -> str:
@@ -101,7 +108,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("i-0chat01", "AWS", EC2, "p4d.24xlarge", Decimal("32.7726"), 8, A100_40, CHATBOT, "llama-70b"),
     # Same service, tagged by another pipeline: lower-case keys, mixed-case values, no ModelID.
     Resource("i-0chat02", "AWS", EC2, "p4d.24xlarge", Decimal("32.7726"), 8, A100_40,
-             {"project": "ChatBot", "team": "CoreAI", "environment": "prod"}, "llama-70b"),
+             {"project": "ChatBot", "team": "CoreAI", "environment": "prod"}, "llama-70b", v1=False),  # older vLLM
     Resource(AZ + "vm-search-01", "Microsoft", "Virtual Machines", "Standard_NC24ads_A100_v4", Decimal("3.673"), 1,
              A100_80, {"Project": "search", "Team": "platform", "Environment": "prod", "ModelID": "mistral-7b"},
              "mistral-7b", sub_account="5f1c0000-0000-0000-0000-00000000abcd", region="eastus"),
@@ -192,6 +199,17 @@ class Fleet:
                 series.append(TokenHour(gen * PROMPT_PER_GENERATED, gen, gen // GENERATED_PER_REQUEST))
             out[r.rid] = series
         return out
+
+    def v1_signals(self, r: Resource) -> dict[str, list[int]]:
+        """A V1 server's cached prompt tokens and prefill and decode milliseconds of every hour ({} for
+        a server without them)."""
+        if r.model is None or not r.v1:
+            return {}
+        tokens = self.server_tokens[r.rid]
+        return {"cached_prompt_tokens": [int(t.prompt * CACHE_HIT[r.model]) for t in tokens],
+                "prefill_ms": [(t.prompt - int(t.prompt * CACHE_HIT[r.model])) * PREFILL_MS_PER_1K[r.model] // 1000
+                               for t in tokens],
+                "decode_ms": [t.generation * DECODE_MS_PER_1K[r.model] // 1000 for t in tokens]}
 
     def tokens(self, r: Resource, hour: datetime) -> TokenHour:
         """Tokens served by `r` in one hour (zero for a resource that serves no model)."""

@@ -26,6 +26,22 @@ class ModelLine:
     cost_per_1k_generated_tokens: Decimal | None
     usage_cost: Decimal
     idle_cost: Decimal
+    cost_per_1k_prompt_tokens: Decimal | None
+    cost_per_1k_generation_tokens: Decimal | None
+    cache_hit_rate: Decimal | None
+    cache_savings: Decimal | None
+    split_basis: str | None
+
+
+@dataclass(frozen=True)
+class OfferingLine:
+    model_id: str
+    api_model: str | None
+    cost: Decimal
+    api_cost: Decimal | None
+    saving: Decimal | None
+    avg_gpu_busy: float | None
+    break_even_busy: float | None
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,7 @@ class Summary:
     by_model: list[ModelLine]
     budgets: list[BudgetLine]
     anomalies: list[AnomalyLine]  # over the last week
+    build_vs_buy: list[OfferingLine]  # over the last week, at the example prices
 
     @property
     def matches(self) -> bool:
@@ -95,6 +112,7 @@ def summarize(store: Store, settings: Settings, fleet: Fleet) -> Summary:
     week = build_params(start=fleet.end - timedelta(days=7), end=fleet.end, group_by="team",
                         shared_cost_key=settings.shared_cost_key)
     anomalies = reports.get("anomalies")(store, settings, week)
+    offerings = reports.get("build-vs-buy")(store, settings, week)
     return Summary(
         start=fleet.start, end=fleet.end, bill_total=fleet.total_cost(),
         control_total=sum((r["cost"] for r in ue.rows), Decimal(0)),
@@ -104,7 +122,11 @@ def summarize(store: Store, settings: Settings, fleet: Fleet) -> Summary:
         idle_gpu_cost=idle.totals["idle_cost"], idle_gpu_hours=idle.totals["idle_hours"],
         untagged_cost=untagged.totals["untagged_cost"], untagged_share=untagged.totals["untagged_share"],
         by_model=[ModelLine(r["model_id"], r["cost"], r["generation_tokens"], r["cost_per_1k_generated_tokens"],
-                            r["usage_cost"], r["idle_cost"]) for r in by_model.rows],
+                            r["usage_cost"], r["idle_cost"], r["cost_per_1k_prompt_tokens"],
+                            r["cost_per_1k_generation_tokens"], r["cache_hit_rate"], r["cache_savings"],
+                            r["split_basis"]) for r in by_model.rows],
+        build_vs_buy=[OfferingLine(r["model_id"], r["api_model"], r["cost"], r["api_cost"], r["saving"],
+                                   r["avg_gpu_busy"], r["break_even_busy"]) for r in offerings.rows],
         budgets=[BudgetLine(r["budget"], r["status"], r["amount"], r["actual_cost"], r["forecast_cost"],
                             r["forecast_cost_low"], r["forecast_cost_high"]) for r in budgets.rows],
         anomalies=[AnomalyLine(r["day"], r["team"], r["metric"], r["value"], r["baseline"], r["score"],

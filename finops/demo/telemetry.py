@@ -68,10 +68,17 @@ class CounterSeries:
     per_hour: list[int]
     fact: str
     measure: str
+    scale: int = 1  # the counter counts per_hour / scale (seconds counters, kept here in whole ms)
 
 
 VLLM = {"prompt_tokens": "vllm:prompt_tokens_total", "generation_tokens": "vllm:generation_tokens_total",
         "requests": "vllm:request_success_total"}
+
+
+# vLLM V1's counters: (name, scale); the time counters count seconds, the fleet keeps whole ms.
+V1_COUNTERS = {"cached_prompt_tokens": ("vllm:prompt_tokens_cached_total", 1),
+               "prefill_ms": ("vllm:request_prefill_time_seconds_sum", 1000),
+               "decode_ms": ("vllm:request_decode_time_seconds_sum", 1000)}
 
 
 def counters(fleet: Fleet) -> Iterator[CounterSeries]:
@@ -85,6 +92,9 @@ def counters(fleet: Fleet) -> Iterator[CounterSeries]:
             extra = {"finished_reason": "stop"} if measure == "requests" else {}
             yield CounterSeries(name, {**server_labels(r), **extra},
                                 [getattr(t, TOKEN_FIELDS[measure]) for t in tokens], "vllm", measure)
+        for measure, per_hour in fleet.v1_signals(r).items():
+            name, scale = V1_COUNTERS[measure]
+            yield CounterSeries(name, server_labels(r), per_hour, "vllm", measure, scale)
         for i, c in enumerate(r.callers):
             split: list[TokenHour] = [fleet.caller_tokens(r, h)[i][1] for h in hours]
             for measure, extra in (("prompt_tokens", {"kind": "prompt"}), ("generation_tokens", {"kind": "generation"}),
@@ -112,9 +122,9 @@ def series(fleet: Fleet, start: datetime, end: datetime) -> list[OMSeries]:
         points: list[tuple[float, float]] = []
         for i, (cum, inc) in enumerate(zip(accumulate(c.per_hour[first:first + n], initial=before),
                                            c.per_hour[first:first + n], strict=False)):
-            points += [(t0 + i * HOUR + off, float(cum + inc * k // len(SAMPLE_OFFSETS)))
+            points += [(t0 + i * HOUR + off, (cum + inc * k // len(SAMPLE_OFFSETS)) / c.scale)
                        for k, off in enumerate(SAMPLE_OFFSETS)]
-        points.append((t0 + n * HOUR, float(before + sum(c.per_hour[first:first + n]))))
+        points.append((t0 + n * HOUR, (before + sum(c.per_hour[first:first + n])) / c.scale))
         out.append(OMSeries(c.name, c.labels, "counter", points))
     return out
 

@@ -187,3 +187,21 @@ def test_the_demo_shows_budgets_and_finds_each_injected_anomaly(demo: Demo) -> N
     for b in budgets.values():
         assert b["forecast_cost_low"] <= b["forecast_cost"] <= b["forecast_cost_high"]
     assert "Budgets this month" in demo.output and "Anomalies in the last week" in demo.output
+
+
+def test_the_demo_splits_cost_prices_the_cache_and_compares_with_apis(demo: Demo) -> None:
+    """V1 servers give prefill and decode time and cached tokens; chat02's older vLLM and the
+    gateway-metered shared server do not, so llama-70b is split both ways and llama-8b by weight."""
+    models = {m["model_id"]: m for m in demo.summary["by_model"]}
+    assert models["llama-70b"]["split_basis"] == "mixed"
+    assert models["qwen-7b"]["split_basis"] == models["mistral-7b"]["split_basis"] == "prefill_decode_time"
+    assert models["llama-8b"]["split_basis"] == "token_weight" and models["llama-8b"]["cache_hit_rate"] is None
+    assert models["qwen-7b"]["cache_hit_rate"] == Decimal("0.2") and models["qwen-7b"]["cache_savings"] > 0
+    for m in models.values():
+        if m["split_basis"] is not None:
+            assert m["cost_per_1k_prompt_tokens"] < m["cost_per_1k_generation_tokens"]
+    offers = {o["model_id"]: o for o in demo.summary["build_vs_buy"]}
+    assert set(offers) == {"llama-70b", "llama-8b", "mistral-7b", "qwen-7b"}
+    for o in offers.values():
+        assert o["saving"] == o["api_cost"] - o["cost"] and o["break_even_busy"] is not None
+    assert "Build vs buy" in demo.output and "EXAMPLE" in demo.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,8 +29,19 @@ def clock() -> FixedClock:
     return FixedClock()
 
 
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty store at the head revision, built once per test process: each test's store starts as a
+    copy of it (running every migration takes ~0.2 s; opening a current store ~0.06 s)."""
+    path = tmp_path_factory.mktemp("template") / "finops.duckdb"
+    open_store(path).close()
+    return path
+
+
 @pytest.fixture
-def store(settings: Settings, clock: FixedClock) -> Iterator[Store]:
+def store(settings: Settings, clock: FixedClock, migrated: Path) -> Iterator[Store]:
+    if not settings.db.exists():
+        shutil.copyfile(migrated, settings.db)
     s = open_store(settings.db, settings.duckdb, clock=clock)
     yield s
     s.close()

@@ -125,7 +125,13 @@ def test_counters_per_team_equal_client_usage_and_sum_to_upstream(
     run_mix(url, BETA_KEY, beta, "beta")
     run_mix(url, ALPHA_KEY, alpha, "alpha again")
     upstream.fake.wait_finished()
+    # The gateway counts a streamed request once its last chunk is out, which can follow the client's
+    # read of it by a moment: wait (bounded) for every request to be counted, then compare.
+    deadline = time.monotonic() + 10
     s = scrape(url)
+    while total(s, REQUESTS, status="200") < alpha.requests + beta.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+        s = scrape(url)
 
     for team, rx in ((ALPHA, alpha), (BETA, beta)):
         assert rx.generation > 0 and rx.prompt > 0

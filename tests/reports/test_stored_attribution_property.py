@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -166,10 +167,12 @@ counter = iter(range(10**6))
 
 @hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=landings, basis=st.sampled_from(["effective", "billed"]))
-def test_stored_attribution_equals_attribution_from_scratch(workdir: Path, ops: list[Any], basis: str) -> None:
+def test_stored_attribution_equals_attribution_from_scratch(workdir: Path, ops: list[Any], basis: str,
+                                                           migrated: Path) -> None:
     tmp = workdir / f"run{next(counter)}"
     tmp.mkdir()
     s = Settings(db=tmp / "s.duckdb", reports_dir=tmp / "reports")
+    shutil.copyfile(migrated, s.db)
     store = open_store(s.db, s.duckdb)
     try:
         for op in ops:

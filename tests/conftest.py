@@ -50,3 +50,19 @@ def store(settings: Settings, clock: FixedClock, migrated: Path) -> Iterator[Sto
 @pytest.fixture
 def rules(settings: Settings) -> TagRules:
     return TagRules.from_settings(settings)
+
+
+# The slowest files (a JVM for Spark, property tests, live stacks, the demo), first: with
+# `pytest -n 2 --dist loadfile` each file goes whole to the next free worker, so starting the long
+# ones early keeps the two workers busy to the end instead of one finishing a long file alone.
+SLOW_FIRST = ("lake/test_spark.py", "reports/test_stored_attribution_property.py", "simulate/test_end_to_end.py",
+              "reports/test_reconciliation_property.py", "demo/test_reader.py", "demo/test_demo.py",
+              "demo/test_notebooks.py", "simulate/test_deploy_walkthrough.py", "test_install.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0].removeprefix("tests/")
+        return SLOW_FIRST.index(path) if path in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file, and of the other files, is kept

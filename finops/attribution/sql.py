@@ -251,7 +251,7 @@ WITH res_cost AS (
     SELECT day, resource_key AS rkey, sum(cost_effective) AS cost_effective, sum(cost_billed) AS cost_billed
     FROM att_cost WHERE resource_key IS NOT NULL GROUP BY ALL
 ),
-res_hours AS (SELECT day, rkey, sum(hours)::BIGINT AS hours FROM att_gpu GROUP BY ALL),
+res_hours AS (SELECT g.day, g.rkey, sum(g.hours * {share}) AS hours FROM att_gpu g GROUP BY ALL),
 grp_cost AS (
     SELECT day, project, team, environment, model_id, sum(amount_effective) AS cost_effective,
            sum(amount_billed) AS cost_billed
@@ -259,7 +259,7 @@ grp_cost AS (
 ),
 grp_hours AS (
     -- GPU-hours on no resource billed that day (a day's attribution never looks at other days).
-    SELECT g.day, g.project, g.team, g.environment, g.model_id, sum(g.hours)::BIGINT AS hours FROM att_gpu g
+    SELECT g.day, g.project, g.team, g.environment, g.model_id, sum(g.hours * {share}) AS hours FROM att_gpu g
     LEFT JOIN res_cost r ON r.day = g.day AND r.rkey = g.rkey WHERE r.rkey IS NULL GROUP BY ALL
 )
 SELECT g.*, {price_effective} AS hour_cost_effective, {price_billed} AS hour_cost_billed,
@@ -276,11 +276,19 @@ LEFT JOIN grp_hours gh ON rc.rkey IS NULL AND gh.day = g.day AND gh.project IS N
      AND gh.model_id IS NOT DISTINCT FROM g.model_id
 """
 
+# The share of a physical GPU a GPU row holds: a MIG instance's compute slices (its profile's
+# leading `<n>g`) over the GPU's (A30: 4; A100, H100 and later: 7); a whole GPU, 1. GPU-hours are
+# weighted by it when a resource's cost is spread over them, so a 3g instance costs 3/7 of the GPU.
+MIG_SLICES = (("%A30%", 4),)  # GPU model patterns with other than 7 compute slices
+_SLICES = "CASE " + " ".join(f"WHEN g.gpu_model LIKE '{p}' THEN {n}" for p, n in MIG_SLICES) + " ELSE 7 END"
+SHARE = ("coalesce(TRY_CAST(nullif(regexp_extract(g.mig_profile, '^([0-9]+)g', 1), '') AS DOUBLE) / "
+         f"({_SLICES}), 1.0)")
+
 # DuckDB divides DECIMAL as DOUBLE; spelled out so other engines (Spark) divide the same way.
-_PRICE = ("CAST(CASE WHEN rc.{c} IS NOT NULL THEN CAST(rc.{c} AS DOUBLE) / rh.hours "
-          "ELSE coalesce(CAST(gc.{c} AS DOUBLE) / gh.hours, 0) END AS DECIMAL(38,12))")
-_HOUR_COST = _HOUR_COST.replace("{price_effective}", _PRICE.format(c="cost_effective")).replace(
-    "{price_billed}", _PRICE.format(c="cost_billed"))
+_PRICE = ("CAST(CASE WHEN rc.{c} IS NOT NULL THEN CAST(rc.{c} AS DOUBLE) / rh.hours * {share} "
+          "ELSE coalesce(CAST(gc.{c} AS DOUBLE) / gh.hours * {share}, 0) END AS DECIMAL(38,12))")
+_HOUR_COST = _HOUR_COST.replace("{price_effective}", _PRICE.format(c="cost_effective", share=SHARE)).replace(
+    "{price_billed}", _PRICE.format(c="cost_billed", share=SHARE)).replace("{share}", SHARE)
 
 # Daily rows: idle hours counted from the day's hourly busy values, so any threshold is exact.
 HOUR_COST_DAILY = _HOUR_COST.format(rows="att_gpu", idle="",

@@ -80,6 +80,7 @@ class Exchange:
         self.prompt = self.generation = 0
         self.ttft: float | None = None
         self.bad_usage: str | None = None
+        self.meter: StreamMeter | None = None  # the stream's, once one is relayed
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
         settings = self.gw.settings
@@ -116,7 +117,9 @@ class Exchange:
     async def _watch(self, receive: Receive, task: asyncio.Task[None]) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
-        if not self.state.finished:
+        # A client that leaves after the stream's [DONE] left with the whole answer: not a client
+        # that gave up (the upstream's end of stream may simply not have reached us yet).
+        if not self.state.finished and not (self.meter is not None and self.meter.done):
             self.state.client_gone = True
             task.cancel()
 
@@ -169,7 +172,7 @@ class Exchange:
         await send({"type": "http.response.body", "body": data, "more_body": False})
 
     async def _stream(self, send: Send, resp: httpx.Response, plan: RequestPlan) -> None:
-        meter = StreamMeter(plan)
+        meter = self.meter = StreamMeter(plan)
         try:
             await send({"type": "http.response.start", "status": resp.status_code,
                         "headers": response_headers(resp)})

@@ -182,6 +182,23 @@ def test_client_disconnect_mid_stream_cancels_upstream_and_counts_generated(
     assert alphas(after) == alphas(s) != {}
 
 
+def test_a_client_leaving_after_done_got_the_whole_answer(upstream: Upstream,
+                                                          start_gateway: Callable[..., str]) -> None:
+    """The OpenAI clients stop reading at [DONE]; if the upstream's end of stream is still on its way,
+    the client has left with the whole answer, which is a 200, not a client that gave up (499)."""
+    url = start_gateway(stream_usage="final")
+    upstream.fake.linger_after_done = 1.0
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "stream": True}
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body,
+                      headers={"authorization": f"Bearer {ALPHA_KEY}"}, timeout=10) as resp:
+        for line in resp.iter_lines():
+            if line.strip() == "data: [DONE]":
+                break  # and the connection closes with the block
+    s = wait_for(url, REQUESTS, **ALPHA)
+    assert total(s, REQUESTS, **ALPHA, status="200") == 1 and total(s, REQUESTS, status="499") == 0
+    assert total(s, TOKENS, **ALPHA, kind="generation") == 3
+
+
 def test_client_leaving_a_whole_request_cancels_upstream(upstream: Upstream,
                                                          start_gateway: Callable[..., str]) -> None:
     url = start_gateway()

@@ -66,6 +66,7 @@ class FakeUpstream:
     echo_model: bool = False
     usage_patch: dict[str, Any] | None = None
     default_max_tokens: int = 8
+    linger_after_done: float = 0.0  # seconds between a stream's [DONE] and its end
     calls: list[Call] = field(default_factory=list)
     prompt_tokens_total: int = 0
     generation_tokens_total: int = 0
@@ -220,6 +221,11 @@ class FakeUpstream:
                               "created": 1, "model": self._model(call), "choices": [],
                               "usage": self._usage(call.prompt_tokens, call.generation_tokens)})
         call.answered = True
+        if self.linger_after_done:
+            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
+            await anyio.sleep(self.linger_after_done)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
 

@@ -25,21 +25,25 @@ def budget(ctx: Context, rule: BudgetRule) -> list[Finding]:
         elapsed = (end - r["period_start"]).days
         amount, cur = f"{money(r['amount'])} {r['budget_currency']}", r["budget_currency"]
         period = f"{r['period']} from {r['period_start']}"
-        found: list[tuple[str, str, Decimal]] = []
+        found: list[tuple[str, str, Decimal, Decimal | None]] = []
         if r["actual_threshold_crossed"] is not None:
             found.append(("actual", f"spent {money(r['actual_cost'])} {cur}, {pct(r['actual_share'])}% of {amount} "
-                                    f"(threshold {r['actual_threshold_crossed']}%)", r["actual_cost"]))
+                                    f"(threshold {r['actual_threshold_crossed']}%)", r["actual_cost"],
+                          r["actual_threshold_crossed"]))
         if r["forecast_threshold_crossed"] is not None and elapsed >= rule.forecast_after_days:
             found.append(("forecast", f"forecast to spend {money(r['forecast_cost'])} {cur} (80% interval "
                                       f"{money(r['forecast_cost_low'])} to {money(r['forecast_cost_high'])}), "
                                       f"{pct(r['forecast_share'])}% of {amount} (threshold {r['forecast_threshold_crossed']}%); "
-                                      f"spent {money(r['actual_cost'])} so far", r["forecast_cost"]))
+                                      f"spent {money(r['actual_cost'])} so far", r["forecast_cost"],
+                          r["forecast_threshold_crossed"]))
         if r["ceiling_exceeded"]:
             found.append(("ceiling", f"forecast cost per 1k generated tokens {r['forecast_cost_per_1k_generated_tokens']} "
                                      f"{cur} is above its ceiling {r['max_cost_per_1k_generated_tokens']}",
-                          r["forecast_cost"]))
-        for basis, text, value in found:
-            identity = {"budget": r["budget"], "period_start": str(r["period_start"]), "basis": basis}
+                          r["forecast_cost"], r["max_cost_per_1k_generated_tokens"]))
+        for basis, text, value, threshold in found:
+            # The threshold is part of the identity: crossing a higher one is news, sent at once.
+            identity = {"budget": r["budget"], "period_start": str(r["period_start"]), "basis": basis,
+                        "threshold": f"{threshold.normalize():f}" if threshold is not None else ""}
             dims = {**identity, **{d: r[d] for d in DIMS if r[d] is not None}}
             out.append(Finding(alert_key(rule.name, identity), rule.name, rule.severity,
                                f"Budget {r['budget']} ({period}): {text}; {r['days_to_period_end']} days left in the "

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import Response
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from finops.api.auth import require
@@ -54,7 +55,10 @@ def _normalised(state: AppState, spec: BudgetSpec) -> BudgetSpec:
         if value is None:
             raise ApiError(422, f"filters.{dim}: {raw!r} means a missing tag; filter on a value", "filters")
         filters[dim] = value
-    return spec.model_copy(update={"filters": filters})
+    try:  # checked again once normalised (" __unallocated__ " is refused, as "__unallocated__" is)
+        return BudgetSpec.model_validate({**spec.model_dump(), "filters": filters})
+    except ValidationError as exc:
+        raise ApiError(422, f"filters: {exc.errors(include_url=False)[0]['msg']}", "filters") from None
 
 
 def _visible(principal: Principal, b: Budget | None) -> Budget | None:

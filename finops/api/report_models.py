@@ -319,12 +319,14 @@ class BudgetRow(Grouped):
     period_end: date = Field(description="the day after the period's last day")
     amount: Money
     budget_currency: str
-    actual_cost: Money = Field(description="the period's cost before the report's end")
-    actual_share: Num = Field(description="actual cost / amount (0.85 is 85 %)")
+    actual_cost: Money = Field(description="the period's cost before actual_through")
+    actual_through: date = Field(description="the day after the newest billed day (at most the report's end); "
+                                             "later days are forecast")
+    actual_share: Num | None = Field(description="actual cost / amount (0.85 is 85 %); null on a currency mismatch")
     forecast_cost: Money = Field(description="actual cost plus the forecast of the period's remaining days")
     forecast_cost_low: Money
     forecast_cost_high: Money
-    forecast_share: Num = Field(description="forecast cost / amount")
+    forecast_share: Num | None = Field(description="forecast cost / amount; null on a currency mismatch")
     forecast_method: str
     burn_rate_per_day: Money | None
     days_left: Num | None = Field(description="days until the amount is spent at the burn rate")

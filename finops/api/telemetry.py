@@ -107,7 +107,7 @@ class KpiCollector(Collector):
         dims = list(DIMS)
         # Budgets stand as of today's start (complete days), as their alerts do.
         as_of = params.model_copy(update={"end": now.date()})
-        by_team = params.model_copy(update={"group_by": ("team",)})
+        by_team = params.model_copy(update={"group_by": ("team",), "end": now.date()})  # complete days
         for name, build, p in (("unit-economics", self._unit, params), ("idle-gpus", self._idle, params),
                                ("untagged-spend", self._untagged, params), ("budgets", self._budgets, as_of),
                                ("anomalies", self._anomalies, by_team)):

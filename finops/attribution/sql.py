@@ -123,15 +123,23 @@ GROUP BY ALL HAVING count(DISTINCT model_id) = 1;
 GPU_HOURLY = _GPU_DIMS.format(name="att_gpu_h", src=GPU_HOURLY_ROWS,
                               measures="g.hour_start, g.source, g.scope, g.hours, g.busy, g.busy_sum, g.samples")
 
-# Groups seen in telemetry per resource and day, with their GPU-hours and generated tokens.
-CANDIDATES = """
+# The share of a physical GPU a GPU row holds: a MIG instance's compute slices (its profile's
+# leading `<n>g`) over the GPU's (A30: 4; A100, H100 and later: 7); a whole GPU, 1. GPU-hours are
+# weighted by it when a resource's cost is spread over them, so a 3g instance costs 3/7 of the GPU.
+MIG_SLICES = (("%A30%", 4),)  # GPU model patterns with other than 7 compute slices
+_SLICES = "CASE " + " ".join(f"WHEN g.gpu_model LIKE '{p}' THEN {n}" for p, n in MIG_SLICES) + " ELSE 7 END"
+SHARE = ("coalesce(TRY_CAST(nullif(regexp_extract(g.mig_profile, '^([0-9]+)g', 1), '') AS DOUBLE) / "
+         f"({_SLICES}), 1.0)")
+
+# Groups seen in telemetry per resource and day, with their GPU-hours (weighted by SHARE) and generated tokens.
+CANDIDATES = f"""
 CREATE OR REPLACE TEMP TABLE att_cand AS
 SELECT day, rkey, project, team, environment, model_id, sum(gh) AS gh, sum(gen) AS gen FROM (
-    SELECT day, rkey, project, team, environment, model_id, hours AS gh, 0 AS gen FROM att_gpu
+    SELECT day, rkey, project, team, environment, model_id, g.hours * {SHARE} AS gh, 0 AS gen FROM att_gpu g
     UNION ALL
     SELECT day, rkey, project, team, environment, model_id, 0, generation_tokens FROM att_tok
 ) WHERE rkey IS NOT NULL GROUP BY ALL
-"""
+"""  # noqa: S608 - constants only
 
 # Pieces: (line, group, weight, step). Each line gets pieces from exactly one step.
 PIECES = f"""
@@ -165,7 +173,8 @@ groups AS (
         SELECT day, project, team, environment, model_id, 0 AS gh, 0 AS gen FROM att_cost c WHERE {all_keyed('c')}
         UNION ALL SELECT c.day, t.project, t.team, t.environment, t.model_id, 0, 0
                   FROM tele_keyed t JOIN att_cost c USING (line_id)
-        UNION ALL SELECT day, project, team, environment, model_id, hours, 0 FROM att_gpu g WHERE {all_keyed('g')}
+        UNION ALL SELECT day, project, team, environment, model_id, g.hours * {SHARE}, 0 FROM att_gpu g
+                  WHERE {all_keyed('g')}
         UNION ALL SELECT day, project, team, environment, model_id, 0, generation_tokens FROM att_tok t WHERE {all_keyed('t')}
     ) GROUP BY ALL
 ),
@@ -275,14 +284,6 @@ LEFT JOIN grp_hours gh ON rc.rkey IS NULL AND gh.day = g.day AND gh.project IS N
      AND gh.team IS NOT DISTINCT FROM g.team AND gh.environment IS NOT DISTINCT FROM g.environment
      AND gh.model_id IS NOT DISTINCT FROM g.model_id
 """
-
-# The share of a physical GPU a GPU row holds: a MIG instance's compute slices (its profile's
-# leading `<n>g`) over the GPU's (A30: 4; A100, H100 and later: 7); a whole GPU, 1. GPU-hours are
-# weighted by it when a resource's cost is spread over them, so a 3g instance costs 3/7 of the GPU.
-MIG_SLICES = (("%A30%", 4),)  # GPU model patterns with other than 7 compute slices
-_SLICES = "CASE " + " ".join(f"WHEN g.gpu_model LIKE '{p}' THEN {n}" for p, n in MIG_SLICES) + " ELSE 7 END"
-SHARE = ("coalesce(TRY_CAST(nullif(regexp_extract(g.mig_profile, '^([0-9]+)g', 1), '') AS DOUBLE) / "
-         f"({_SLICES}), 1.0)")
 
 # DuckDB divides DECIMAL as DOUBLE; spelled out so other engines (Spark) divide the same way.
 _PRICE = ("CAST(CASE WHEN rc.{c} IS NOT NULL THEN CAST(rc.{c} AS DOUBLE) / rh.hours * {share} "

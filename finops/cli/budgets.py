@@ -14,6 +14,11 @@ app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
                        "model (see `finops report budgets`).")
 
 
+# Budget fields -> the option that sets them (for error messages).
+OPTIONS = {"name": "NAME", "actual_thresholds": "--actual", "forecast_thresholds": "--forecast",
+           "max_cost_per_1k_generated_tokens": "--max-cost-per-1k", "filters": "--team/--project/--environment/--model-id"}
+
+
 def _decimal(text: str, param: str) -> Decimal:
     try:
         return Decimal(text)
@@ -85,7 +90,8 @@ def set_cmd(
         spec = BudgetCreate.model_validate(body)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        raise typer.BadParameter(first["msg"], param_hint=f"--{str(first['loc'][0]).replace('_', '-')}") from None
+        field = str(first["loc"][0]) if first["loc"] else "name"
+        raise typer.BadParameter(first["msg"], param_hint=OPTIONS.get(field, f"--{field.replace('_', '-')}")) from None
     try:
         with opened(s, via_service=True) as store:
             save_budget(store, name, spec, now())

@@ -4,6 +4,8 @@ key the service issued for its own host (finops.store.local_access)."""
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -69,7 +71,7 @@ class ServiceClient:
         return resp.content, kind
 
     def list_budgets(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = self._check(self._http.get("/v1/budgets")).json()
+        out: list[dict[str, Any]] = json.loads(self._check(self._http.get("/v1/budgets")).text, parse_float=Decimal)
         return out
 
     def put_budget(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:

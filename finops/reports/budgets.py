@@ -15,8 +15,8 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 import duckdb
 
 from finops.attribution import Attribution
-from finops.reports.forecast import daily, money, predict
-from finops.reports.model import Report, Row, params_dict, ratio, with_attribution
+from finops.reports.forecast import daily, last_billed_day, money, predict
+from finops.reports.model import PLACES, Report, Row, params_dict, ratio, with_attribution
 from finops.reports.params import MIN_DATE, ReportParams
 from finops.settings import Settings
 from finops.settings.forecast import ForecastSettings
@@ -24,7 +24,6 @@ from finops.store import Store
 from finops.store.budgets import Budget, stored
 from finops.tags import DIMS
 
-CENT = Decimal("0.01")
 MONTHS = {"month": 1, "quarter": 3}
 
 
@@ -41,59 +40,64 @@ def visible(b: Budget, filters: dict[str, str]) -> bool:
     return all(b.filters.get(d) == v for d, v in filters.items())
 
 
-def _share(part: Decimal, whole: Decimal) -> Decimal:
-    return (part / whole).quantize(Decimal("0.0001"))
-
-
 def _crossed(thresholds: list[Decimal], pct: Decimal) -> Decimal | None:
     return max((t for t in thresholds if pct >= t), default=None)
 
 
 def evaluate(cur: duckdb.DuckDBPyConnection, params: ReportParams, b: Budget, as_of: date, currency: str,
-             cfg: ForecastSettings) -> Row:
-    """One budget's row as of `as_of` (exclusive)."""
+             cfg: ForecastSettings, last_billed: date | None) -> Row:
+    """One budget's row as of `as_of` (exclusive). Days after the newest billed day (any group's)
+    are forecast, not counted as zero spend: a bill a day or two late must not hide a forecast."""
     start, end = period_of(b.period, as_of - timedelta(days=1))
+    through = min(as_of, last_billed + timedelta(days=1)) if last_billed is not None else as_of
     data = daily(cur, params.model_copy(update={"filters": b.filters}), ())
     cost, tokens = data.cost.get((), {}), data.tokens.get((), {})
-    actual = sum((v for d, v in cost.items() if start <= d < as_of), Decimal(0))
-    generated = sum((v for d, v in tokens.items() if start <= d < as_of), 0)
-    horizon = (end - as_of).days
-    history_start = max(as_of - timedelta(days=cfg.history_days), MIN_DATE)
-    fc = predict(cost, history_start, as_of, horizon, cfg)
-    ft = predict(tokens, history_start, as_of, horizon, cfg)
+    actual = sum((v for d, v in cost.items() if start <= d < through), Decimal(0))
+    generated = sum((v for d, v in tokens.items() if start <= d < through), 0)
+    horizon = (end - max(through, start)).days
+    history_start = max(through - timedelta(days=cfg.history_days), MIN_DATE)
+    fc = predict(cost, history_start, through, horizon, cfg)
+    ft = predict(tokens, history_start, through, horizon, cfg)
     rest, low, high = money(fc.total), money(fc.total_low, ROUND_FLOOR), money(fc.total_high, ROUND_CEILING)
-    elapsed = (as_of - start).days
-    burn = (actual / elapsed).quantize(CENT) if elapsed else None
+    elapsed = (through - start).days
+    burn = (actual / elapsed).quantize(PLACES) if elapsed > 0 else None
     days_left = None
     if burn and burn > 0:
         days_left = max(((b.amount - actual) / burn).quantize(Decimal("0.1")), Decimal(0))
     forecast_cost = actual + rest
-    actual_share, forecast_share = _share(actual, b.amount), _share(forecast_cost, b.amount)
     cpk = ratio(actual, generated, 1000)
     forecast_cpk = ratio(forecast_cost, generated + round(ft.total), 1000)
-    over_ceiling = (b.max_cost_per_1k_generated_tokens is not None and forecast_cpk is not None
-                    and forecast_cpk > b.max_cost_per_1k_generated_tokens)
-    crossed_actual, crossed_forecast = (
-        _crossed(b.actual_thresholds, actual * 100 / b.amount), _crossed(b.forecast_thresholds, forecast_cost * 100 / b.amount))
-    status = ("currency_mismatch" if b.currency != currency else "over" if actual >= b.amount
-              else "at_risk" if crossed_actual is not None or crossed_forecast is not None or over_ceiling else "ok")
-    return {
+    row: Row = {
         "budget": b.name, **{d: b.filters.get(d) for d in DIMS}, "period": b.period, "period_start": start,
         "period_end": end, "amount": b.amount, "budget_currency": b.currency, "actual_cost": actual,
-        "actual_share": actual_share, "forecast_cost": forecast_cost, "forecast_cost_low": actual + low,
-        "forecast_cost_high": actual + high, "forecast_share": forecast_share, "forecast_method": fc.method,
-        "burn_rate_per_day": burn, "days_left": days_left, "days_to_period_end": horizon,
-        "generation_tokens": generated, "forecast_generation_tokens": generated + round(ft.total),
-        "cost_per_1k_generated_tokens": cpk, "forecast_cost_per_1k_generated_tokens": forecast_cpk,
+        "actual_through": through, "actual_share": None, "forecast_cost": forecast_cost,
+        "forecast_cost_low": actual + low, "forecast_cost_high": actual + high, "forecast_share": None,
+        "forecast_method": fc.method, "burn_rate_per_day": burn, "days_left": days_left,
+        "days_to_period_end": (end - as_of).days, "generation_tokens": generated,
+        "forecast_generation_tokens": generated + round(ft.total), "cost_per_1k_generated_tokens": cpk,
+        "forecast_cost_per_1k_generated_tokens": forecast_cpk,
         "max_cost_per_1k_generated_tokens": b.max_cost_per_1k_generated_tokens,
-        "actual_threshold_crossed": crossed_actual, "forecast_threshold_crossed": crossed_forecast,
-        "ceiling_exceeded": over_ceiling, "status": status,
+        "actual_threshold_crossed": None, "forecast_threshold_crossed": None, "ceiling_exceeded": False,
+        "status": "currency_mismatch",
     }
+    if b.currency != currency:
+        return row  # amounts in two currencies: nothing is compared
+    over_ceiling = (b.max_cost_per_1k_generated_tokens is not None and forecast_cpk is not None
+                    and forecast_cpk > b.max_cost_per_1k_generated_tokens)
+    crossed_actual = _crossed(b.actual_thresholds, actual * 100 / b.amount)
+    crossed_forecast = _crossed(b.forecast_thresholds, forecast_cost * 100 / b.amount)
+    row.update(actual_share=ratio(actual, b.amount), forecast_share=ratio(forecast_cost, b.amount),
+               actual_threshold_crossed=crossed_actual, forecast_threshold_crossed=crossed_forecast,
+               ceiling_exceeded=over_ceiling,
+               status="over" if actual >= b.amount else "at_risk" if crossed_actual is not None
+               or crossed_forecast is not None or over_ceiling else "ok")
+    return row
 
 
 def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams, cfg: ForecastSettings,
           budgets: list[Budget]) -> Report:
-    rows = [evaluate(cur, params, b, params.end, att.currency, cfg) for b in budgets]
+    last = last_billed_day(cur)
+    rows = [evaluate(cur, params, b, params.end, att.currency, cfg, last) for b in budgets]
     totals: Row = {"budgets": len(rows), "as_of": params.end,
                    **{s: sum(r["status"] == s for r in rows) for s in ("ok", "at_risk", "over", "currency_mismatch")}}
     return Report("budgets", params_dict(params, att.currency), rows, totals, currency=att.currency)

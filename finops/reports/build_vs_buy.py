@@ -18,7 +18,7 @@ from finops.reports.params import ReportParams
 from finops.settings import Settings
 from finops.settings.build_vs_buy import Offering
 from finops.store import Store
-from finops.tags import UNALLOCATED, UNTAGGED
+from finops.tags import UNALLOCATED, UNTAGGED, TagRules
 
 MILLION = Decimal(1_000_000)
 
@@ -93,5 +93,8 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
 
 
 def build_vs_buy(store: Store, settings: Settings, params: ReportParams) -> Report:
-    offerings = settings.build_vs_buy.offerings
+    # An offering names our model as a tag value would: normalised the same way ("Llama-70B" is llama-70b).
+    rules = TagRules.from_settings(settings)
+    offerings = [o.model_copy(update={"model_id": rules.value(o.model_id) or o.model_id})
+                 for o in settings.build_vs_buy.offerings]
     return with_attribution(store, settings, params, lambda cur, att: build(cur, att, params, offerings), hourly=False)

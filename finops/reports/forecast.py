@@ -130,5 +130,8 @@ def money(x: float, rounding: str = ROUND_HALF_EVEN) -> Decimal:
 
 def forecast_report(store: Store, settings: Settings, params: ReportParams) -> Report:
     cfg = settings.forecast
-    return with_attribution(store, settings, history_window(params, cfg),
-                            lambda cur, att: build(cur, att, params, cfg), hourly=False)
+    # A window after the data is forecast from the data's end: attribute the history before that.
+    [(last,)] = store.query("SELECT max(charge_date) FROM cost_daily WHERE charge_date < ?", [params.end])
+    anchor = min(params.start, last + timedelta(days=1)) if last is not None else params.start
+    window = params.model_copy(update={"start": max(anchor - timedelta(days=cfg.history_days), MIN_DATE)})
+    return with_attribution(store, settings, window, lambda cur, att: build(cur, att, params, cfg), hourly=False)

@@ -92,9 +92,9 @@ def _ets(history: list[float], horizon: int, cfg: ForecastSettings) -> Forecast 
 
 def forecast(history: list[float], first: date, horizon: int, cfg: ForecastSettings) -> Forecast:
     """Forecast the `horizon` days after `history` (consecutive daily values, the first on `first`)."""
-    if horizon <= 0 or not history:
+    if horizon <= 0 or not history:  # nothing to forecast, or nothing to learn from
         zeros = [0.0] * max(horizon, 0)
-        return Forecast("none" if not history else "ets", zeros, zeros, zeros, 0.0, 0.0, 0.0)
+        return Forecast("none", zeros, zeros, zeros, 0.0, 0.0, 0.0)
     if len(history) >= cfg.min_seasonal_days and max(history) != min(history):
         found = _ets(history, horizon, cfg)
         if found is not None:

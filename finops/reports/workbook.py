@@ -69,7 +69,7 @@ KINDS: dict[str, Kind] = {
     "generation_tokens_low": Kind.COUNT, "generation_tokens_high": Kind.COUNT, "days_to_period_end": Kind.COUNT,
     "budgets": Kind.COUNT, "days_left": Kind.SCORE, "actual_threshold_crossed": Kind.SCORE,
     "forecast_threshold_crossed": Kind.SCORE, "cache_hit_rate": Kind.SHARE, "cache_savings": Kind.MONEY,
-    "saving": Kind.MONEY, "break_even_busy": Kind.SHARE, "priced_days": Kind.COUNT, "models": Kind.COUNT,
+    "actual_through": Kind.DATE, "saving": Kind.MONEY, "break_even_busy": Kind.SHARE, "priced_days": Kind.COUNT, "models": Kind.COUNT,
     "offerings": Kind.COUNT,
 }
 PREFIXES = (("cost_per_", Kind.PRICE),)  # before suffixes: cost_per_1k_tokens is a price, not tokens

@@ -64,7 +64,7 @@ class BudgetSpec(BaseModel):
     def _percentages(cls, v: list[Decimal]) -> list[Decimal]:
         if any(not (0 < p <= 1000) for p in v):
             raise ValueError("thresholds are percentages of the amount, above 0 and at most 1000")
-        return sorted(set(v))
+        return sorted({Decimal(f"{p.normalize():f}") for p in v})  # 1e2 and 100.0 are 100
 
 
 class BudgetCreate(BudgetSpec):

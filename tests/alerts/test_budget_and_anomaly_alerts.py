@@ -51,7 +51,7 @@ def test_a_forecast_crossing_fires_once_before_the_actual_and_resolves_when_it_d
         sent = [(r.body["status"], r.body["key"]) for r in hook.ok()]
     assert october.findings == []
     [f] = fired.findings
-    key = "budget|basis=forecast|budget=t monthly|period_start=2026-11-01"
+    key = "budget|basis=forecast|budget=t monthly|period_start=2026-11-01|threshold=100"
     assert f.key == key and f.dims["team"] == "t" and f.amount is not None and f.amount > 4000
     assert f.details["actual_cost"] < Decimal(1000)  # the actual is far from the threshold
     assert "forecast to spend" in f.summary and "t monthly" in f.summary

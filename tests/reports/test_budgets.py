@@ -72,8 +72,9 @@ def test_actual_burn_rate_and_days_left_are_exact(store: Store, settings: Settin
     actual = sum(landed[("a", d)] for d in nov)
     a = rows["a-month"]
     assert (a["period_start"], a["period_end"]) == (date(2026, 11, 1), date(2026, 12, 1))
-    assert a["actual_cost"] == actual and a["actual_share"] == (actual / 3000).quantize(Decimal("0.0001"))
-    assert a["burn_rate_per_day"] == (actual / len(nov)).quantize(Decimal("0.01"))
+    assert a["actual_cost"] == actual and a["actual_share"] == (actual / 3000).quantize(Decimal("1e-12"))
+    assert a["actual_through"] == as_of  # billed through the day before
+    assert a["burn_rate_per_day"] == (actual / len(nov)).quantize(Decimal("1e-12"))
     assert a["days_left"] == ((Decimal(3000) - actual) / a["burn_rate_per_day"]).quantize(Decimal("0.1"))
     assert a["generation_tokens"] == sum(int(weekly_pattern(d, Decimal(100_000), Decimal(50_000))) for d in nov)
     assert rows["a-quarter"]["actual_cost"] == sum(landed[("a", d)] for d in days(date(2026, 10, 1), as_of))
@@ -111,6 +112,19 @@ def test_the_weekly_workbook_carries_budgets_and_anomalies(store: Store, setting
     assert check_sheet(wb["budgets"], data["budgets"]) > 0 and check_sheet(wb["anomalies"], data["anomalies"]) > 0
     scoped = get("weekly")(store, settings, build_params(week="2026-W45", filters={"team": "b"}))
     assert [r["budget"] for r in scoped.tables["budgets"]] == ["b-month"] and scoped.tables["anomalies"] == [spike]
+
+
+def test_days_the_bill_has_not_reached_are_forecast_not_zero(store: Store, settings: Settings,
+                                                            landed: Series) -> None:
+    """Billed through 14 November: as of the 17th the 15th and 16th are forecast with the rest of the
+    month, so the forecast (and its alert) does not sag while a bill is late."""
+    on_time = next(r for r in get("budgets")(store, settings, build_params(end=NOW.date(), today=NOW.date())).rows
+                   if r["budget"] == "a-month")
+    late = next(r for r in get("budgets")(store, settings, build_params(end=date(2026, 11, 17), today=NOW.date())).rows
+                if r["budget"] == "a-month")
+    assert late["actual_through"] == NOW.date() and late["actual_cost"] == on_time["actual_cost"]
+    assert late["forecast_cost"] == on_time["forecast_cost"] and late["burn_rate_per_day"] == on_time["burn_rate_per_day"]
+    assert late["days_to_period_end"] == 14
 
 
 def test_a_period_that_ended_is_all_actual(store: Store, settings: Settings, landed: Series) -> None:
@@ -165,6 +179,10 @@ def test_a_window_after_the_data_is_forecast_from_where_the_data_ends(store: Sto
     assert all(r["actual_cost"] is None for r in a)
     for r in a:  # the weekly pattern, continued
         assert abs(r["cost"] - weekly_pattern(r["day"], Decimal(100), Decimal(50))) < Decimal("2")
+    # Far ahead too: the history is still the 56 days before the data's end, not before the window.
+    far = get("forecast")(store, settings, build_params(start=date(2027, 1, 29), end=date(2027, 2, 1), group_by="team"))
+    assert far.totals["history_end"] == date(2026, 11, 15) and far.totals["methods"] == "weekday_mean 2"
+    assert [r["cost"] for r in far.rows if r["team"] == "a"] == [Decimal(100), Decimal(50), Decimal(50)]
 
 
 @pytest.mark.parametrize(("n", "method"), [(0, "none"), (5, "mean"), (16, "weekday_mean"), (30, "ets")])

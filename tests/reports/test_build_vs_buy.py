@@ -55,7 +55,7 @@ def test_break_even_busy_on_example_a(store: Store, settings: Settings, rules: T
     # llama-70b: 240.00 for 12M prompt and 4M generated tokens, GPUs 0.55 busy. At 5 in and 15 out the
     # API would bill 60 + 60 = 120: self-hosting matches it only at 0.55 x 240 / 120 = 1.1 busy (never).
     s = settings.model_copy(update={"build_vs_buy": BuildVsBuySettings(offerings=[
-        offering(model_id="llama-70b", input_per_1m="5", output_per_1m="15"),
+        offering(model_id="Llama-70B", input_per_1m="5", output_per_1m="15"),  # spelled as a tag might be
         offering(model_id="llama-70b", provider="dear", input_per_1m="20", output_per_1m="60")])})
     rows = {r["provider"]: r for r in get("build-vs-buy")(store, s, build_params(start=DAY1, end=DAY2)).rows
             if r["model_id"] == "llama-70b"}

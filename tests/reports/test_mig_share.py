@@ -62,3 +62,28 @@ def test_mig_instances_cost_their_slices_of_the_gpu(store: Store, settings: Sett
         hour = dict(cur.execute("SELECT mig_instance, hour_cost_effective FROM attr_gpu WHERE gpu_uuid = 'GPU-m' "
                                 "ORDER BY 1").fetchall())
     assert hour == {"1": Decimal(3), "2": Decimal(2), "3": Decimal(2)} and sum(hour.values()) * 24 == Decimal("168")
+
+
+def test_an_untagged_mig_node_is_split_between_teams_by_slices(store: Store, settings: Settings, rules: TagRules,
+                                                               tmp_path: Path) -> None:
+    """A node billed without tags is attributed by its telemetry (step 2), by GPU-hours weighted by
+    each instance's slices: alpha holds 3g + 2g of the 7, beta 2g."""
+    from finops.collect import ingest_focus
+
+    bill = tmp_path / "untagged.csv"
+    bill.write_text("BilledCost,EffectiveCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,"
+                    "ServiceName,BillingAccountId,ProviderName,ResourceId\n"
+                    f"168.00,168.00,USD,{DAY}T00:00:00Z,{DAY + timedelta(days=1)}T00:00:00Z,Usage,EC2,acct,AWS,i-mig\n")
+    [r] = ingest_focus(store, rules, [bill])
+    assert r.status == "succeeded"
+    start = datetime.combine(DAY, datetime.min.time())
+    rows = [{"hour_start": start + timedelta(hours=h), "host": "host-i-mig", "resource_id": "i-mig",
+             "resource_key": "i-mig", "gpu_uuid": "GPU-m", "gpu_index": "0", "gpu_model": A100, "busy": busy,
+             "samples": 60, "mig_profile": profile, "mig_instance": instance, "project": "p", "team": team,
+             "environment": "prod", "model_id": "m"}
+            for res, uuid, profile, instance, busy, team in GPUS[:3] for h in range(24)]
+    task = Task("mig", Window(start, start + timedelta(days=1)), lambda: Batch(facts={"gpu_hours": pa.Table.from_pylist(rows)}))
+    assert run_task(store, "prometheus", task).status == "succeeded"
+    params = build_params(start=DAY, end=DAY + timedelta(days=1), group_by="team")
+    cost = {r["team"]: r["cost"] for r in get("unit-economics")(store, settings, params).rows}
+    assert cost == {"alpha": Decimal("120"), "beta": Decimal("48")}

@@ -50,7 +50,7 @@ EXPECTED = {
     **dict.fromkeys(("change_pct", "generation_tokens_change_pct", "cost_per_1k_generated_tokens_change_pct",
                      "avg_gpu_busy", "avg_busy", "idle_fraction", "untagged_share", "actual_share", "forecast_share", "cache_hit_rate", "break_even_busy"),
                     SHARE),
-    **dict.fromkeys(("period_start", "period_end", "day"), DATE), "last_busy_at": DATETIME, "score": SCORE,
+    **dict.fromkeys(("period_start", "period_end", "day"), DATE), "last_busy_at": DATETIME, "score": SCORE, "actual_through": DATE,
     **dict.fromkeys(("days_left", "actual_threshold_crossed", "forecast_threshold_crossed"), SCORE),
 }
 # In the weekly summary the rows are measures: this_week, previous_week and change take the format

@@ -112,9 +112,13 @@ def test_each_node_bill_splits_over_its_pods_by_gpu_hours(store: Store, landed: 
     assert got.pop("__untagged__") == 0  # the unused GPU's hours: idle, never a group's cost
     a_cost, b_cost = (Decimal(c) for _, c in NODES.values())
     # node-a: alpha 2 GPUs x 24 h, beta 1 x 24 h (the unused GPU takes no share);
-    # node-b: gamma 12 h + 12 h of its slice, alpha 12 h + 24 h of its slice (the idle half day none).
-    want = {"alpha": a_cost * 48 / 72 + b_cost * 36 / 60, "beta": a_cost * 24 / 72, "gamma": b_cost * 24 / 60}
-    assert got == want
+    # node-b: gamma 12 h of the whole GPU + 12 h of its 3g slice, alpha 12 h + 24 h of its 3g slice
+    # (the idle half day none); a 3g slice's hour weighs 3/7 of a whole GPU's (docs/definitions.md 6.2).
+    slice_ = Decimal(3) / 7
+    alpha_b, gamma_b = 12 + 24 * slice_, 12 + 12 * slice_
+    want = {"alpha": a_cost * 48 / 72 + b_cost * alpha_b / (alpha_b + gamma_b), "beta": a_cost * 24 / 72,
+            "gamma": b_cost * gamma_b / (alpha_b + gamma_b)}
+    assert set(got) == set(want) and all(abs(got[t] - want[t]) < Decimal("1e-11") for t in want), got
     assert sum(got.values()) == a_cost + b_cost  # nothing unallocated: every dollar on a pod's group
 
 

@@ -24,7 +24,9 @@ Period = Literal["month", "quarter"]
 COLUMNS = ("name", "filters", "period", "amount", "currency", "actual_thresholds", "forecast_thresholds",
            "max_cost_per_1k_generated_tokens", "created_at", "updated_at")
 Percent = Decimal
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$"
+# Letters, digits, inner spaces, dots, dashes and underscores; no space at either end ("x" and "x "
+# would be two budgets nobody could tell apart).
+NAME_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9 ._-]{0,98}[A-Za-z0-9._-])?$"
 
 
 class BudgetSpec(BaseModel):

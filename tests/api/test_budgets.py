@@ -50,6 +50,7 @@ def test_a_budget_is_created_read_replaced_and_deleted(api: Api, keys: Keys) -> 
     ({"name": "x", "amount": "10", "period": "week"}, "period"),
     ({"name": "x", "amount": "10", "forecast_thresholds": [0]}, "forecast_thresholds"),
     ({"name": "../x", "amount": "10"}, "name"),
+    ({"name": "x ", "amount": "10"}, "name"),
     ({"name": "x", "amount": "10", "currency": "usd"}, "currency"),
     ({"name": "x", "amount": "10", "surprise": 1}, "surprise"),
 ])

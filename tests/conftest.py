@@ -57,7 +57,7 @@ def rules(settings: Settings) -> TagRules:
 # ones early keeps the two workers busy to the end instead of one finishing a long file alone.
 # (`--no-loadscope-reorder` in pyproject.toml keeps xdist from putting the files with most tests first.)
 SLOW_FIRST = ("lake/test_spark.py", "reports/test_stored_attribution_property.py", "simulate/test_end_to_end.py",
-              "reports/test_reconciliation_property.py", "demo/test_reader.py", "demo/test_demo.py",
+              "reports/test_reconciliation_property.py", "demo/test_demo.py", "demo/test_reader.py",
               "demo/test_notebooks.py", "simulate/test_deploy_walkthrough.py", "test_install.py")
 
 

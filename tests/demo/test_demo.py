@@ -71,7 +71,7 @@ def test_gpu_and_token_facts_came_through_exactly(demo: Demo) -> None:
     fleet = Fleet(end=demo.end, days=DAYS, seed=SEED)
     gpu_hours = sum(r.gpus for r in RESOURCES) * DAYS * 24
     generated = sum(t.generation for tokens in fleet.server_tokens.values() for t in tokens)
-    store = open_store(demo.db, read_only=True)
+    store = open_store(demo.snapshot, read_only=True)  # the demo's service may hold demo.db already
     try:
         [(stored_hours, busy_sum)] = store.query("SELECT count(*), sum(busy) FROM gpu_hours")
         [(stored_generated,)] = store.query("SELECT sum(generation_tokens) FROM token_hours")

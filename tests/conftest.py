@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,6 +60,25 @@ def rules(settings: Settings) -> TagRules:
 SLOW_FIRST = ("lake/test_spark.py", "reports/test_stored_attribution_property.py", "simulate/test_end_to_end.py",
               "reports/test_reconciliation_property.py", "demo/test_demo.py", "demo/test_reader.py",
               "demo/test_notebooks.py", "simulate/test_deploy_walkthrough.py", "test_install.py")
+
+
+# Folders whose files share a session fixture that is costly to build (the demo's database and
+# service): under `--dist loadfile` they go to one worker together, so it is built once, not per worker.
+TOGETHER = ("tests/demo/",)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile`, with the files of each TOGETHER folder as one unit of work."""
+    if config.getvalue("dist") != "loadfile":
+        return None  # xdist's own scheduler for the mode asked for
+    from xdist.scheduler import LoadFileScheduling
+
+    class FilesAndFolders(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return next((folder for folder in TOGETHER if path.startswith(folder)), path)
+
+    return FilesAndFolders(config, log)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -29,6 +29,9 @@ class Batch:
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     requests: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    # Scopes by content: the rows carry their own `scope` column, and the batch replaces each of
+    # these scopes whole (and the task's own scope), instead of the task's scope alone.
+    scopes: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ DIMS: tuple[str, ...] = ("project", "team", "environment", "model_id")
 
 UNTAGGED = "__untagged__"
 UNALLOCATED = "__unallocated__"
+# The group of unused commitment (a reservation or savings plan paid for and not used): waste of its
+# own in every report, never a team's spend nor untagged spend.
+UNUSED_COMMITMENT = "__unused_commitment__"
 
 # Built-in aliases per dim. Matching is case-insensitive and ignores surrounding whitespace, so
 # `Project`, `project` and ` PROJECT` are one key. Configuration adds to these, never replaces them.

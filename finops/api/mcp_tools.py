@@ -51,6 +51,7 @@ REPORT_TOOLS: dict[str, str] = {
     "forecast": "forecast",
     "budgets": "budgets",
     "build_vs_buy": "build-vs-buy",
+    "bill_check": "bill-check",
 }
 # Totals quoted in a report's text summary, in this order, where the report has them.
 SUMMARY_TOTALS = ("cost", "ingested_total", "generation_tokens", "cost_per_1k_generated_tokens", "idle_cost",

@@ -389,9 +389,63 @@ class BudgetsReport(BaseModel):
     params: ParamsOut
 
 
+class BillPeriodRow(BaseModel):
+    provider: str
+    account: str | None
+    period_start: date = Field(description="first day of the month the cost was used in")
+    currency: str = Field(description="the lines' billing currency (amounts are never converted here)")
+    cost: Money
+    corrections_cost: Money = Field(description="part of cost on lines correcting this month from a later billing "
+                                                "period (FOCUS ChargeClass Correction)")
+    unused_commitment_cost: Money = Field(description="part of cost on unused commitment (CommitmentDiscountStatus "
+                                                      "Unused)")
+    lines: int
+    correction_lines: int
+
+
+class CorrectionRow(BaseModel):
+    provider: str
+    account: str | None
+    period_start: date = Field(description="the month corrected")
+    delivered_in: date | None = Field(description="the billing period whose delivery carried the correction")
+    service: str | None
+    resource_id: str | None
+    currency: str
+    cost: Money
+    lines: int
+
+
+class GpuHourGapRow(BaseModel):
+    day: date
+    resource_key: str
+    resource_id: str | None
+    currency: str
+    billed_hours: Num = Field(description="instance-hours the bill charged that day")
+    observed_hours: int = Field(description="the most hours any one of the resource's GPUs reported that day")
+    gap_hours: Num
+    gap_cost: Money = Field(description="the cost of the billed hours x gap_hours / billed_hours")
+
+
+class BillCheckTotals(BaseModel):
+    cost: Money | None = Field(description="null when the rows hold more than one currency")
+    corrections_cost: Money | None
+    unused_commitment_cost: Money | None
+    gap_hours: Num
+    gap_cost: Money | None
+    currencies: list[str]
+
+
+class BillCheckReport(BaseModel):
+    rows: list[BillPeriodRow]
+    totals: BillCheckTotals
+    params: ParamsOut
+    corrections: list[CorrectionRow]
+    gpu_hour_gaps: list[GpuHourGapRow]
+
+
 REPORT_MODELS: dict[str, type[BaseModel]] = {
     "unit-economics": UnitEconomicsReport, "idle-gpus": IdleGpusReport,
     "untagged-spend": UntaggedSpendReport, "weekly": WeeklyReport,
     "recommendations": RecommendationsReport, "anomalies": AnomaliesReport, "forecast": ForecastReport,
-    "budgets": BudgetsReport, "build-vs-buy": BuildVsBuyReport,
+    "budgets": BudgetsReport, "build-vs-buy": BuildVsBuyReport, "bill-check": BillCheckReport,
 }

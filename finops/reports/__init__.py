@@ -72,6 +72,12 @@ CATALOG: dict[str, ReportInfo] = {
         "(docs/definitions.md 6.8)",
         ("budget", "team", "period_start", "amount", "actual_cost", "actual_pct", "forecast_cost", "forecast_pct",
          "days_left", "status")),
+    "bill-check": ReportInfo(
+        "bill_check:bill_check",
+        "Bill check: corrections of earlier periods, unused commitment, and GPU instance-hours billed that "
+        "telemetry does not show (docs/definitions.md 6.10)",
+        ("provider", "account", "period_start", "currency", "cost", "corrections_cost", "unused_commitment_cost",
+         "lines", "correction_lines")),
 }
 NAMES = tuple(CATALOG)
 

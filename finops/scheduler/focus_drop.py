@@ -1,7 +1,8 @@
 """The FOCUS drop folder: ingest files that are new or changed since they were last ingested.
 
 Each file is one run of source `focus` whose scope is the file's resolved path (as `finops ingest
-focus`), so a changed file replaces its rows. What was ingested is remembered in the ledger: every
+focus`); its rows replace what they cover (docs/definitions.md 3, window replacement), so a changed
+file, or a later delivery of the same billing period under any name, replaces the earlier rows. What was ingested is remembered in the ledger: every
 run's details carry the file's signature (size and modification time), so a file is ingested again
 only once it changes, whether its last run succeeded or failed.
 """
@@ -44,7 +45,9 @@ def candidates(cfg: FocusDropSettings) -> list[Path]:
 
 
 def pending(store: Store, cfg: FocusDropSettings, now: float | None = None) -> list[Path]:
-    """Files to ingest now: never ingested, or changed since their last run (succeeded or failed).
+    """Files to ingest now: never ingested, or changed since their last run (succeeded or failed),
+    oldest first: deliveries of one billing period land in the order they were written, so the
+    latest is the one that stays, whatever the files are called.
 
     `now` (epoch seconds, as file modification times) tells files still being written apart."""
     now = time.time() if now is None else now
@@ -57,7 +60,7 @@ def pending(store: Store, cfg: FocusDropSettings, now: float | None = None) -> l
         scope = str(path)
         if scope not in latest or json.loads(latest[scope] or "{}").get("signature") != signature(path):
             out.append(path)
-    return out
+    return sorted(out, key=lambda p: (p.stat().st_mtime_ns, str(p)))
 
 
 def _signed(task: Task, sig: str) -> Task:

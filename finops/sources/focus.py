@@ -15,7 +15,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import pyarrow as pa
 from finops import money
 from finops.batch import Batch, SourceFailed, Task
 from finops.resources import RESOURCE_KEY_SQL
-from finops.tags import TagRules, TagValueError
+from finops.tags import UNUSED_COMMITMENT, TagRules, TagValueError
 
 # FOCUS column(s) feeding each cost-line column, first present wins, and how the value is read.
 # ServiceProviderName (FOCUS 1.3) replaces the deprecated ProviderName.
@@ -49,6 +49,26 @@ COLUMNS: dict[str, tuple[tuple[str, ...], str]] = {
     "list_cost": (("ListCost",), "money"),
     "billing_currency": (("BillingCurrency",), "currency"),
     "tags": (("Tags",), "tags"),
+    # What a dollar means: corrections, unused commitment, the bill's own quantities and identities.
+    "charge_class": (("ChargeClass",), "text"),
+    "billing_period_start": (("BillingPeriodStart",), "timestamp"),
+    "billing_period_end": (("BillingPeriodEnd",), "timestamp"),
+    "commitment_discount_status": (("CommitmentDiscountStatus",), "text"),
+    "commitment_discount_type": (("CommitmentDiscountType",), "text"),
+    "consumed_quantity": (("ConsumedQuantity",), "quantity"),
+    "consumed_unit": (("ConsumedUnit",), "text"),
+    "pricing_quantity": (("PricingQuantity",), "quantity"),
+    "pricing_unit": (("PricingUnit",), "text"),
+    "sku_price_id": (("SkuPriceId",), "text"),
+    "sku_meter": (("SkuMeter",), "text"),
+    "sku_price_details": (("SkuPriceDetails",), "json"),
+    "invoice_id": (("InvoiceId",), "text"),
+    "contracted_cost": (("ContractedCost",), "money"),
+    "host_provider_name": (("HostProviderName",), "text"),
+    # FOCUS 1.3 split cost allocation: a row the provider split from a parent (e.g. a node's cost per pod).
+    "allocated_method_id": (("AllocatedMethodId",), "text"),
+    "allocated_resource_id": (("AllocatedResourceId",), "text"),
+    "allocated_tags": (("AllocatedTags",), "json"),
 }
 # Columns a file must have to be read as FOCUS (a tuple: any one of them).
 REQUIRED_COLUMNS: tuple[tuple[str, ...], ...] = (
@@ -92,11 +112,14 @@ class ParsedFile:
 
 @dataclass
 class OpenedFile:
-    """A validated file whose accepted rows are read as they stream (`rows`, read once)."""
+    """A validated file whose accepted rows are read as they stream (`rows`, read once).
+
+    `scopes`: when the file is scoped by its content, the scopes its rows carry (column `scope`)."""
 
     rows: pa.RecordBatchReader
     quarantine: list[dict[str, Any]]
     total: int
+    scopes: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -190,7 +213,7 @@ def _read_source(con: duckdb.DuckDBPyConnection, path: Path, spec: FileSpec) -> 
     con.execute(
         f"CREATE TABLE raw AS SELECT *, row_number() OVER () AS _rn FROM read_csv({_lit(str(path))}, "
         f"auto_detect=false, header=false, skip=1, columns={types}, delim=',', quote='\"', escape='\"', "
-        f"nullstr=['', 'NULL'], store_rejects=true, max_line_size={MAX_LINE_BYTES})"
+        f"nullstr=['', 'NULL', 'null'], store_rejects=true, max_line_size={MAX_LINE_BYTES})"
     )
     return "csv", columns
 
@@ -205,30 +228,41 @@ def _is_number_or_text(typ: str) -> bool:
 def _value_sql(kind: str, col: str, typ: str) -> str:
     if kind == "timestamp":
         return f"(try_cast({col} AS TIMESTAMPTZ) AT TIME ZONE 'UTC')"
-    if kind == "money":
+    if kind in ("money", "quantity"):
         # Only numbers and text are amounts: DuckDB would cast a boolean to 1.00 / 0.00.
         return f"try_cast({col} AS {MONEY})" if _is_number_or_text(typ) else f"CAST(NULL AS {MONEY})"
     if kind == "currency":
         return f"upper(trim(CAST({col} AS VARCHAR)))"
-    if kind == "tags":
+    if kind in ("tags", "json"):
+        # A JSON text as read; a Parquet MAP or STRUCT (AWS writes Tags as a map) as its JSON.
         return f"CAST({col} AS VARCHAR)" if typ == "VARCHAR" else f"CAST(to_json({col}) AS VARCHAR)"
     return f"nullif(trim(CAST({col} AS VARCHAR)), '')"
+
+
+def _extensions_sql(columns: list[str]) -> str:
+    """The provider's own `x_` columns of a row as one JSON object (NULL when the file has none)."""
+    ext = [c for c in columns if c.startswith("x_")]
+    if not ext:
+        return "CAST(NULL AS VARCHAR)"
+    return "CAST(json_object(" + ", ".join(f"{_lit(c)}, {_q(c)}" for c in ext) + ") AS VARCHAR)"
 
 
 def _problem_sql(name: str, kind: str, col: str, value: str, source_col: str, spec: FileSpec) -> str | None:
     label = _lit(source_col)
     raw = f"CAST({col} AS VARCHAR)"
     checks = []
-    if kind in ("timestamp", "money"):
+    if kind in ("timestamp", "money", "quantity"):
         what = "a timestamp" if kind == "timestamp" else "a finite number within DECIMAL(38,12)"
         checks.append(f"WHEN {col} IS NOT NULL AND {value} IS NULL THEN {label} || ': not {what}: ' || left({raw}, 60)")
-    if kind == "money":
+    if kind in ("money", "quantity"):
         checks.append(f"WHEN abs({value}) >= {money.LIMIT} "
                       f"THEN {label} || ': out of range (under {money.LIMIT_TEXT}): ' || left({raw}, 60)")
     if kind == "timestamp":
         # DuckDB reads years far outside 1..9999, which Python and the daily rollup cannot hold.
         checks.append(f"WHEN NOT ({value} BETWEEN {TIMESTAMP_RANGE}) "
                       f"THEN {label} || ': out of range (years 1 to 9999): ' || left({raw}, 60)")
+    if kind == "json":
+        checks.append(f"WHEN {value} IS NOT NULL AND NOT json_valid({value}) THEN {label} || ': not JSON: ' || left({raw}, 60)")
     if kind == "currency":
         checks.append(f"WHEN {value} IS NOT NULL AND {value} NOT IN (SELECT code FROM iso) "
                       f"THEN {label} || ': unknown currency ' || left({raw}, 20)")
@@ -274,11 +308,13 @@ def parse_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
 
 
 def open_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
-                    limits: ParseLimits | None = None) -> OpenedFile:
+                    limits: ParseLimits | None = None, by_content: bool = False) -> OpenedFile:
     """Validate one FOCUS (or `spec`) file; its accepted cost-line rows stream from `rows`.
 
     The file is scanned to find the quarantined rows before this returns, and again as `rows` is
-    read; the private DuckDB closes when `rows` is exhausted (or garbage-collected)."""
+    read; the private DuckDB closes when `rows` is exhausted (or garbage-collected).
+    `by_content`: each row carries the scope of what it covers (`content_scope`), when the file
+    has `BillingPeriodStart`; otherwise the file has no `scope` column and `scopes` is None."""
     path = Path(path)
     limits = limits or ParseLimits()
     spill = limits.temp_directory or tempfile.mkdtemp(prefix="finops-focus-")
@@ -289,6 +325,10 @@ def open_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
         kind, columns = _read_source(con, path, spec)
         _check_required(path, columns, spec)
         types = {r[0]: r[1] for r in con.execute("DESCRIBE raw").fetchall()}
+        period = spec.columns.get("billing_period_start", ((), ""))[0]
+        by_content = by_content and any(c in types for c in period)
+        if by_content:  # the period is the scope: a row without it cannot be placed
+            spec = replace(spec, required_values=(*spec.required_values, "billing_period_start"))
         con.register("iso_arrow", pa.table({"code": sorted(money.ISO_4217)}))
         con.execute("CREATE TABLE iso AS SELECT * FROM iso_arrow")
         total = int(con.execute("SELECT count(*) FROM raw").fetchall()[0][0])
@@ -311,10 +351,16 @@ def open_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
             f"CASE WHEN {values['charge_period_end']} < {values['charge_period_start']} "
             "THEN 'ChargePeriodEnd: before ChargePeriodStart' END"
         )
+        values["x_columns"] = _extensions_sql(columns)
         _tag_map(con, rules, values["tags"])
         problems.append("tagmap.err")
-        dims = ", ".join(f"tagmap.{d}" for d in rules.dims)
+        # Unused commitment is a category of its own in every group, never a team's untagged spend.
+        unused = f"lower({values.get('commitment_discount_status', 'NULL')}) = 'unused'"
+        dims = ", ".join(f"CASE WHEN {unused} THEN {_lit(UNUSED_COMMITMENT)} ELSE tagmap.{d} END AS {d}"
+                         for d in rules.dims)
         select = ", ".join(f"{v} AS {k}" for k, v in values.items())
+        if by_content:
+            select += f", {content_scope(values)} AS scope"
         # A view: validation runs over the scan each time it is read (once for the quarantine,
         # once as the accepted rows stream), never as a copy of the file.
         con.execute(
@@ -322,7 +368,7 @@ def open_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
             f"concat_ws('; ', {', '.join(problems)}) AS _reason "
             f"FROM raw LEFT JOIN tagmap ON tagmap.t = {values['tags']}"
         )
-        bad = con.execute("SELECT _rn, _reason FROM parsed WHERE _reason <> '' ORDER BY _rn").fetchall()
+        bad, scopes = _problems_and_scopes(con, by_content)
         starts = _record_starts(path, max(rn for rn, _ in bad)) if kind == "csv" and bad and not rejects else None
         quarantine = [
             {"origin": str(path), "reason": reason,
@@ -339,7 +385,7 @@ def open_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
         reader = accepted.to_arrow_reader(BATCH_ROWS)
         rows = pa.RecordBatchReader.from_batches(reader.schema, _owned(reader, con, None if limits.temp_directory
                                                                                   else spill))
-        return OpenedFile(rows, sorted(quarantine, key=lambda q: q["line"] or 0), total + len(rejects))
+        return OpenedFile(rows, sorted(quarantine, key=lambda q: q["line"] or 0), total + len(rejects), scopes)
     except duckdb.Error as exc:
         _close(con, None if limits.temp_directory else spill)
         first = str(exc).splitlines()[0]
@@ -350,6 +396,27 @@ def open_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
     except BaseException:
         _close(con, None if limits.temp_directory else spill)
         raise
+
+
+def content_scope(values: dict[str, str]) -> str:
+    """SQL of a row's scope by content: provider, billing account and billing period, and whether
+    it is a correction. A later delivery of a scope replaces the earlier one whatever its file's
+    name; corrections of a closed period, delivered in a later period, are that later period's own
+    scope, so they add to what the corrected period billed and never replace it."""
+    correction = f"CASE WHEN lower({values.get('charge_class', 'NULL')}) = 'correction' THEN 'correction' END"
+    return (f"concat_ws('|', 'period', {values['provider_name']}, coalesce({values['billing_account_id']}, ''), "
+            f"strftime({values['billing_period_start']}, '%Y-%m-%dT%H:%M:%S'), {correction})")
+
+
+def _problems_and_scopes(con: duckdb.DuckDBPyConnection, by_content: bool) -> tuple[list[Any], tuple[str, ...] | None]:
+    """The quarantined rows (line number, reason) and, by content, the scopes of the accepted rows:
+    one scan of the file for both."""
+    if not by_content:
+        return con.execute("SELECT _rn, _reason FROM parsed WHERE _reason <> '' ORDER BY _rn").fetchall(), None
+    rows = con.execute("SELECT CASE WHEN _reason <> '' THEN _rn END, CASE WHEN _reason <> '' THEN _reason END, "
+                       "CASE WHEN _reason = '' THEN scope END FROM parsed GROUP BY ALL").fetchall()
+    bad = sorted((rn, reason) for rn, reason, _ in rows if rn is not None)
+    return bad, tuple(sorted(scope for rn, _, scope in rows if rn is None and scope is not None))
 
 
 def _owned(reader: pa.RecordBatchReader, con: duckdb.DuckDBPyConnection, spill: str | None) -> Iterator[pa.RecordBatch]:
@@ -427,16 +494,19 @@ SOURCE = "focus"
 
 def file_task(rules: TagRules, path: Path, scope: str | None = None, spec: FileSpec = FOCUS,
               limits: ParseLimits | None = None) -> Task:
-    """A task that reads one file; its scope is the file, so re-ingesting replaces, never doubles.
-    Its rows stream into the landing; `limits` bound the memory of reading it."""
+    """A task that reads one file; its rows stream into the landing; `limits` bound the memory of reading it.
+
+    The run's scope is the file (`scope`, default its path); the rows' scope is what they cover
+    (`content_scope`) when the file says it (`BillingPeriodStart`), so a re-delivered period replaces
+    the earlier delivery under any name; without it, the file is its rows' scope too."""
     path = Path(path)
 
     def fetch() -> Batch:
         try:
-            opened = open_focus_file(path, rules, spec, limits)
+            opened = open_focus_file(path, rules, spec, limits, by_content=True)
         except (FocusFileError, OSError) as exc:
             raise SourceFailed(str(exc)) from None
-        return Batch(facts={"cost_lines": opened.rows}, quarantine=opened.quarantine,
+        return Batch(facts={"cost_lines": opened.rows}, quarantine=opened.quarantine, scopes=opened.scopes,
                      details={"file": str(path), "rows_in_file": opened.total})
 
     return Task(scope=scope or str(path.resolve()), window=None, fetch=fetch)

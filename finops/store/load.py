@@ -66,8 +66,11 @@ def _scalar(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None =
 
 
 def replace_window(cur: duckdb.DuckDBPyConnection, table: str, *, run_id: int, source: str, scope: str,
-                   window: Window | None, data: FactData) -> Landed:
+                   window: Window | None, data: FactData, scopes: Sequence[str] | None = None) -> Landed:
     """Delete `source`/`scope` rows of `table` in `window` (all of the scope if None), insert `data`.
+
+    With `scopes` (scopes by content, whole: no window), the rows of each of them go too, and the
+    inserted rows keep the `scope` column `data` carries.
 
     Must run inside a transaction (Store.transaction). Returns the rows inserted and the days whose
     daily rollup it changed (none for the inventory, which has no day): the days to attribute again.
@@ -75,6 +78,11 @@ def replace_window(cur: duckdb.DuckDBPyConnection, table: str, *, run_id: int, s
     tcol = TIME_COLUMN[table]
     where = "source = ? AND scope = ?"
     params: list[Any] = [source, scope]
+    if scopes is not None:
+        if window is not None:
+            raise ValueError("scopes by content replace whole scopes, never a window of them")
+        where = "source = ? AND (scope = ? OR scope IN (SELECT unnest(?::VARCHAR[])))"
+        params.append(list(scopes))
     if window is not None:
         where += f" AND {tcol} >= ? AND {tcol} < ?"
         params += [window.start, window.end]
@@ -86,10 +94,11 @@ def replace_window(cur: duckdb.DuckDBPyConnection, table: str, *, run_id: int, s
         cols = [c for c in data.schema.names if c not in ("run_id", "source", "scope")]
         select = ", ".join(f'"{c}"' for c in cols)
         n = _scalar(cur, "SELECT count(*) FROM _batch") if isinstance(data, pa.Table) else None
+        own = scopes is not None and "scope" in data.schema.names  # the rows' own scope, else the run's
         cur.execute(
             f"INSERT INTO {table} (run_id, source, scope, {select}) "  # noqa: S608
-            f"SELECT ?, ?, ?, {select} FROM _batch",
-            [run_id, source, scope],
+            f"SELECT ?, ?, {'scope' if own else '?'}, {select} FROM _batch",
+            [run_id, source] if own else [run_id, source, scope],
         )
     finally:
         cur.unregister("_batch")

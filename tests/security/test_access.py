@@ -42,6 +42,7 @@ ACCESS: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/reports/anomalies"): "viewer",
     ("GET", "/v1/reports/forecast"): "viewer",
     ("GET", "/v1/reports/budgets"): "viewer",
+    ("GET", "/v1/reports/bill-check"): "viewer",
     ("GET", "/v1/reports/build-vs-buy"): "viewer",
     ("GET", "/v1/budgets"): "viewer",
     ("GET", "/v1/budgets/{name}"): "viewer",

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from finops import reports
-from finops.api import admin, alerts, budgets, files, health, metrics, sources, uploads
+from finops.api import admin, alerts, budgets, exports, files, health, metrics, sources, uploads
 from finops.api import reports as reports_router
 from finops.api.auth import require, require_unscoped
 from finops.api.cache import DataVersion, ReportCache
@@ -96,6 +96,7 @@ def create_app(settings: Settings, store: Store | None = None, clock: Clock | No
     app.include_router(metrics.router, **({} if api.open_metrics else {
         **closed, "dependencies": [Depends(require_unscoped)]}))
     app.include_router(files.router)
+    app.include_router(exports.router)
     app.include_router(reports_router.router)
     app.include_router(uploads.router)  # before /v1/sources/{name}: its path is more specific
     app.include_router(sources.router)

@@ -81,10 +81,29 @@ class UnitTotals(UnitMeasures):
     ingested_total: Money = Field(description="cost ingested in the window (within the filters)")
 
 
+class BoughtModelRow(BaseModel):
+    provider: str = Field(description="who sold the tokens (FOCUS ServiceProviderName)")
+    host_provider: str | None = Field(description="whose infrastructure served them (FOCUS HostProviderName)")
+    api_model: str | None = Field(description="the model: SkuPriceDetails' ModelId, else SkuMeter, else SkuId")
+    currency: str = Field(description="the lines' billing currency")
+    cost: Money
+    prompt_tokens: int = Field(description="input tokens, cache reads and writes included")
+    cached_prompt_tokens: int = Field(description="input tokens read from the provider's prompt cache")
+    generation_tokens: int
+    prompt_cost: Money | None
+    generation_cost: Money | None
+    cost_per_1k_generated_tokens: Money | None
+    cost_per_1k_prompt_tokens: Money | None
+    cost_per_1k_generation_tokens: Money | None
+
+
 class UnitEconomicsReport(BaseModel):
     rows: list[UnitRow]
     totals: UnitTotals
     params: ParamsOut
+    bought_models: list[BoughtModelRow] = Field(
+        default_factory=list, description="models bought per token on the bill (FOCUS token billing), beside the "
+                                          "self-hosted rows")
 
 
 class IdleRow(BaseModel):

@@ -1,6 +1,7 @@
 """Bill check (docs/definitions.md 6.10): what the bill says about itself, beside what telemetry saw.
 
-Per provider, billing account, month and currency: the cost, the part of it that corrects an earlier
+Per provider, billing account, month and currency: the cost (a split cost allocation's origin row
+counted once, in its allocated rows), the part of it that corrects an earlier
 billing period (FOCUS `ChargeClass` = `Correction`, counted in the period it corrects) and the unused
 commitment (`CommitmentDiscountStatus` = `Unused`). Then the corrections line by line, and the GPU
 instance-hours the bill charged for that the GPUs' own metrics do not show (a gap in monitoring,
@@ -36,7 +37,7 @@ def periods_sql(params: ReportParams, where: str) -> str:
            coalesce(sum({cost}) FILTER (WHERE {UNUSED}), 0) AS unused_commitment_cost,
            count(*) AS lines, count(*) FILTER (WHERE {CORRECTION}) AS correction_lines
     FROM cost_lines
-    WHERE charge_date >= $start AND charge_date < $end AND {where}
+    WHERE charge_date >= $start AND charge_date < $end AND split_origin IS NOT TRUE AND {where}
     GROUP BY ALL ORDER BY period_start, provider, account, currency
     """  # noqa: S608 - constants and validated dims; values bound
 
@@ -48,7 +49,7 @@ def corrections_sql(params: ReportParams, where: str) -> str:
            CAST(billing_period_start AS DATE) AS delivered_in, service_name AS service, resource_id,
            billing_currency AS currency, sum({_cost(params)}) AS cost, count(*) AS lines
     FROM cost_lines
-    WHERE charge_date >= $start AND charge_date < $end AND {CORRECTION} AND {where}
+    WHERE charge_date >= $start AND charge_date < $end AND split_origin IS NOT TRUE AND {CORRECTION} AND {where}
     GROUP BY ALL ORDER BY period_start, delivered_in, provider, account, service, resource_id
     """  # noqa: S608 - constants and validated dims; values bound
 
@@ -72,7 +73,7 @@ def gaps_sql(params: ReportParams, where: str) -> str:
         SELECT charge_date AS day, resource_key, min(resource_id) AS resource_id, billing_currency AS currency,
                sum(consumed_quantity) AS billed_hours, sum({_cost(params)}) AS cost
         FROM cost_lines
-        WHERE charge_date >= $start AND charge_date < $end AND resource_key IS NOT NULL
+        WHERE charge_date >= $start AND charge_date < $end AND split_origin IS NOT TRUE AND resource_key IS NOT NULL
           AND lower(trim(consumed_unit)) IN ({units}) AND consumed_quantity > 0
           AND NOT coalesce({CORRECTION}, false) AND {where}
         GROUP BY ALL

@@ -232,6 +232,49 @@ def _report(raw: list[Row], att: Attribution, params: ReportParams) -> Report:
     return Report("unit-economics", params_dict(params, att.currency), rows, totals, currency=att.currency)
 
 
+# Bought models: lines a provider billed per token (FOCUS `ConsumedUnit` Tokens), per model named in
+# `SkuPriceDetails` (FOCUS's AI model identity: ModelId, TokenDirection Input/Output, TokenCacheAction).
+BOUGHT = """
+WITH t AS (
+    SELECT provider_name AS provider, host_provider_name AS host_provider,
+           coalesce(json_extract_string(sku_price_details, '$.ModelId'), sku_meter, sku_id) AS api_model,
+           lower(coalesce(json_extract_string(sku_price_details, '$.TokenDirection'), '')) AS direction,
+           lower(coalesce(json_extract_string(sku_price_details, '$.TokenCacheAction'), '')) AS cache,
+           billing_currency AS currency, {cost} AS cost, CAST(round(consumed_quantity) AS HUGEINT) AS tokens
+    FROM cost_lines
+    WHERE charge_date >= $start AND charge_date < $end AND split_origin IS NOT TRUE AND lower(trim(consumed_unit)) IN ('tokens', 'token')
+      AND json_valid(coalesce(sku_price_details, '{{}}')) AND {where}
+)
+SELECT provider, host_provider, api_model, currency, sum(cost) AS cost,
+       coalesce(sum(tokens) FILTER (WHERE direction = 'input'), 0) AS prompt_tokens,
+       coalesce(sum(tokens) FILTER (WHERE direction = 'input' AND cache = 'read'), 0) AS cached_prompt_tokens,
+       coalesce(sum(tokens) FILTER (WHERE direction = 'output'), 0) AS generation_tokens,
+       sum(cost) FILTER (WHERE direction = 'input') AS prompt_cost,
+       sum(cost) FILTER (WHERE direction = 'output') AS generation_cost
+FROM t GROUP BY ALL ORDER BY cost DESC, provider, api_model, currency
+"""  # noqa: S608 - constants and validated dims; values bound
+
+
+def bought_models(cur: duckdb.DuckDBPyConnection, params: ReportParams) -> list[Row]:
+    """Token-billed models on the bill over the window, with cost per 1k tokens as self-hosted rows have."""
+    where, binds = filter_sql(params)
+    cost = "billed_cost" if params.cost_basis == "billed" else "effective_cost"
+    rows = fetch_rows(cur, BOUGHT.format(cost=cost, where=where), {"start": params.start, "end": params.end, **binds})
+    for r in rows:
+        for k in ("prompt_tokens", "cached_prompt_tokens", "generation_tokens"):
+            r[k] = int(r[k])
+        r["cost_per_1k_generated_tokens"] = _per_1k(r["cost"], r["generation_tokens"])
+        r["cost_per_1k_prompt_tokens"] = _per_1k(r["prompt_cost"], r["prompt_tokens"])
+        r["cost_per_1k_generation_tokens"] = _per_1k(r["generation_cost"], r["generation_tokens"])
+    return rows
+
+
 def unit_economics(store: Store, settings: Settings, params: ReportParams) -> Report:
+    """The report, and beside its self-hosted groups the models bought per token (`bought_models`)."""
+    def build_all(cur: duckdb.DuckDBPyConnection, att: Attribution) -> Report:
+        report = build(cur, att, params)
+        report.tables["bought_models"] = bought_models(cur, params)
+        return report
+
     # Periods are days or longer: priced from the daily rollups, never the hourly facts.
-    return with_attribution(store, settings, params, lambda cur, att: build(cur, att, params), hourly=False)
+    return with_attribution(store, settings, params, build_all, hourly=False)

@@ -352,7 +352,9 @@ def open_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
             "THEN 'ChargePeriodEnd: before ChargePeriodStart' END"
         )
         values["x_columns"] = _extensions_sql(columns)
-        _tag_map(con, rules, values["tags"])
+        # An allocated row (split cost allocation) is attributed by its own tags and its origin's.
+        tags = _with_allocated_tags(values["tags"], values.get("allocated_tags", "NULL"))
+        _tag_map(con, rules, tags)
         problems.append("tagmap.err")
         # Unused commitment is a category of its own in every group, never a team's untagged spend.
         unused = f"lower({values.get('commitment_discount_status', 'NULL')}) = 'unused'"
@@ -366,7 +368,7 @@ def open_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
         con.execute(
             f"CREATE VIEW parsed AS SELECT {select}, {dims}, raw._rn AS _rn, "
             f"concat_ws('; ', {', '.join(problems)}) AS _reason "
-            f"FROM raw LEFT JOIN tagmap ON tagmap.t = {values['tags']}"
+            f"FROM raw LEFT JOIN tagmap ON tagmap.t = {tags}"
         )
         bad, scopes = _problems_and_scopes(con, by_content)
         starts = _record_starts(path, max(rn for rn, _ in bad)) if kind == "csv" and bad and not rejects else None
@@ -377,10 +379,11 @@ def open_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
         ]
         quarantine += [{"origin": str(path), "line": line, "reason": reason, "raw": raw}
                        for line, reason, raw in _reject_details(con, kind)]
+        origin = _split_origins(con, "allocated_method_id" in values and values["allocated_method_id"] != "NULL")
         accepted = con.sql(
-            "SELECT * EXCLUDE (_rn, _reason), CAST(charge_period_start AS DATE) AS charge_date, "
-            f"{RESOURCE_KEY_SQL.format(col='resource_id')} AS resource_key, false AS estimated "
-            "FROM parsed WHERE _reason = ''"
+            "SELECT p.* EXCLUDE (_rn, _reason), CAST(p.charge_period_start AS DATE) AS charge_date, "
+            f"{RESOURCE_KEY_SQL.format(col='p.resource_id')} AS resource_key, false AS estimated, {origin} "
+            "FROM parsed p WHERE p._reason = ''"
         )
         reader = accepted.to_arrow_reader(BATCH_ROWS)
         rows = pa.RecordBatchReader.from_batches(reader.schema, _owned(reader, con, None if limits.temp_directory
@@ -396,6 +399,37 @@ def open_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
     except BaseException:
         _close(con, None if limits.temp_directory else spill)
         raise
+
+
+def _with_allocated_tags(tags: str, allocated: str) -> str:
+    """SQL of the tags a row's dims come from: its Tags with its AllocatedTags laid over them."""
+    if allocated == "NULL":
+        return tags
+    return (f"CASE WHEN {allocated} IS NOT NULL AND json_valid({allocated}) AND json_valid(coalesce({tags}, '{{}}')) "
+            f"AND json_type({allocated}) = 'OBJECT' AND json_type(coalesce({tags}, '{{}}')) = 'OBJECT' "
+            f"THEN CAST(json_merge_patch(coalesce({tags}, '{{}}'), {allocated}) AS VARCHAR) ELSE {tags} END")
+
+
+def _split_origins(con: duckdb.DuckDBPyConnection, allocated: bool) -> str:
+    """SQL of column `split_origin` over `parsed p`: true on a provider's origin row of a split cost
+    allocation whose dollars its allocated rows carry. FOCUS 1.3 keeps the origin row (often zeroed,
+    not always) beside the rows split from it, grouped by resource, charge period and allocation
+    method; a row without AllocatedResourceId that equals the sum of its group's other rows is the
+    origin (the unallocated remainder also lacks AllocatedResourceId, but is part of the sum),
+    unless the group holds a zeroed row without AllocatedResourceId: that is the origin, and a
+    remainder that happens to equal the rest still counts."""
+    if not allocated:
+        return "false AS split_origin"
+    con.execute("CREATE TABLE split AS SELECT resource_id, charge_period_start, allocated_method_id, "
+                "sum(billed_cost) AS billed, sum(effective_cost) AS effective, bool_or(allocated_resource_id IS NULL "
+                "AND billed_cost = 0 AND effective_cost = 0) AS zeroed FROM parsed "
+                "WHERE _reason = '' AND allocated_method_id IS NOT NULL GROUP BY ALL")
+    return ("coalesce(p.allocated_method_id IS NOT NULL AND p.allocated_resource_id IS NULL "
+            "AND (p.billed_cost <> 0 OR p.effective_cost <> 0) "
+            "AND (SELECT any_value(NOT s.zeroed AND s.billed = 2 * p.billed_cost AND s.effective = 2 * p.effective_cost) "
+            "FROM split s "
+            "WHERE s.resource_id IS NOT DISTINCT FROM p.resource_id AND s.charge_period_start = p.charge_period_start "
+            "AND s.allocated_method_id = p.allocated_method_id), false) AS split_origin")
 
 
 def content_scope(values: dict[str, str]) -> str:

@@ -172,7 +172,8 @@ def refresh_cost_daily(cur: duckdb.DuckDBPyConnection, days: list[Any]) -> None:
                coalesce(sum(effective_cost) FILTER (WHERE commitment_discount_id IS NOT NULL), 0),
                bool_or(estimated), count(*)
         FROM cost_lines
-        WHERE charge_date IN (SELECT unnest(?::DATE[]))
+        -- A split origin's dollars are its allocated rows' (FOCUS split cost allocation): counted there.
+        WHERE charge_date IN (SELECT unnest(?::DATE[])) AND split_origin IS NOT TRUE
         GROUP BY ALL
         """,
         [days],

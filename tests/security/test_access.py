@@ -43,6 +43,7 @@ ACCESS: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/reports/forecast"): "viewer",
     ("GET", "/v1/reports/budgets"): "viewer",
     ("GET", "/v1/reports/bill-check"): "viewer",
+    ("GET", "/v1/exports/focus"): "finance",
     ("GET", "/v1/reports/build-vs-buy"): "viewer",
     ("GET", "/v1/budgets"): "viewer",
     ("GET", "/v1/budgets/{name}"): "viewer",

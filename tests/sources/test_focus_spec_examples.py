@@ -10,6 +10,7 @@ net change the specification says the correction makes.
 from __future__ import annotations
 
 import csv
+import json
 from collections import defaultdict
 from datetime import date
 from decimal import Decimal
@@ -124,3 +125,47 @@ def test_closed_period_cost_only_correction_adds_to_the_period(store: Store, rul
         "SELECT sum(effective_cost), sum(effective_cost) FILTER (WHERE charge_category = 'Adjustment') FROM cost_lines")
     assert (total, adjustments) == (Decimal("4.197398"), Decimal("0.002"))
     assert total == sum(by_resource(original, delta).values(), Decimal(0))
+
+
+def expected_tokens(example: Path) -> dict[str, dict[str, Decimal]]:
+    """What an example bills, per model (SkuPriceDetails' ModelId) and kind of token, read from the file."""
+    out: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    with example.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            details = json.loads(row["SkuPriceDetails"])
+            kind = details["TokenDirection"] + ("-read" if details.get("TokenCacheAction") == "Read" else "")
+            out[details["ModelId"]]["cost"] += Decimal(row["EffectiveCost"])
+            out[details["ModelId"]][kind] += Decimal(row["ConsumedQuantity"])
+    return out
+
+
+def test_token_billed_models_join_unit_economics_beside_self_hosted(store: Store, settings: Settings,
+                                                                   rules: TagRules, tmp_path: Path) -> None:
+    # Each example is a bill of its own (two of them name the same account and month, so landing
+    # the second replaces the first, as a re-delivery would): checked one after the other.
+    examples = [(SPEC / "ai_model_billing" / "per_token_ai_model_api.csv", "2025-05-01"),
+                (SPEC / "ai_model_billing" / "cached_tokens_via_csp_marketplace.csv", "2025-05-01"),
+                (SPEC / "ai_prompt_caching" / "ai_prompt_caching_a.csv", "2025-01-01")]
+    seen = set()
+    for example, month in examples:
+        land(store, rules, tmp_path, example)
+        start = date.fromisoformat(month)
+        window = build_params(start=start, end=start.replace(month=start.month + 1))
+        bought = {r["api_model"]: r for r in get("unit-economics")(store, settings, window).tables["bought_models"]}
+        expected = expected_tokens(example)
+        assert set(bought) == set(expected)
+        for model, e in expected.items():
+            row = bought[model]
+            assert row["cost"] == e["cost"]
+            assert row["prompt_tokens"] == e["Input"] + e["Input-read"]
+            assert row["cached_prompt_tokens"] == e["Input-read"]
+            assert row["generation_tokens"] == e["Output"]
+        seen |= set(bought)
+        if "solora-saturn-4.8" in bought:  # 8.4M input at 5.00 and 2.1M output at 25.00 per 1M
+            saturn = bought["solora-saturn-4.8"]
+            assert (saturn["cost"], saturn["cost_per_1k_prompt_tokens"], saturn["cost_per_1k_generation_tokens"],
+                    saturn["cost_per_1k_generated_tokens"]) == (Decimal("94.50"), Decimal("0.005"), Decimal("0.025"),
+                                                                Decimal("0.045"))
+        if "solora-neptune-5.0" in bought:
+            assert bought["solora-neptune-5.0"]["cost_per_1k_generated_tokens"] is None  # input tokens only
+    assert seen == {"solora-saturn-4.8", "solora-neptune-5.0", "solora-reasoning-pro"}

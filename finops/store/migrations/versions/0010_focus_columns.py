@@ -7,6 +7,8 @@
   and tokens), `sku_price_id`, `sku_meter`, `sku_price_details` (JSON text), `invoice_id`,
   `contracted_cost`, `host_provider_name` (FOCUS 1.3),
 - FOCUS 1.3 split cost allocation: `allocated_method_id`, `allocated_resource_id`, `allocated_tags`,
+  and `split_origin`: true on a provider's origin row whose cost its allocated rows carry (the daily
+  rollup leaves it out, so its dollars count once),
 - `x_columns`: a JSON object of the provider's own `x_` columns, as read.
 
 All are NULL on lines landed before, and from sources that do not carry them; nothing is rebuilt.
@@ -32,6 +34,7 @@ COLUMNS = (
     ("sku_price_id", "VARCHAR"), ("sku_meter", "VARCHAR"), ("sku_price_details", "VARCHAR"),
     ("invoice_id", "VARCHAR"), ("contracted_cost", MONEY), ("host_provider_name", "VARCHAR"),
     ("allocated_method_id", "VARCHAR"), ("allocated_resource_id", "VARCHAR"), ("allocated_tags", "VARCHAR"),
+    ("split_origin", "BOOLEAN"),
     ("x_columns", "VARCHAR"),
 )
 

@@ -70,7 +70,8 @@ KINDS: dict[str, Kind] = {
     "budgets": Kind.COUNT, "days_left": Kind.SCORE, "actual_threshold_crossed": Kind.SCORE,
     "forecast_threshold_crossed": Kind.SCORE, "cache_hit_rate": Kind.SHARE, "cache_savings": Kind.MONEY,
     "actual_through": Kind.DATE, "saving": Kind.MONEY, "break_even_busy": Kind.SHARE, "priced_days": Kind.COUNT, "models": Kind.COUNT,
-    "offerings": Kind.COUNT,
+    "offerings": Kind.COUNT, "lines": Kind.COUNT, "correction_lines": Kind.COUNT,
+    "delivered_in": Kind.DATE,
 }
 PREFIXES = (("cost_per_", Kind.PRICE),)  # before suffixes: cost_per_1k_tokens is a price, not tokens
 SUFFIXES = (("_pct", Kind.SHARE), ("_share", Kind.SHARE), ("_fraction", Kind.SHARE), ("_tokens", Kind.COUNT),

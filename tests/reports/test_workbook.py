@@ -46,7 +46,8 @@ EXPECTED = {
                      "longest_idle_streak_hours", "anomalies", "groups", "forecast_generation_tokens",
                      "generation_tokens_low", "generation_tokens_high", "actual_generation_tokens",
                      "days_to_period_end", "budgets", "cached_prompt_tokens", "priced_days", "models",
-                     "offerings"), COUNT),
+                     "offerings", "lines", "correction_lines", "billed_hours", "observed_hours", "gap_hours"), COUNT),
+    **dict.fromkeys(("corrections_cost", "unused_commitment_cost", "gap_cost"), MONEY),
     **dict.fromkeys(("change_pct", "generation_tokens_change_pct", "cost_per_1k_generated_tokens_change_pct",
                      "avg_gpu_busy", "avg_busy", "idle_fraction", "untagged_share", "actual_share", "forecast_share", "cache_hit_rate", "break_even_busy"),
                     SHARE),
@@ -219,7 +220,8 @@ REPORT_PARAMS = {"unit-economics": {"start": "2026-11-02", "end": "2026-11-04", 
                  "weekly": {"week": "2026-W45"},
                  "recommendations": {"start": "2026-11-02", "end": "2026-11-03"},
                  "forecast": {"start": "2026-11-03", "end": "2026-11-05"},
-                 "build-vs-buy": {"start": "2026-11-02", "end": "2026-11-03"}}
+                 "build-vs-buy": {"start": "2026-11-02", "end": "2026-11-03"},
+                 "bill-check": {"start": "2026-11-02", "end": "2026-11-03"}}
 
 
 # Example A's one day has no history to find anomalies in and no budgets: tests/reports/test_anomalies.py

@@ -1,4 +1,4 @@
-"""Worked example A with a MIG GPU (docs/definitions.md 9.8): the same day, plus `i-mig5`, one A100
+"""Worked example A with a MIG GPU (docs/definitions.md 9.7): the same day, plus `i-mig5`, one A100
 split into a 4g and a 3g MIG instance. Every figure of the docs' tables is asserted here."""
 
 from __future__ import annotations

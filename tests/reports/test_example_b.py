@@ -1,4 +1,4 @@
-"""Worked example B (docs/definitions.md 9.7): a bill that corrects itself, unused commitment and a
+"""Worked example B (docs/definitions.md 9.8): a bill that corrects itself, unused commitment and a
 GPU billed for hours its metrics do not show. Every figure of the docs' tables is asserted here."""
 
 from __future__ import annotations

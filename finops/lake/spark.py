@@ -47,6 +47,9 @@ def spark_session(master: str = "local[2]", shuffle_partitions: int = 4, app_nam
             .config("spark.default.parallelism", str(shuffle_partitions))
             .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
             .config("spark.ui.enabled", "false")
+            # A short-lived driver: the JIT's quick tier only and one GC thread start it faster and
+            # spend less CPU than the server defaults.
+            .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
             # Report queries are small and many: interpreted plans beat compiling each one.
             .config("spark.sql.adaptive.enabled", "false")
             .config("spark.sql.codegen.wholeStage", "false")

@@ -39,10 +39,34 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def example_a_store(tmp_path_factory: pytest.TempPathFactory, migrated: Path) -> Path:
+    """Worked example A landed once per test process (~0.5 s a time): the store of a test that asks
+    for it (`example_a_data`, through tests/api's `data`) starts as a copy."""
+    from tests.support.example_a import load
+
+    folder = tmp_path_factory.mktemp("example-a")
+    path = folder / "finops.duckdb"
+    shutil.copyfile(migrated, path)
+    s = Settings(db=path)
+    store = open_store(path, s.duckdb, clock=FixedClock())
+    try:
+        load(store, TagRules.from_settings(s), folder)
+    finally:
+        store.close()
+    return path
+
+
 @pytest.fixture
-def store(settings: Settings, clock: FixedClock, migrated: Path) -> Iterator[Store]:
+def example_a_data() -> None:
+    """Asks for worked example A's data: the `store` fixture then starts from a copy of it."""
+
+
+@pytest.fixture
+def store(settings: Settings, clock: FixedClock, migrated: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
     if not settings.db.exists():
-        shutil.copyfile(migrated, settings.db)
+        example = "example_a_data" in request.fixturenames
+        shutil.copyfile(request.getfixturevalue("example_a_store") if example else migrated, settings.db)
     s = open_store(settings.db, settings.duckdb, clock=clock)
     yield s
     s.close()

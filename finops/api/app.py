@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,6 +37,11 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """FinOps for self-hosted LLM inference: the reports of `finops report`, source freshness,
 collections, alerts and Prometheus metrics. Authenticate with `Authorization: Bearer <key>`.
 Errors answer `{"error": {"param": ..., "message": ...}}`."""
+
+
+# The OpenAPI document depends on the code and on `api` (which routes answer without a key): built
+# once per process and API configuration (~0.4 s), not for every app.
+_SPECS: dict[str, dict[str, Any]] = {}
 
 
 def create_app(settings: Settings, store: Store | None = None, clock: Clock | None = None,
@@ -103,7 +109,9 @@ def create_app(settings: Settings, store: Store | None = None, clock: Clock | No
     app.include_router(alerts.router)
     app.include_router(budgets.router)
     app.include_router(admin.router)
-    spec = app.openapi()
+    key = api.model_dump_json()
+    # Read here only (query names, route table); /openapi.json builds the app's own on first use.
+    spec = _SPECS[key] if key in _SPECS else _SPECS.setdefault(key, copy.deepcopy(app.openapi()))
     # The reports as MCP tools (docs/mcp.md), calling this app in process with the caller's key.
     mcp = McpMount(app, state)
     app.router.routes.append(mcp.route)

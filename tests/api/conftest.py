@@ -17,9 +17,7 @@ from finops.api.state import AppState
 from finops.settings import Settings
 from finops.store import Store
 from finops.store.keys import create_key
-from finops.tags import TagRules
 from tests.api.fake_prometheus import FakePrometheus, fake_prometheus
-from tests.support.example_a import load
 from tests.support.uvicorn_server import serve
 
 # The API's clock: a week after example A's day, so the default window [now - 7 days, today) holds it.
@@ -65,8 +63,8 @@ def api_settings(settings: Settings, tmp_path: Path, prometheus: FakePrometheus)
 
 
 @pytest.fixture
-def data(store: Store, rules: TagRules, tmp_path: Path) -> Store:
-    load(store, rules, tmp_path)
+def data(example_a_data: None, store: Store) -> Store:
+    """The test's store, holding worked example A (tests/support/example_a.py)."""
     return store
 
 

@@ -202,12 +202,15 @@ def test_a_client_leaving_after_done_got_the_whole_answer(upstream: Upstream,
 def test_client_leaving_a_whole_request_cancels_upstream(upstream: Upstream,
                                                          start_gateway: Callable[..., str]) -> None:
     url = start_gateway()
-    upstream.fake.token_delay = 0.1
+    upstream.fake.token_delay = 0.2
     body = {"model": "tiny", "messages": [{"role": "user", "content": "slow"}], "max_tokens": 50}
+    # The answer takes 10 s; the client leaves after 2 s, long after the gateway forwarded it (a
+    # shorter wait let a loaded machine time out before the upstream had seen the request at all).
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {ALPHA_KEY}"},
-                   timeout=httpx.Timeout(10, read=0.3))
-    upstream.fake.wait_finished(timeout=3)
+                   timeout=httpx.Timeout(10, read=2.0))
+    assert len(upstream.fake.calls) == 1
+    upstream.fake.wait_finished(timeout=5)
     assert upstream.fake.calls[0].cancelled
     s = wait_for(url, REQUESTS, status="499")
     assert total(s, REQUESTS, **ALPHA, status="499") == 1

@@ -97,7 +97,7 @@ def _load(store: Store, s: Settings, tmp: Path, lines: list, gpus: list, toks: l
 GROUP_BYS = [",".join(c) for n in range(1, 5) for c in itertools.combinations(DIMS, n)]
 
 
-@hsettings(max_examples=7, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+@hsettings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target])
 @given(fleet=fleet, granularity=st.sampled_from(["day", "week", "total"]),
        shared=st.sampled_from(["gpu_hours", "tokens", "even"]), basis=st.sampled_from(["effective", "billed"]))

@@ -165,7 +165,7 @@ def _reports(store: Store, s: Settings, basis: str) -> dict[str, Any]:
 counter = iter(range(10**6))
 
 
-@hsettings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=landings, basis=st.sampled_from(["effective", "billed"]))
 def test_stored_attribution_equals_attribution_from_scratch(workdir: Path, ops: list[Any], basis: str,
                                                            migrated: Path) -> None:

@@ -51,10 +51,15 @@ lint: setup
 # The date-sensitive tests (marker `clock`) again with the suite's clock at a month start, a month
 # end, a year end and a leap day: nothing may depend on the day the suite happens to run.
 DATES ?= 2027-03-01T00:20:00 2027-04-30T23:40:00 2026-12-31T23:30:00 2028-02-29T12:00:00
+# Only the files that mark tests `clock` are collected: collecting the whole suite costs each run ~15 s.
+CLOCK_TESTS = $(shell grep -rl --include='*.py' 'mark\.clock' tests)
 test-dates: setup system-deps
-	@for d in $(DATES); do echo "== FINOPS_TEST_NOW=$$d"; FINOPS_TEST_NOW=$$d $(BIN)/pytest -q -n 2 -m clock || exit 1; done
+	@for d in $(DATES); do echo "== FINOPS_TEST_NOW=$$d"; \
+	  FINOPS_TEST_NOW=$$d PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -n 2 -m clock $(CLOCK_TESTS) || exit 1; done
 
 # Two workers (the machine's two cores); a test file stays on one worker, so its fixtures are shared.
+# Bytecode is written even where the environment says not to: each worker and each later run then
+# loads the test modules pytest has rewritten (~10 s of collection) instead of rewriting them again.
 test: setup system-deps lint
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -n 2 --dist loadfile
 	$(MAKE) --no-print-directory test-dates

@@ -18,7 +18,7 @@ from finops.reports.model import Report, Row, ratio
 # Tables whose rows the reports build from filtered data (checked in tests/api for a team key).
 FILTERED_TABLES = frozenset({"summary", "chargeback_team", "chargeback_project", "unit_economics_by_model",
                              "idle_gpus", "untagged_spend", "reconciliation", "top_resources", "trend", "budgets", "anomalies",
-                             "models"})
+                             "models", "bought_models", "corrections", "gpu_hour_gaps"})
 
 
 def _within(row: Row, filters: dict[str, str]) -> bool:

@@ -1,9 +1,9 @@
 """Bill check (docs/definitions.md 6.10): what the bill says about itself, beside what telemetry saw.
 
 Per provider, billing account, month and currency: the cost (a split cost allocation's origin row
-counted once, in its allocated rows), the part of it that corrects an earlier
-billing period (FOCUS `ChargeClass` = `Correction`, counted in the period it corrects) and the unused
-commitment (`CommitmentDiscountStatus` = `Unused`). Then the corrections line by line, and the GPU
+counted once, in its allocated rows), the part of it that corrects an earlier billing period (FOCUS
+`ChargeClass` = `Correction`, counted in the period it corrects) and the unused commitment
+(`CommitmentDiscountStatus` = `Unused`). Then the corrections line by line, and the GPU
 instance-hours the bill charged for that the GPUs' own metrics do not show (a gap in monitoring,
 or a GPU paid for and not running anything that reports).
 """
@@ -116,7 +116,7 @@ def bill_check(store: Store, settings: Settings, params: ReportParams) -> Report
         "corrections_cost": _single(rows, "corrections_cost"),
         "unused_commitment_cost": _single(rows, "unused_commitment_cost"),
         "gap_hours": sum((g["gap_hours"] for g in gaps), Decimal(0)),
-        "gap_cost": _single(gaps, "gap_cost") if gaps else Decimal(0),
+        "gap_cost": _single(gaps, "gap_cost"),
         "currencies": currencies,
     }
     return Report("bill-check", params_dict(params, currencies[0] if len(currencies) == 1 else ""), rows, totals,

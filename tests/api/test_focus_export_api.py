@@ -5,11 +5,14 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from finops.collect import ingest_focus
 from finops.reports.focus_export import focus_export, to_csv
 from finops.reports.params import build_params
+from finops.tags import TagRules
 from tests.api.conftest import Api, Keys
 from tests.support import example_a
 
@@ -37,3 +40,29 @@ def test_viewers_team_keys_and_bad_windows_are_refused(start_api: Callable[..., 
     backwards = api.get("/v1/exports/focus", keys.finance, params={"start": "2026-11-03", "end": "2026-11-02"})
     assert backwards.status_code == 422 and backwards.json()["error"]["param"] == "end"
     assert api.get("/v1/exports/focus", keys.finance, params={**WINDOW, "format": "xlsx"}).status_code == 422
+
+
+def test_a_team_key_sees_its_own_corrections_and_bought_models(start_api: Callable[..., Api], keys: Keys,
+                                                               tmp_path: Path) -> None:
+    # Two teams' corrections of 2 November, delivered in December's bill, and a model each bought per token.
+    rows = [("coreai", "i-gpu1", "-5.00", "Correction", "", ""), ("platform", "vm-3", "-7.00", "Correction", "", ""),
+            ("coreai", "", "3.00", "", "Tokens", '{"ModelId": "hosted-a", "TokenDirection": "Output"}'),
+            ("platform", "", "4.00", "", "Tokens", '{"ModelId": "hosted-b", "TokenDirection": "Output"}')]
+    lines = ["BillingAccountId,ProviderName,BillingCurrency,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,"
+             "ChargePeriodEnd,ChargeCategory,ChargeClass,ServiceName,ResourceId,BilledCost,EffectiveCost,"
+             "ConsumedQuantity,ConsumedUnit,SkuPriceDetails,Tags"]
+    for team, resource, cost, cls, unit, details in rows:
+        quoted = '"' + details.replace('"', '""') + '"' if details else ""
+        lines.append(f"acct-1,AWS,USD,2026-12-01T00:00:00Z,2027-01-01T00:00:00Z,2026-11-02T00:00:00Z,"
+                     f"2026-11-03T00:00:00Z,Usage,{cls},EC2,{resource},{cost},{cost},{1000 if unit else ''},{unit},"
+                     f'{quoted},"{{""team"": ""{team}""}}"')
+    (tmp_path / "december.csv").write_text("\n".join(lines) + "\n")
+    api = start_api()
+    [r] = ingest_focus(api.store, TagRules.from_settings(api.settings), [tmp_path / "december.csv"])
+    assert r.status == "succeeded", r.error
+    check = api.get("/v1/reports/bill-check", keys.coreai, params=WINDOW).json(parse_float=Decimal)
+    assert [(c["resource_id"], c["cost"]) for c in check["corrections"]] == [("i-gpu1", Decimal("-5.00"))]
+    everyone = api.get("/v1/reports/bill-check", keys.finance, params=WINDOW).json(parse_float=Decimal)
+    assert sorted(c["resource_id"] for c in everyone["corrections"]) == ["i-gpu1", "vm-3"]
+    ue = api.get("/v1/reports/unit-economics", keys.coreai, params=WINDOW).json(parse_float=Decimal)
+    assert [(b["api_model"], b["cost"]) for b in ue["bought_models"]] == [("hosted-a", Decimal("3.00"))]

@@ -33,18 +33,10 @@ async def focus(_: FinanceDep, __: UnscopedDep, state: StateDep,
         raise ApiError(422, f"end: the window is longer than {MAX_DAYS} days", "end")
 
     def build() -> bytes:
-        import io
-
-        import pyarrow.parquet as pq
-
-        from finops.reports.focus_export import focus_export, to_csv
+        from finops.reports.focus_export import focus_export, to_csv, to_parquet
 
         table = focus_export(state.db(), state.settings, start, end)
-        if format == "csv":
-            return to_csv(table)
-        sink = io.BytesIO()
-        pq.write_table(table, sink)
-        return sink.getvalue()
+        return to_csv(table) if format == "csv" else to_parquet(table)
 
     content = await run_in_threadpool(build)
     return Response(content, media_type=MEDIA[format], headers={

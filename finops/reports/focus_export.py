@@ -15,7 +15,6 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 
 from finops.attribution import Attribution, sql
@@ -97,12 +96,8 @@ def focus_export(store: Store, settings: Settings, start: date, end: date) -> pa
     params = build_params(start=start, end=end, shared_cost_key=settings.shared_cost_key)
     with snapshot(store) as cur:
         att: Attribution = attribute_stored(cur, params, settings, hourly=False)
-        table = _rows(cur, att.currency)
+        table = cur.sql(EXPORT, params={"currency": att.currency}).to_arrow_table()
     return table.drop_columns(["_line", "_order"])
-
-
-def _rows(cur: duckdb.DuckDBPyConnection, currency: str) -> pa.Table:
-    return cur.sql(EXPORT, params={"currency": currency}).to_arrow_table()
 
 
 def write(table: pa.Table, path: Path) -> str:
@@ -110,13 +105,17 @@ def write(table: pa.Table, path: Path) -> str:
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise ValueError(f"{path.name}: write .parquet or .csv")
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        pq.write_table(table, path)
-    else:
-        path.write_bytes(to_csv(table))
+    path.write_bytes(to_parquet(table) if fmt == "parquet" else to_csv(table))
     return fmt
+
+
+def to_parquet(table: pa.Table) -> bytes:
+    """The export as a Parquet file's bytes."""
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def to_csv(table: pa.Table) -> bytes:

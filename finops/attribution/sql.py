@@ -73,7 +73,7 @@ WHERE t.day >= $start AND t.day < $end
 _GPU_DIMS = """
 CREATE OR REPLACE TEMP TABLE {name} AS
 SELECT g.day, g.rkey, g.host, g.gpu_uuid, g.mig_instance, g.gpu_model, g.mig_profile, g.namespace, g.pod,
-       {measures},
+       g.time_share, {measures},
        coalesce(g.project, pm.project, b.project, i.project) AS project,
        coalesce(g.team, pm.team, b.team, i.team) AS team,
        coalesce(g.environment, pm.environment, b.environment, i.environment) AS environment,
@@ -87,11 +87,14 @@ LEFT JOIN att_inv i ON i.resource_key = g.rkey;
 
 _GPU_COLUMNS = """coalesce(hm.resource_key, g.resource_key) AS rkey, g.host, g.gpu_uuid,
        coalesce(g.mig_instance, '') AS mig_instance, g.gpu_model, g.mig_profile, g.namespace, g.pod,
-       g.project, g.team, g.environment, g.model_id"""
+       g.project, g.team, g.environment, g.model_id, g.time_share"""
 
 # A GPU-day's key (the daily rollup's key columns) hashed: how hourly rows find their GPU-day's
-# dims and hour cost in the stored attribution (finops/attribution/stored.py).
-GPU_KEY_HASH = "hash(" + ", ".join(f"g.{k}" for k in GPU_KEYS) + ")"
+# dims and hour cost in the stored attribution (finops/attribution/stored.py). A GPU not shared by
+# time-slicing hashes as before `time_share` existed (migration 0011), so stored keys stay valid.
+_KEY_HASH = "hash(" + ", ".join(f"g.{k}" for k in GPU_KEYS if k != "time_share") + "{extra})"
+GPU_KEY_HASH = (f"CASE WHEN g.time_share IS NULL THEN {_KEY_HASH.format(extra='')} "
+                f"ELSE {_KEY_HASH.format(extra=', g.time_share')} END")
 
 GPU_DAILY_ROWS = f"""
 SELECT g.day, {_GPU_COLUMNS}, g.hours, g.busy_sum, g.busy_hourly, g.samples, {GPU_KEY_HASH} AS gkey
@@ -124,12 +127,13 @@ GPU_HOURLY = _GPU_DIMS.format(name="att_gpu_h", src=GPU_HOURLY_ROWS,
                               measures="g.hour_start, g.source, g.scope, g.hours, g.busy, g.busy_sum, g.samples")
 
 # The share of a physical GPU a GPU row holds: a MIG instance's compute slices (its profile's
-# leading `<n>g`) over the GPU's (A30: 4; A100, H100 and later: 7); a whole GPU, 1. GPU-hours are
-# weighted by it when a resource's cost is spread over them, so a 3g instance costs 3/7 of the GPU.
+# leading `<n>g`) over the GPU's (A30: 4; A100, H100 and later: 7), times a time-sliced workload's
+# measured `time_share` of that GPU or instance; a whole GPU, 1. GPU-hours are weighted by it when a
+# resource's cost is spread over them, so a 3g instance costs 3/7 of the GPU.
 MIG_SLICES = (("%A30%", 4),)  # GPU model patterns with other than 7 compute slices
 _SLICES = "CASE " + " ".join(f"WHEN g.gpu_model LIKE '{p}' THEN {n}" for p, n in MIG_SLICES) + " ELSE 7 END"
-SHARE = ("coalesce(TRY_CAST(nullif(regexp_extract(g.mig_profile, '^([0-9]+)g', 1), '') AS DOUBLE) / "
-         f"({_SLICES}), 1.0)")
+SHARE = ("(coalesce(TRY_CAST(nullif(regexp_extract(g.mig_profile, '^([0-9]+)g', 1), '') AS DOUBLE) / "
+         f"({_SLICES}), 1.0) * coalesce(g.time_share, 1.0))")
 
 # Groups seen in telemetry per resource and day, with their GPU-hours (weighted by SHARE) and generated tokens.
 CANDIDATES = f"""

@@ -39,7 +39,7 @@ VIEWS = {
 GPU_COST = {
     True: f"""SELECT a.day, h.hour_start, h.source, h.scope, a.rkey, a.host, a.gpu_uuid, a.mig_instance, a.gpu_model,
                  a.mig_profile, a.namespace, a.pod, a.project, a.team, a.environment, a.model_id,
-                 a.hour_cost_{{b}} AS hour_cost, 1 AS hours, h.busy, h.busy AS busy_sum, h.samples,
+                 a.hour_cost_{{b}} AS hour_cost, 1 AS hours, h.busy, h.busy AS busy_sum, h.samples, h.time_share,
                  CAST(h.busy < {{idle}} AS INTEGER) AS idle_hours, h.busy < {{idle}} AS idle
              FROM gpu_hours h JOIN attr_gpu a ON a.day = CAST(h.hour_start AS DATE)
                   AND a.gkey = {sql.GPU_KEY_HASH.replace("g.", "h.")}

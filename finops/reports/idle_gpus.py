@@ -22,13 +22,14 @@ def query(where: str) -> str:
     # The window's hours are read twice rather than kept (cheaper): one pass per GPU for the measures,
     # one over the idle hours for streaks (consecutive idle hours share `hour_start` minus their rank).
     # Which GPUs sat on a resource that served tokens comes from the window's GPU-days (few rows).
+    # A GPU shared by time-slicing has a row per workload and hour: its hours are counted once.
     return f"""
     WITH streaks AS (
         SELECT gpu_uuid, mig_instance, max(n) AS longest FROM (
             SELECT gpu_uuid, mig_instance, island, count(*) AS n FROM (
                 SELECT gpu_uuid, mig_instance, hour_start - to_hours(row_number() OVER (
                            PARTITION BY gpu_uuid, mig_instance ORDER BY hour_start)) AS island
-                FROM att_gpu_cost WHERE idle AND {where}
+                FROM (SELECT DISTINCT gpu_uuid, mig_instance, hour_start FROM att_gpu_cost WHERE idle AND {where})
             ) GROUP BY ALL
         ) GROUP BY ALL
     ),
@@ -39,7 +40,10 @@ def query(where: str) -> str:
     g AS (
         SELECT gpu_uuid, mig_instance, any_value(host) AS host, any_value(mig_profile) AS mig_profile,
                any_value(gpu_model) AS gpu_model {dims},
-               count(*)::BIGINT AS hours_observed, count(*) FILTER (WHERE idle)::BIGINT AS idle_hours,
+               (count(*) FILTER (WHERE time_share IS NULL)
+                + count(DISTINCT hour_start) FILTER (WHERE time_share IS NOT NULL))::BIGINT AS hours_observed,
+               (count(*) FILTER (WHERE idle AND time_share IS NULL)
+                + count(DISTINCT hour_start) FILTER (WHERE idle AND time_share IS NOT NULL))::BIGINT AS idle_hours,
                round(avg(busy), 6) AS avg_busy,
                CAST(coalesce(sum(hour_cost) FILTER (WHERE idle), 0) AS DECIMAL(38,12)) AS idle_cost,
                max(hour_start) FILTER (WHERE NOT idle) AS last_busy_at

@@ -147,7 +147,7 @@ def _consolidation_sql(keys: tuple[str, ...]) -> str:
     return f"""
     CREATE OR REPLACE TEMP TABLE rec_gpu AS
     SELECT {cols}, coalesce(rkey, lower(host), gpu_uuid) AS unit, gpu_uuid || '/' || mig_instance AS gpu,
-           day, hour_start, busy, hour_cost
+           day, hour_start, busy * coalesce(time_share, 1.0) AS busy, hour_cost  -- a workload's part of a shared GPU
     FROM att_gpu_cost WHERE model_id IS NOT NULL;
     DELETE FROM rec_gpu WHERE list_contains(CAST($claimed AS VARCHAR[]), unit);
     CREATE OR REPLACE TEMP TABLE rec_groups AS

@@ -33,18 +33,21 @@ DAY_COLUMN = {
     "gpu_hours": "CAST(hour_start AS DATE)",
     "token_hours": "CAST(hour_start AS DATE)",
 }
-# Hourly table -> (daily rollup, key columns, measures), in the rollup's column order (migrations 0003, 0006).
+# Hourly table -> (daily rollup, key columns, measures named as the rollup's columns; migrations 0003,
+# 0006, 0011): rows are inserted by name, so a column added later may sit anywhere in the table.
+# A time-sliced workload's hours of one `time_share` are one rollup row (migration 0011).
 GPU_KEYS = ("source", "scope", "host", "resource_id", "resource_key", "gpu_uuid", "gpu_index", "gpu_model",
-            "mig_profile", "mig_instance", "namespace", "pod", "container", *DIMS)
+            "mig_profile", "mig_instance", "namespace", "pod", "container", *DIMS, "time_share")
 TOKEN_KEYS = ("source", "scope", "instance", "resource_id", "resource_key", "namespace", "pod", "model_name",
               *DIMS)
 ROLLUPS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "gpu_hours": ("gpu_daily", GPU_KEYS,
-                  "count(*), sum(busy), list(busy ORDER BY hour_start), sum(samples), max(memory_used_mib), "
-                  "sum(energy_kwh)"),
+                  "count(*) AS hours, sum(busy) AS busy_sum, list(busy ORDER BY hour_start) AS busy_hourly, "
+                  "sum(samples) AS samples, max(memory_used_mib) AS memory_used_mib_max, sum(energy_kwh) AS energy_kwh"),
     "token_hours": ("token_daily", TOKEN_KEYS,
-                    "count(*), sum(prompt_tokens), sum(generation_tokens), sum(requests), "
-                    "sum(cached_prompt_tokens), sum(prefill_ms), sum(decode_ms), sum(asleep_hours)"),
+                    "count(*) AS hours, sum(prompt_tokens) AS prompt_tokens, sum(generation_tokens) AS generation_tokens, "
+                    "sum(requests) AS requests, sum(cached_prompt_tokens) AS cached_prompt_tokens, "
+                    "sum(prefill_ms) AS prefill_ms, sum(decode_ms) AS decode_ms, sum(asleep_hours) AS asleep_hours"),
 }
 
 
@@ -199,7 +202,7 @@ def refresh_rollup(cur: duckdb.DuckDBPyConnection, table: str, source: str, scop
     cur.execute(f"DELETE FROM {rollup} WHERE source = ? AND scope = ? AND day IN (SELECT unnest(?::DATE[]))",  # noqa: S608
                 [source, scope, days])
     where = "source = ? AND scope = ? AND CAST(hour_start AS DATE) IN (SELECT unnest(?::DATE[]))"
-    cur.execute(f"INSERT INTO {rollup} {rollup_select(table, where)}", [source, scope, days])  # noqa: S608
+    cur.execute(f"INSERT INTO {rollup} BY NAME {rollup_select(table, where)}", [source, scope, days])  # noqa: S608
 
 
 def insert_quarantine(cur: duckdb.DuckDBPyConnection, run_id: int, source: str,

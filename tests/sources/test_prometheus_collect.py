@@ -77,15 +77,25 @@ def run(store: Store, settings: Settings, window: Window = WINDOW, **kw: Any) ->
 
 
 def gpu_facts(store: Store) -> dict[tuple[str, str, datetime], dict[str, Any]]:
+    """Per GPU-hour, its row; a time-sliced GPU's rows (one per pod) agree on the GPU's measures and
+    are merged: `shares` {pod: time_share}, energy summed, and dims each pod's (`by_pod`)."""
     cur = store.cursor()
     rows = cur.execute("SELECT * EXCLUDE (run_id) FROM gpu_hours").fetchall()
     names = [d[0] for d in cur.description]
-    out = {}
+    out: dict[tuple[str, str, datetime], dict[str, Any]] = {}
     for r in rows:
         row = dict(zip(names, r, strict=True))
         key = (row["gpu_uuid"], row["mig_instance"] or "", row["hour_start"])
-        assert key not in out, f"GPU-hour {key} stored twice"
-        out[key] = row
+        if row["time_share"] is None:
+            assert key not in out, f"GPU-hour {key} stored twice"
+            out[key] = row
+            continue
+        merged = out.setdefault(key, {**row, "shares": {}, "by_pod": {}, "energy_kwh": 0.0})
+        assert all(merged[m] == row[m] for m in ("busy", "samples", "memory_used_mib")), key
+        assert row["pod"] not in merged["shares"], f"GPU-hour {key} of {row['pod']} stored twice"
+        merged["shares"][row["pod"]] = row["time_share"]
+        merged["by_pod"][row["pod"]] = row
+        merged["energy_kwh"] += row["energy_kwh"]
     return out
 
 
@@ -122,6 +132,13 @@ def check_gpu_hours(store: Store, fleet: Fleet, settings: Settings, window: Wind
             assert g["energy_kwh"] is None
         elif w["full"]:  # a constant power over a full hour: the extrapolated increase is exact
             assert g["energy_kwh"] == pytest.approx(w["energy"], rel=1e-9), key
+    # The time-sliced GPU is split by each pod's own GPU_UTIL over the hour.
+    for (uuid, _, hour), g in got.items():
+        truth = fleet.pod_util.get((uuid, hour))
+        assert (g.get("shares") is not None) == (truth is not None), (uuid, hour)
+        if truth:
+            assert sum(g["shares"].values()) == pytest.approx(1.0, abs=1e-12)
+            assert g["shares"] == pytest.approx({p: u / sum(truth.values()) for p, u in truth.items()}, abs=1e-12)
     idle = sum(1 for w in want.values() if w["busy"] < settings.idle_threshold)
     assert sum(1 for g in got.values() if g["busy"] < settings.idle_threshold) == idle
     assert idle >= 71 + 72  # a1 (but for the outage hour) and the unallocated MIG instance, always
@@ -149,9 +166,10 @@ def test_gpu_hours_busy_fractions_and_idle_hours_equal_the_generated_series(
     assert (a0["project"], a0["team"], a0["environment"], a0["model_id"]) == ("chatbot", "coreai", "prod", None)
     # The idle GPU shows the exporter's own pod: no workload.
     assert (a1["namespace"], a1["pod"], a1["container"]) == (None, None, None)
-    # The shared GPU is one GPU-hour listing both pods; the pods disagree on environment.
-    assert (a2["pod"], a2["project"], a2["team"], a2["environment"]) == \
-        ("batch-embed-0,batch-embed-1", "embeddings", "search", None)
+    # The time-sliced GPU is a row per pod, each with its own environment; batch-embed-0 had 70% of it.
+    assert {p: (r["project"], r["team"], r["environment"]) for p, r in a2["by_pod"].items()} == {
+        "batch-embed-0": ("embeddings", "search", "prod"), "batch-embed-1": ("embeddings", "search", "staging")}
+    assert a2["shares"]["batch-embed-0"] == pytest.approx(0.7, abs=0.01)
     b0, mig1, mig2 = got[(B0, "", h)], got[(B1, "1", h)], got[(B1, "2", h)]
     assert (b0["host"], b0["resource_id"], b0["pod"], b0["namespace"], b0["container"], b0["project"]) == \
         ("gpu-node-b", "gpu-node-b", "vllm-mistral-0", "llm", "vllm", "search")
@@ -337,6 +355,8 @@ def test_cli_collect_prometheus(tmp_path: Path, prom: PrometheusServer, fleet: F
     store = open_store(db)
     try:
         day = Window(D0 + timedelta(days=1), D0 + timedelta(days=2))
-        assert store.query("SELECT count(*) FROM gpu_hours") == [(len(expected_gpus(fleet, day)),)]
+        # A GPU-hour of the time-sliced GPU is a row per pod.
+        [(hours,)] = store.query("SELECT count(DISTINCT (gpu_uuid, mig_instance, hour_start)) FROM gpu_hours")
+        assert hours == len(expected_gpus(fleet, day))
     finally:
         store.close()

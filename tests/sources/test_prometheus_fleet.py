@@ -4,7 +4,9 @@ truth they were generated from (per GPU-hour and per server-hour), computed here
 Shapes follow the real scrapes in tests/fixtures/scrapes and docs/ (metric names and labels):
 - node-a: GPU Operator install, upper-case `Hostname`, workload labels kept (`pod`, `namespace`,
   `container`); GPU a0 serves vLLM llama, a1 is idle and shows the exporter's own pod labels, a2 is
-  shared by two pods (emitted once per pod). An exporter outage from D1 10:00 to 10:30.
+  time-sliced between two pods (emitted once per pod with a `vgpu` label: GR_ENGINE_ACTIVE the whole
+  GPU's value, GPU_UTIL each pod's own, 70 and 30 percent of it, as dcgm-exporter's virtual GPUs
+  have it). An exporter outage from D1 10:00 to 10:30.
 - node-b: Helm chart, lower-case `hostname`, `exported_*` workload labels; GPU b0 (A10G) has no
   profiling metric (busy from GPU_UTIL), b1 is an A100 in MIG mode (two instances, one unallocated).
 - vLLM llama (2 engines, restarted at D1 13:27:30), vLLM mistral (restarted just before D2 06:00),
@@ -74,6 +76,9 @@ class Fleet:
     # (team, hour) -> same
     gateway: dict[tuple[str, datetime], dict[str, int]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    # (uuid, hour) -> {pod: its GPU_UTIL summed over the hour's samples}, for a time-sliced GPU
+    pod_util: dict[tuple[str, datetime], dict[str, float]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(float)))
 
 
 def _load(rng: random.Random, hour: int, kind: str) -> float:
@@ -89,8 +94,9 @@ def _load(rng: random.Random, hour: int, kind: str) -> float:
 
 def _gpu(fleet: Fleet, rng: random.Random, labels: dict[str, str], copies: list[dict[str, str]], kind: str,
          prof: bool = True, util: bool = True, energy: bool = True, mig: str = "",
-         outage: tuple[int, int] | None = None) -> None:
-    """Series of one GPU (or MIG instance), one copy per pod mapped to it; truth per hour."""
+         outage: tuple[int, int] | None = None, pod_util: tuple[float, ...] = ()) -> None:
+    """Series of one GPU (or MIG instance), one copy per pod mapped to it; truth per hour. With
+    `pod_util` (one fraction per copy), each copy's GPU_UTIL is that fraction of the GPU's."""
     uuid = labels["UUID"]
     levels = {h: _load(rng, h, kind) for h in range(DAYS * 24)}
     power = {h: round(60 + 340 * levels[h] + rng.uniform(0, 10), 3) for h in levels}
@@ -117,12 +123,17 @@ def _gpu(fleet: Fleet, rng: random.Random, labels: dict[str, str], copies: list[
         truth.memory.append(float(fb))
         truth.power_w = power[h]
         energy_pts.append((t, round(energy_mj)))
-    for copy in copies:
-        full = {**labels, **copy}
+    for i, copy in enumerate(copies):
+        full = {**labels, **copy, **({"vgpu": str(i)} if pod_util else {})}
+        own = util_pts
+        if pod_util:
+            own = [(t, float(round(u * pod_util[i]))) for t, u in util_pts]
+            for t, u in own:
+                fleet.pod_util[(uuid, hour_of(t))][copy["pod"]] += u
         if prof:
             fleet.series.append(OMSeries("DCGM_FI_PROF_GR_ENGINE_ACTIVE", full, "gauge", prof_pts))
         if util:
-            fleet.series.append(OMSeries("DCGM_FI_DEV_GPU_UTIL", full, "gauge", util_pts))
+            fleet.series.append(OMSeries("DCGM_FI_DEV_GPU_UTIL", full, "gauge", own))
         fleet.series.append(OMSeries("DCGM_FI_DEV_FB_USED", full, "gauge", fb_pts))
         if energy:
             fleet.series.append(OMSeries("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", full, "counter",
@@ -224,7 +235,8 @@ def build_fleet(seed: int = 4) -> Fleet:
     embed = {"namespace": "batch", "container": "embedder", "project": "Embeddings", "team": "search"}
     _gpu(f, rng, {**NODE_A, **gpu(2, A2, H100, "00000000:75:00.0")},
          [{**embed, "pod": "batch-embed-0", "environment": "prod"},
-          {**embed, "pod": "batch-embed-1", "environment": "staging"}], "busy", outage=OUTAGE)
+          {**embed, "pod": "batch-embed-1", "environment": "staging"}], "busy", outage=OUTAGE,
+         pod_util=(0.7, 0.3))
     mistral_pod = {"exported_pod": "vllm-mistral-0", "exported_namespace": "llm", "exported_container": "vllm",
                    "project": "search"}
     _gpu(f, rng, {**NODE_B, **gpu(0, B0, A10G, "00000000:00:1E.0")}, [mistral_pod], "busy", prof=False)
@@ -270,6 +282,8 @@ def test_fleet_counters_reset_where_the_truth_says() -> None:
     assert drops == [LLAMA_RESTART]
     assert {k[0] for k in f.gpus} == {A0, A1, A2, B0, B1}
     assert any(t.power_w is not None and len(t.busy) == 30 for t in f.gpus.values())  # the outage's half hour
-    shared = [s for s in f.series if s.name == "DCGM_FI_DEV_GPU_UTIL" and s.labels["UUID"] == A2]
+    shared = [s for s in f.series if s.name == "DCGM_FI_PROF_GR_ENGINE_ACTIVE" and s.labels["UUID"] == A2]
     assert len(shared) == 2 and shared[0].points == shared[1].points
+    per_pod = [s for s in f.series if s.name == "DCGM_FI_DEV_GPU_UTIL" and s.labels["UUID"] == A2]
+    assert len(per_pod) == 2 and per_pod[0].points != per_pod[1].points
     assert not any(s.name == "DCGM_FI_PROF_GR_ENGINE_ACTIVE" and s.labels["UUID"] == B0 for s in f.series)

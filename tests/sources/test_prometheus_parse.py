@@ -84,19 +84,52 @@ def test_gpu_rows_one_per_gpu_and_hour_with_the_recorded_values(lm: LabelMap) ->
     assert gpu_table(rows).num_rows == len(rows)
 
 
-def test_gpu_rows_count_a_shared_gpu_once_and_drop_the_exporters_own_labels(lm: LabelMap) -> None:
+def test_gpu_rows_split_a_shared_gpu_by_pod_and_drop_the_exporters_own_labels(lm: LabelMap) -> None:
     labels = series("gpu_labels_labels")
     copies = Counter(s.labels["UUID"] for s in labels)
     assert copies[A2] == 2  # the recorded answer really has the shared GPU once per pod
     assert any(s.labels.get("pod", "").startswith("nvidia-dcgm-exporter") for s in labels if s.labels["UUID"] == A1)
     rows, _ = recorded_gpu_rows(lm)
     per_hour = Counter((r["gpu_uuid"], r["mig_instance"], r["hour_start"]) for r in rows)
-    assert set(per_hour.values()) == {1}
-    a2 = {r["pod"] for r in rows if r["gpu_uuid"] == A2}
-    assert a2 == {"batch-embed-0,batch-embed-1"}
+    assert {k[0] for k, n in per_hour.items() if n > 1} == {A2} and set(per_hour.values()) == {1, 2}
+    # The shared GPU: a row per pod and hour, each with the GPU's busy fraction and half of it (the
+    # recorded answer weighs both pods the same), its own dims; the shares add up to the whole GPU.
+    a2 = [r for r in rows if r["gpu_uuid"] == A2]
+    assert {r["pod"] for r in a2} == {"batch-embed-0", "batch-embed-1"} and {r["time_share"] for r in a2} == {0.5}
+    by_hour: dict[Any, list[dict[str, Any]]] = {}
+    for r in a2:
+        by_hour.setdefault(r["hour_start"], []).append(r)
+    assert all(len({r["busy"] for r in pair}) == 1 and sum(r["time_share"] for r in pair) == 1
+               for pair in by_hour.values())
+    assert {(r["pod"], r["environment"]) for r in a2} == {("batch-embed-0", "prod"), ("batch-embed-1", "staging")}
+    assert all(r["time_share"] is None for r in rows if r["gpu_uuid"] != A2)
     assert {(r["namespace"], r["pod"], r["container"]) for r in rows if r["gpu_uuid"] == A1} == {(None, None, None)}
     mig = {(r["mig_instance"], r["namespace"], r["pod"]) for r in rows if r["gpu_uuid"] == B1}
     assert mig == {("1", "research", "notebook-0"), ("2", None, None)}
+
+
+def test_a_time_sliced_gpu_splits_by_each_pods_measured_busy(lm: LabelMap) -> None:
+    """Per-pod GPU_UTIL sums weigh the pods (dcgm-exporter's virtual GPUs); a pod that came in the
+    middle of the hour weighs its samples only; no busy pod at all splits evenly; the exporter's own
+    label set is no workload."""
+    pod = {"UUID": "GPU-s", "gpu": "0", "namespace": "llm", "container": "vllm"}
+    exporter = {"UUID": "GPU-s", "gpu": "0", "pod": "nvidia-dcgm-exporter-x7k2p", "namespace": "gpu-operator",
+                "container": "nvidia-dcgm-exporter"}
+    measures = {"busy": [Series({"UUID": "GPU-s"}, [(7200, 0.6), (10800, 0.0)])],
+                "samples": [Series({"UUID": "GPU-s"}, [(7200, 60.0), (10800, 60.0)])],
+                "energy_kwh": [Series({"UUID": "GPU-s"}, [(7200, 0.3), (10800, 0.1)])]}
+    labels = [Series({**pod, "pod": "a", "team": "alpha"}, [(7200, 1800.0), (10800, 0.0)]),
+              Series({**pod, "pod": "b", "team": "beta"}, [(7200, 600.0), (10800, 0.0)]),
+              Series(exporter, [(7200, 0.0), (10800, 0.0)])]
+    rows, quarantine = gpu_rows(measures, labels, lm, 3600)
+    assert quarantine == []
+    got = {(r["hour_start"].hour, r["pod"]): r for r in rows}
+    assert set(got) == {(1, "a"), (1, "b"), (2, "a"), (2, "b")}
+    assert (got[(1, "a")]["time_share"], got[(1, "b")]["time_share"]) == (0.75, 0.25)
+    assert (got[(1, "a")]["team"], got[(1, "b")]["team"]) == ("alpha", "beta")
+    assert got[(1, "a")]["energy_kwh"] == pytest.approx(0.225) and got[(1, "b")]["energy_kwh"] == pytest.approx(0.075)
+    assert {r["busy"] for r in rows if r["hour_start"].hour == 1} == {0.6}
+    assert (got[(2, "a")]["time_share"], got[(2, "b")]["time_share"]) == (0.5, 0.5)
 
 
 def test_gpu_rows_quarantine_what_cannot_be_a_gpu_hour(lm: LabelMap) -> None:

@@ -46,6 +46,7 @@ GPU_SCHEMA = pa.schema([
     ("samples", pa.int32()),
     ("memory_used_mib", pa.float64()),
     ("energy_kwh", pa.float64()),
+    ("time_share", pa.float64()),
 ])
 
 GpuKey = tuple[str, str]  # (UUID, GPU_I_ID or "")
@@ -72,8 +73,8 @@ def _joined(values: Sequence[str | None]) -> str | None:
 def describe_gpu(label_sets: Sequence[Mapping[str, str]], lm: LabelMap) -> dict[str, str | None]:
     """Host, resource, model, MIG, workload and dims of one GPU-hour from every label set it had.
 
-    A GPU shared by several pods has one label set per pod: the row lists the pods (comma-joined)
-    and keeps a dim only when all of them agree on it.
+    Label sets that disagree (a pod's series relabelled within the hour) keep a dim only when all
+    of them agree on it; workload columns list every value, comma-joined.
     """
     sets = sorted(label_sets, key=lambda labels: sorted(labels.items()))
     out: dict[str, str | None] = {"host": _first(sets, HOST_LABELS)}
@@ -81,9 +82,9 @@ def describe_gpu(label_sets: Sequence[Mapping[str, str]], lm: LabelMap) -> dict[
     out.update(next((r for r in with_resource if r["resource_id"]), {"resource_id": None, "resource_key": None}))
     for col, names in GPU_INFO_LABELS.items():
         out[col] = _first(sets, names)
-    workloads = [lm.workload(s) for s in sets]
+    found = [lm.workload(s) for s in sets]
     for col in WORKLOAD_LABELS:
-        out[col] = _joined([w[col] for w in workloads])
+        out[col] = _joined([w[col] for w in found])
     dims = [lm.dims(s) for s in sets]
     for dim in FACT_DIMS:
         out[dim] = _common([d[dim] for d in dims])
@@ -98,10 +99,37 @@ def _finite(v: float | None) -> float | None:
     return v if v is not None and math.isfinite(v) else None
 
 
+Weighted = tuple[Mapping[str, str], float]  # a label set and its pod's busy weight in the hour
+
+
+def workloads(label_sets: Sequence[Weighted], lm: LabelMap) -> list[tuple[list[Mapping[str, str]], float | None]]:
+    """The label sets of one GPU-hour, one group per workload, each with its share of the GPU.
+
+    One workload (or none): one group of every label set, share None (the whole GPU). Several pods
+    (a GPU shared by time-slicing): one group per pod, its share the pod's measured busy weight over
+    the pods' total (`gpu_labels`: the sum of the pod series' GPU_UTIL samples, true per pod from
+    dcgm-exporter 4.5.3-4.8.2 with `--kubernetes-virtual-gpus`; a copy of the whole GPU's value
+    before, which splits by presence). Evenly when no pod was busy. The exporter's own label sets
+    (no workload) go with no pod.
+    """
+    pods: dict[tuple[str | None, str | None], list[Weighted]] = {}
+    for labels, weight in label_sets:
+        w = lm.workload(labels)
+        if w["pod"] is not None:
+            pods.setdefault((w["namespace"], w["pod"]), []).append((labels, weight))
+    if len(pods) < 2:
+        return [([labels for labels, _ in label_sets], None)]
+    weights = {k: sum(w for _, w in sets if math.isfinite(w) and w > 0) for k, sets in pods.items()}
+    total = sum(weights.values())
+    return [([labels for labels, _ in pods[k]], weights[k] / total if total > 0 else 1 / len(pods))
+            for k in sorted(pods, key=lambda k: (k[0] or "", k[1] or ""))]
+
+
 def gpu_rows(measures: Mapping[str, Sequence[Series]], label_sets: Sequence[Series], lm: LabelMap,
              step_seconds: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """One row per GPU (UUID + MIG instance) and hour that has a busy fraction; rows it cannot use
-    go to quarantine with the reason."""
+    """One row per GPU (UUID + MIG instance) and hour that has a busy fraction, or, for a GPU shared
+    by time-slicing, one per workload with its `time_share` (`workloads`); rows it cannot use go to
+    quarantine with the reason."""
     quarantine: list[dict[str, Any]] = []
     values: dict[tuple[int, GpuKey], dict[str, float]] = {}
     for measure, series in measures.items():
@@ -114,12 +142,12 @@ def gpu_rows(measures: Mapping[str, Sequence[Series]], label_sets: Sequence[Seri
             for ts, v in s.points:
                 slot = values.setdefault((ts, key), {})
                 slot[measure] = max(v, slot[measure]) if measure in slot else v
-    seen: dict[tuple[int, GpuKey], list[Mapping[str, str]]] = {}
+    seen: dict[tuple[int, GpuKey], list[Weighted]] = {}
     for s in label_sets:
         key = gpu_key(s.labels)
         if key is not None:
-            for ts, _ in s.points:
-                seen.setdefault((ts, key), []).append(s.labels)
+            for ts, v in s.points:
+                seen.setdefault((ts, key), []).append((s.labels, v))
 
     rows = []
     for (ts, key), m in sorted(values.items()):
@@ -131,15 +159,20 @@ def gpu_rows(measures: Mapping[str, Sequence[Series]], label_sets: Sequence[Seri
                                              {UUID_LABELS[0]: key[0], MIG_ID_LABEL: key[1]}, ts, busy))
             continue
         samples = _finite(m.get("samples"))
-        rows.append({
-            "hour_start": hour_start(ts, step_seconds),
-            "gpu_uuid": key[0],
-            **describe_gpu(seen.get((ts, key), []), lm),
-            "busy": min(busy, 1.0),
-            "samples": round(samples) if samples is not None else 0,
-            "memory_used_mib": _finite(m.get("memory_used_mib")),
-            "energy_kwh": _finite(m.get("energy_kwh")),
-        })
+        energy = _finite(m.get("energy_kwh"))
+        for sets, share in workloads(seen.get((ts, key), []), lm):
+            rows.append({
+                "hour_start": hour_start(ts, step_seconds),
+                "gpu_uuid": key[0],
+                **describe_gpu(sets, lm),
+                # The GPU's own busy fraction, samples and memory on each workload's row; its energy in
+                # shares, so that the rows add up to the GPU's.
+                "busy": min(busy, 1.0),
+                "samples": round(samples) if samples is not None else 0,
+                "memory_used_mib": _finite(m.get("memory_used_mib")),
+                "energy_kwh": energy * share if energy is not None and share is not None else energy,
+                "time_share": share,
+            })
     return rows, quarantine
 
 

@@ -154,10 +154,12 @@ QUERIES: tuple[Query, ...] = (
           " or on ($uuid) max by ($gpu) (count_over_time($util[$range]))"),
     Query("gpu", "memory_used_mib", "max by ($gpu) (max_over_time($fb_used[$range]))"),
     Query("gpu", "energy_kwh", "max by ($gpu) (increase($energy[$range])) / 3.6e9"),
-    # Every label set a GPU reported in the hour (host, model, workloads, dims): read in Python.
+    # Every label set a GPU reported in the hour (host, model, workloads, dims): read in Python. The
+    # value weighs a pod's part of a GPU shared by time-slicing: its GPU_UTIL summed over the hour's
+    # samples (per pod with dcgm-exporter's virtual GPUs), else its profiling samples counted.
     Query("gpu_labels", "labels",
-          "group by ($by) (last_over_time($prof_busy[$range]))"
-          " or group by ($by) (last_over_time($util[$range]))"),
+          "sum by ($by) (sum_over_time($util[$range]))"
+          " or sum by ($by) (count_over_time($prof_busy[$range]))"),
     # Per model server, summed over `engine` (data parallel) and `finished_reason`; the gateway's
     # per-caller counters (requests of every status). Each with its suspects query.
     *_token_queries("vllm"),

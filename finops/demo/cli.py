@@ -62,6 +62,14 @@ def show_summary(result: DemoResult) -> None:
                        money(m.cache_savings) if m.cache_savings is not None else "-",
                        (m.split_basis or "-").replace("_", " "))
     console.print(models)
+    if s.mig:
+        mig = Table(title="MIG instances: each bills its compute slices of the GPU (7 on an A100)")
+        for col in ("host", "instance", "profile", "model", "busy", "idle hours", "idle cost"):
+            mig.add_column(col, justify="left" if col in ("host", "profile", "model") else "right", no_wrap=True)
+        for m in s.mig:
+            mig.add_row(m.host or "-", m.mig_instance, m.mig_profile or "-", m.model_id, f"{m.avg_busy:.0%}",
+                        f"{m.idle_hours:,} of {m.hours_observed:,}", money(m.idle_cost))
+        console.print(mig)
     offers = Table(title="Build vs buy over the last week, at the shipped EXAMPLE API prices (set yours: "
                          "docs/definitions.md 6.9)")
     for col in ("model", "API model", "self-hosted", "same tokens at the API", "saving", "GPU busy", "break-even busy"):

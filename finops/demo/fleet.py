@@ -88,11 +88,18 @@ class Resource:
     region: str = "us-east-1"
     callers: tuple[Caller, ...] = ()  # teams reaching `model` through the gateway (a shared server)
     v1: bool = True  # its vLLM exposes the V1 signals (cached prompt tokens, prefill and decode time)
+    # MIG profiles its one GPU is cut into: `gpus` counts the instances, each a GPU identity of its
+    # own; the model server runs on the first, the others are allocated to nothing (idle).
+    mig: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
         """The id telemetry uses: an EC2 instance id or an Azure VM name."""
         return self.rid.rsplit("/", 1)[-1]
+
+    def slices(self, gpu: int) -> int:
+        """Compute slices of a MIG instance (its profile's leading `<n>g`, of the A100's 7); 7 for a whole GPU."""
+        return int(self.mig[gpu].split("g", 1)[0]) if self.mig else 7
 
     @property
     def host(self) -> str:
@@ -118,6 +125,12 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("i-0shared01", "AWS", EC2, "g5.12xlarge", Decimal("5.672"), 4, A10G, {"Environment": "prod"},
              "llama-8b", callers=(Caller("chatbot", "coreai", "prod", Decimal("0.6")),
                                   Caller("search", "platform", "prod", Decimal("0.4")))),
+    # One A100 cut into two MIG instances: a 4g serves qwen (the model comes from telemetry), a 3g
+    # is allocated to nothing; each costs its slices of the VM (docs/definitions.md 6.2).
+    Resource(AZ.replace("rg-search", "rg-labs") + "vm-mig-01", "Microsoft", "Virtual Machines",
+             "Standard_NC24ads_A100_v4", Decimal("3.673"), 2, A100_80,
+             {"Project": "assistant", "Team": "labs", "Environment": "prod"}, "qwen-7b",
+             sub_account="5f1c0000-0000-0000-0000-00000000abcd", region="eastus", mig=("4g.40gb", "3g.40gb")),
     # A training box nobody tagged: busy for a while, then left running idle.
     Resource("i-0train01", "AWS", EC2, "p3.8xlarge", Decimal("12.24"), 4, V100, {}, None, "abandoned"),
     Resource("vol-0coreai01", "AWS", EBS, "gp3", Decimal("0.11"), tags={"Team": "coreai"}),
@@ -157,7 +170,7 @@ class Fleet:
         return random.Random(f"{self.seed}:" + ":".join(map(str, key)))
 
     def _busy(self, r: Resource, gpu: int, hour: datetime) -> float:
-        if r.pattern == "idle":
+        if r.pattern == "idle" or (r.mig and gpu > 0):
             return 0.0
         rng = self._rng(r.rid, gpu, hour)
         if r.pattern == "abandoned":
@@ -193,9 +206,13 @@ class Fleet:
                 continue
             series = []
             for i in range(self.days * HOURS_PER_DAY):
-                busy = sum(self.gpu_busy[(r.rid, g)][i] for g in range(r.gpus)) / r.gpus
                 drop = self.injected("tokens", r, self.start + timedelta(days=i // HOURS_PER_DAY))
-                gen = int(THROUGHPUT[r.model] * r.gpus * busy * float(drop)) if busy > 0.05 else 0
+                if r.mig:  # the server's instance does its slices' part of a whole GPU's work
+                    busy = self.gpu_busy[(r.rid, 0)][i]
+                    gen = int(THROUGHPUT[r.model] * r.slices(0) / 7 * busy * float(drop)) if busy > 0.05 else 0
+                else:
+                    busy = sum(self.gpu_busy[(r.rid, g)][i] for g in range(r.gpus)) / r.gpus
+                    gen = int(THROUGHPUT[r.model] * r.gpus * busy * float(drop)) if busy > 0.05 else 0
                 series.append(TokenHour(gen * PROMPT_PER_GENERATED, gen, gen // GENERATED_PER_REQUEST))
             out[r.rid] = series
         return out

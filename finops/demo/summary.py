@@ -67,6 +67,20 @@ class AnomalyLine:
 
 
 @dataclass(frozen=True)
+class MigLine:
+    """A MIG instance of the fleet, from the idle GPUs report: its idle hours cost its slices' share."""
+
+    host: str | None
+    mig_instance: str
+    mig_profile: str | None
+    model_id: str
+    avg_busy: float
+    hours_observed: int
+    idle_hours: int
+    idle_cost: Decimal
+
+
+@dataclass(frozen=True)
 class Summary:
     start: date
     end: date
@@ -84,6 +98,7 @@ class Summary:
     budgets: list[BudgetLine]
     anomalies: list[AnomalyLine]  # over the last week
     build_vs_buy: list[OfferingLine]  # over the last week, at the example prices
+    mig: list[MigLine]  # the MIG instances, over the whole window
 
     @property
     def matches(self) -> bool:
@@ -125,6 +140,9 @@ def summarize(store: Store, settings: Settings, fleet: Fleet) -> Summary:
                             r["usage_cost"], r["idle_cost"], r["cost_per_1k_prompt_tokens"],
                             r["cost_per_1k_generation_tokens"], r["cache_hit_rate"], r["cache_savings"],
                             r["split_basis"]) for r in by_model.rows],
+        mig=sorted((MigLine(r["host"], r["mig_instance"], r["mig_profile"], r["model_id"], r["avg_busy"],
+                            r["hours_observed"], r["idle_hours"], r["idle_cost"])
+                    for r in idle.rows if r["mig_instance"] is not None), key=lambda m: (m.host or "", m.mig_instance)),
         build_vs_buy=[OfferingLine(r["model_id"], r["api_model"], r["cost"], r["api_cost"], r["saving"],
                                    r["avg_gpu_busy"], r["break_even_busy"]) for r in offerings.rows],
         budgets=[BudgetLine(r["budget"], r["status"], r["amount"], r["actual_cost"], r["forecast_cost"],

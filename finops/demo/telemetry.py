@@ -38,9 +38,13 @@ def gpu_uuid(r: Resource, gpu: int) -> str:
 
 
 def gpu_labels(r: Resource, gpu: int) -> dict[str, str]:
-    """dcgm-exporter's labels, plus the target labels service discovery adds (instance, job, instance_id)."""
-    return {"gpu": str(gpu), "UUID": gpu_uuid(r, gpu), "device": f"nvidia{gpu}", "modelName": r.gpu_model,
-            "Hostname": r.host, "instance": f"{r.host}:9400", "job": "dcgm-exporter", "instance_id": r.key}
+    """dcgm-exporter's labels, plus the target labels service discovery adds (instance, job, instance_id).
+    A MIG instance's series carry the physical GPU's UUID and the instance's id and profile."""
+    physical = 0 if r.mig else gpu
+    mig = {"GPU_I_PROFILE": r.mig[gpu], "GPU_I_ID": str(gpu + 1)} if r.mig else {}
+    return {"gpu": str(physical), "UUID": gpu_uuid(r, physical), "device": f"nvidia{physical}",
+            "modelName": r.gpu_model, **mig, "Hostname": r.host, "instance": f"{r.host}:9400", "job": "dcgm-exporter",
+            "instance_id": r.key}
 
 
 def server_labels(r: Resource) -> dict[str, str]:

@@ -89,6 +89,23 @@ def test_gpu_and_token_facts_came_through_exactly(demo: Demo) -> None:
         assert len(runs) == 2 and "through a real Prometheus" in shown and "recorded query responses" in shown
 
 
+def test_the_mig_gpu_bills_each_instance_its_slices(demo: Demo) -> None:
+    """vm-mig-01's A100 is cut into a 4g and a 3g instance; the 3g runs nothing, so each of its hours is
+    idle and costs 3/7 of the VM's hour; the 4g serves qwen and names both instances' model."""
+    fleet = Fleet(end=demo.end, days=DAYS, seed=SEED)
+    vm = next(r for r in RESOURCES if r.mig)
+    vm_cost = sum((fleet.day_cost(vm, fleet.start + timedelta(days=d)) for d in range(DAYS)), Decimal(0))
+    lines = {m["mig_profile"]: m for m in demo.summary["mig"]}
+    assert set(lines) == {"4g.40gb", "3g.40gb"} and {m["host"] for m in lines.values()} == {vm.host}
+    idle, serving = lines["3g.40gb"], lines["4g.40gb"]
+    assert idle["hours_observed"] == idle["idle_hours"] == DAYS * 24 and idle["avg_busy"] == 0
+    assert idle["idle_cost"].quantize(Decimal("0.01")) == (vm_cost * 3 / 7).quantize(Decimal("0.01"))
+    assert serving["idle_hours"] == 0 and serving["avg_busy"] > 0.3
+    assert idle["model_id"] == serving["model_id"] == "qwen-7b"
+    shown = " ".join(demo.output.split())
+    assert "MIG instances" in shown and "3g.40gb" in shown and f"${idle['idle_cost']:,.2f}" in shown
+
+
 def test_same_seed_same_database_whichever_metrics_path(demo: Demo, tmp_path: Path) -> None:
     """A second run with the same seed, over an older copy of the demo database and without Prometheus
     (every metric from recorded responses), gives the same facts and the same summary."""

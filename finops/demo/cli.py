@@ -66,9 +66,9 @@ def show_summary(result: DemoResult) -> None:
         mig = Table(title="MIG instances: each bills its compute slices of the GPU (7 on an A100)")
         for col in ("host", "instance", "profile", "model", "busy", "idle hours", "idle cost"):
             mig.add_column(col, justify="left" if col in ("host", "profile", "model") else "right", no_wrap=True)
-        for m in s.mig:
-            mig.add_row(m.host or "-", m.mig_instance, m.mig_profile or "-", m.model_id, f"{m.avg_busy:.0%}",
-                        f"{m.idle_hours:,} of {m.hours_observed:,}", money(m.idle_cost))
+        for line in s.mig:
+            mig.add_row(line.host or "-", line.mig_instance, line.mig_profile or "-", line.model_id, f"{line.avg_busy:.0%}",
+                        f"{line.idle_hours:,} of {line.hours_observed:,}", money(line.idle_cost))
         console.print(mig)
     offers = Table(title="Build vs buy over the last week, at the shipped EXAMPLE API prices (set yours: "
                          "docs/definitions.md 6.9)")

@@ -50,10 +50,12 @@ cost_line = st.tuples(st.integers(0, DAYS - 1), st.sampled_from([*RESOURCES, Non
                       st.decimals(min_value=Decimal("-5"), max_value=Decimal("500"), places=4, allow_nan=False),
                       st.sampled_from(["On-Demand", "Committed", None]))
 bill = st.tuples(st.just("bill"), st.sampled_from(["a.csv", "b.csv"]), st.lists(cost_line, min_size=1, max_size=12))
-# (resource, its key: the resource id or a host name the inventory maps, hour offset in window, GPU, busy, labels)
+# (resource, its key: the resource id or a host name the inventory maps, hour offset in window, GPU, busy, labels,
+#  time share: None for a GPU not shared, else a time-sliced pod's share)
 gpu_row = st.tuples(st.sampled_from(RESOURCES), st.booleans(), st.integers(0, 47), st.integers(0, 1),
                     st.sampled_from([0.0, 0.01, 0.3, 0.9]),
-                    st.fixed_dictionaries({}, optional={d: st.sampled_from(VALUES[d]) for d in DIMS[:3]}))
+                    st.fixed_dictionaries({}, optional={d: st.sampled_from(VALUES[d]) for d in DIMS[:3]}),
+                    st.sampled_from([None, None, 0.25, 0.75]))
 tok_row = st.tuples(st.sampled_from(RESOURCES), st.integers(0, 47), st.sampled_from(VALUES["model_id"]),
                     st.integers(0, 5000), st.integers(0, 3000))
 window = st.tuples(st.integers(0, DAYS - 1), st.integers(1, 2))  # first day, days
@@ -111,15 +113,17 @@ def _land(store: Store, s: Settings, tmp: Path, op: tuple[Any, ...]) -> None:
     hours = days * 24
     if kind == "gpus":
         by_key = {}
-        for res, by_host, hour, idx, busy, labels in rows:
+        for res, by_host, hour, idx, busy, labels, share in rows:
             key = HOSTS[res] if by_host else res
-            by_key[(res, hour % hours, idx)] = {
+            by_key[(res, hour % hours, idx, share)] = {
                 "hour_start": start + timedelta(hours=hour % hours), "host": HOSTS[res], "resource_id": res,
                 "resource_key": key, "gpu_uuid": f"GPU-{res}-{idx}", "busy": busy, "samples": 60,
-                "namespace": "serve", "pod": f"{res}-pod", **labels}
+                "namespace": "serve", "pod": f"{res}-pod" if share is None else f"{res}-pod-{share}",
+                "time_share": share, **labels}
         schema = pa.schema([("hour_start", pa.timestamp("us")), ("host", pa.string()), ("resource_id", pa.string()),
                             ("resource_key", pa.string()), ("gpu_uuid", pa.string()), ("busy", pa.float64()),
-                            ("samples", pa.int64()), ("namespace", pa.string()), ("pod", pa.string())]
+                            ("samples", pa.int64()), ("namespace", pa.string()), ("pod", pa.string()),
+                            ("time_share", pa.float64())]
                            + [(d, pa.string()) for d in DIMS[:3]])
         facts = {"gpu_hours": pa.Table.from_pylist(list(by_key.values()), schema=schema)}
     else:
@@ -205,8 +209,8 @@ def test_a_policy_change_is_rebuilt_resumably_and_reports_follow_it(workdir: Pat
     ops: list[Any] = [
         ("bill", "a.csv", [(d, "i-a", {"project": "chatbot"}, Decimal("100"), None) for d in range(DAYS)]
          + [(0, "vm-c", {"project": "chatbot"}, Decimal("50"), None)]),
-        ("gpus", (0, 2), [("i-a", False, h, 0, 0.5, chatbot) for h in range(0, 48, 3)]
-                         + [("i-b", False, 1, 0, 0.5, {**chatbot, "team": "platform"})]),
+        ("gpus", (0, 2), [("i-a", False, h, 0, 0.5, chatbot, None) for h in range(0, 48, 3)]
+                         + [("i-b", False, 1, 0, 0.5, {**chatbot, "team": "platform"}, None)]),
         ("tokens", (0, 2), [("i-a", h, "llama-70b", 10, 20) for h in range(0, 48, 5)]
                            + [("i-b", 1, "qwen-7b", 10, 5000)]),
     ]

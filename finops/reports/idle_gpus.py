@@ -17,8 +17,14 @@ DIMS = ("project", "team", "environment", "model_id")
 
 
 def query(where: str) -> str:
-    # The most frequent value of each dim; of tied values the lowest, so the row never depends on row order.
-    dims = "".join(f", coalesce(mode({d} ORDER BY {d}), '{UNTAGGED}') AS {d}" for d in DIMS)
+    # The most frequent value of each dim over the GPU's hours, counted from its GPU-days (an hourly
+    # row has its GPU-day's dims; a day is far fewer rows than its hours); of tied values the lowest,
+    # so the row never depends on row order.
+    dim_hours = " UNION ALL ".join(
+        f"SELECT gpu_uuid, mig_instance, '{d}' AS dim, {d} AS v, sum(hours) AS h FROM att_gpu "
+        f"WHERE {d} IS NOT NULL AND {where} GROUP BY gpu_uuid, mig_instance, {d}" for d in DIMS)
+    picked = ", ".join(f"max(CASE WHEN dim = '{d}' THEN v END) AS {d}" for d in DIMS)
+    dims = "".join(f", coalesce(d.{d}, '{UNTAGGED}') AS {d}" for d in DIMS)
     # The window's hours are read twice rather than kept (cheaper): one pass per GPU for the measures,
     # one over the idle hours for streaks (consecutive idle hours share `hour_start` minus their rank).
     # Which GPUs sat on a resource that served tokens comes from the window's GPU-days (few rows).
@@ -33,28 +39,43 @@ def query(where: str) -> str:
             ) GROUP BY ALL
         ) GROUP BY ALL
     ),
+    dims AS (
+        SELECT gpu_uuid, mig_instance, {picked} FROM (
+            SELECT *, row_number() OVER (PARTITION BY gpu_uuid, mig_instance, dim ORDER BY h DESC, v) AS rank
+            FROM ({dim_hours})
+        ) WHERE rank = 1 GROUP BY gpu_uuid, mig_instance
+    ),
+    sliced AS (
+        -- The hours of GPUs shared by time-slicing (a row per workload and hour), each counted once.
+        SELECT gpu_uuid, mig_instance, count(*) AS hours, count(*) FILTER (WHERE idle) AS idle_hours FROM (
+            SELECT DISTINCT gpu_uuid, mig_instance, hour_start, idle FROM att_gpu_cost
+            WHERE time_share IS NOT NULL AND {where}
+        ) GROUP BY ALL
+    ),
     served AS (
         SELECT DISTINCT r.gpu_uuid, r.mig_instance FROM (SELECT DISTINCT gpu_uuid, mig_instance, rkey FROM att_gpu WHERE {where}) r
         JOIN (SELECT DISTINCT rkey FROM att_tok WHERE generation_tokens > 0) t ON t.rkey = r.rkey
     ),
     g AS (
         SELECT gpu_uuid, mig_instance, any_value(host) AS host, any_value(mig_profile) AS mig_profile,
-               any_value(gpu_model) AS gpu_model {dims},
-               (count(*) FILTER (WHERE time_share IS NULL)
-                + count(DISTINCT hour_start) FILTER (WHERE time_share IS NOT NULL))::BIGINT AS hours_observed,
-               (count(*) FILTER (WHERE idle AND time_share IS NULL)
-                + count(DISTINCT hour_start) FILTER (WHERE idle AND time_share IS NOT NULL))::BIGINT AS idle_hours,
+               any_value(gpu_model) AS gpu_model,
+               count(*) FILTER (WHERE time_share IS NULL) AS whole_hours,
+               count(*) FILTER (WHERE idle AND time_share IS NULL) AS whole_idle_hours,
                round(avg(busy), 6) AS avg_busy,
                CAST(coalesce(sum(hour_cost) FILTER (WHERE idle), 0) AS DECIMAL(38,12)) AS idle_cost,
                max(hour_start) FILTER (WHERE NOT idle) AS last_busy_at
         FROM att_gpu_cost WHERE {where} GROUP BY gpu_uuid, mig_instance
     )
     SELECT g.host, g.gpu_uuid, nullif(g.mig_instance, '') AS mig_instance, g.mig_profile, g.gpu_model,
-           {", ".join(f"g.{d}" for d in DIMS)}, g.hours_observed, g.idle_hours, g.avg_busy, g.idle_cost,
+           {dims[2:]},
+           (g.whole_hours + coalesce(t.hours, 0))::BIGINT AS hours_observed,
+           (g.whole_idle_hours + coalesce(t.idle_hours, 0))::BIGINT AS idle_hours, g.avg_busy, g.idle_cost,
            coalesce(s.longest, 0)::BIGINT AS longest_idle_streak_hours, g.last_busy_at,
            v.gpu_uuid IS NULL AS no_tokens_served
     FROM g LEFT JOIN streaks s ON s.gpu_uuid = g.gpu_uuid AND s.mig_instance = g.mig_instance
     LEFT JOIN served v ON v.gpu_uuid = g.gpu_uuid AND v.mig_instance = g.mig_instance
+    LEFT JOIN sliced t ON t.gpu_uuid = g.gpu_uuid AND t.mig_instance = g.mig_instance
+    LEFT JOIN dims d ON d.gpu_uuid = g.gpu_uuid AND d.mig_instance = g.mig_instance
     """  # noqa: S608 - dims are constants, `where` comes from filter_sql (bound values)
 
 

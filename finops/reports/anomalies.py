@@ -57,31 +57,45 @@ def _queries(dims: tuple[str, ...], where_alloc: str, where_tok: str) -> tuple[s
     return cost, tokens
 
 
-def _baseline(history: dict[date, Decimal], day: date) -> Decimal | None:
-    same = [v for d, v in history.items() if d.weekday() == day.weekday()]
-    pool = same if len(same) >= 2 else list(history.values())
-    return Decimal(statistics.median(pool)) if pool else None
+def _baselines(history: dict[date, Decimal]) -> dict[int, Decimal | None]:
+    """The baseline of each weekday (0 = Monday): the median of that weekday's history values, or of
+    every history value when it holds fewer than two of that weekday."""
+    by_day: dict[int, list[Decimal]] = defaultdict(list)
+    for d, v in history.items():
+        by_day[d.weekday()].append(v)
+    every = list(history.values())
+    out: dict[int, Decimal | None] = {}
+    for wd in range(7):
+        pool = by_day[wd] if len(by_day[wd]) >= 2 else every
+        out[wd] = Decimal(statistics.median(pool)) if pool else None
+    return out
 
 
-def _scale(history: dict[date, Decimal], floor: Decimal) -> Decimal:
-    residuals = [v - b for d, v in history.items() if (b := _baseline(history, d)) is not None]
+def _spread(history: dict[date, Decimal], bases: dict[int, Decimal | None]) -> Decimal | None:
+    """The median absolute deviation of the history from its weekday baselines, as a standard
+    deviation (x 1.4826); None for an empty history."""
+    residuals = [v - b for d, v in history.items() if (b := bases[d.weekday()]) is not None]
     if not residuals:
-        return floor
+        return None
     centre = statistics.median(residuals)
-    mad = Decimal(statistics.median([abs(r - centre) for r in residuals])) * Decimal(str(MAD_TO_SIGMA))
-    return max(mad, floor)
+    return Decimal(statistics.median([abs(r - centre) for r in residuals])) * Decimal(str(MAD_TO_SIGMA))
 
 
 def score_series(history: dict[date, Decimal], window: dict[date, Decimal], cfg: AnomalySettings,
                  worth: dict[date, Decimal] | None = None) -> list[dict[str, Any]]:
     """The anomalous days of one series: `history` and `window` map days to values (days without a
     value are left out); `worth` converts a deviation into money (default: the deviation itself)."""
-    out = []
+    out: list[dict[str, Any]] = []
+    if len(history) < 7:
+        return out  # not enough history to say what usual is
+    bases = _baselines(history)  # the history's statistics, once for every day scored
+    spread = _spread(history, bases)
     for day, value in sorted(window.items()):
-        base = _baseline(history, day)
-        if base is None or len(history) < 7:
-            continue  # not enough history to say what usual is
-        scale = _scale(history, max(abs(base) * Decimal(str(cfg.min_relative_scale)), Decimal("1e-9")))
+        base = bases[day.weekday()]
+        if base is None:
+            continue
+        floor = max(abs(base) * Decimal(str(cfg.min_relative_scale)), Decimal("1e-9"))
+        scale = max(spread, floor) if spread is not None else floor
         deviation = value - base
         money = abs(deviation) * (worth.get(day, Decimal(0)) if worth is not None else Decimal(1))
         score = float(deviation / scale)
@@ -173,7 +187,7 @@ def _contributors(resources: dict[str, dict[date, Decimal]], measure: str, day: 
     moves: list[tuple[Decimal, str, dict[str, Any]]] = []
     places = PLACES if measure == "cost" else Decimal(1)
     for resource, series in resources.items():
-        base = _baseline({d: series.get(d, Decimal(0)) for d in history}, day) or Decimal(0)
+        base = _baselines({d: series.get(d, Decimal(0)) for d in history})[day.weekday()] or Decimal(0)
         delta = series.get(day, Decimal(0)) - base
         if delta:
             moves.append((-abs(delta), resource, {

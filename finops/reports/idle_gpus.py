@@ -20,9 +20,9 @@ def query(where: str) -> str:
     # The most frequent value of each dim over the GPU's hours, counted from its GPU-days (an hourly
     # row has its GPU-day's dims; a day is far fewer rows than its hours); of tied values the lowest,
     # so the row never depends on row order.
-    dim_hours = " UNION ALL ".join(
-        f"SELECT gpu_uuid, mig_instance, '{d}' AS dim, {d} AS v, sum(hours) AS h FROM att_gpu "
-        f"WHERE {d} IS NOT NULL AND {where} GROUP BY gpu_uuid, mig_instance, {d}" for d in DIMS)
+    one = ("SELECT gpu_uuid, mig_instance, '{d}' AS dim, {d} AS v, sum(hours) AS h FROM att_gpu "
+           "WHERE {d} IS NOT NULL AND {where} GROUP BY gpu_uuid, mig_instance, {d}")
+    dim_hours = " UNION ALL ".join(one.format(d=d, where=where) for d in DIMS)
     picked = ", ".join(f"max(CASE WHEN dim = '{d}' THEN v END) AS {d}" for d in DIMS)
     dims = "".join(f", coalesce(d.{d}, '{UNTAGGED}') AS {d}" for d in DIMS)
     # The window's hours are read twice rather than kept (cheaper): one pass per GPU for the measures,

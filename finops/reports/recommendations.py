@@ -144,21 +144,25 @@ def _keys(p: ReportParams) -> tuple[str, ...]:
 def _consolidation_sql(keys: tuple[str, ...]) -> str:
     cols = ", ".join(f"coalesce({d}, '{UNTAGGED}') AS {d}" for d in keys)
     k = ", ".join(keys)
+    # The GPU-hours of model groups on units no earlier recommendation claimed, read twice (cheaper
+    # than keeping them): per group and hour for the peak, per unit and GPU for the cost.
+    rows = ("FROM att_gpu_cost WHERE model_id IS NOT NULL "
+            "AND NOT list_contains(CAST($claimed AS VARCHAR[]), coalesce(rkey, lower(host), gpu_uuid))")
     return f"""
-    CREATE OR REPLACE TEMP TABLE rec_gpu AS
-    SELECT {cols}, coalesce(rkey, lower(host), gpu_uuid) AS unit, gpu_uuid || '/' || mig_instance AS gpu,
-           day, hour_start, busy * coalesce(time_share, 1.0) AS busy, hour_cost  -- a workload's part of a shared GPU
-    FROM att_gpu_cost WHERE model_id IS NOT NULL;
-    DELETE FROM rec_gpu WHERE list_contains(CAST($claimed AS VARCHAR[]), unit);
     CREATE OR REPLACE TEMP TABLE rec_groups AS
-    SELECT {k}, max(hour_busy) AS peak, count(DISTINCT day) AS days FROM (
-        SELECT {k}, day, hour_start, sum(busy) AS hour_busy FROM rec_gpu GROUP BY ALL
+    SELECT {k}, max(hour_busy) AS peak, count(DISTINCT CAST(hour_start AS DATE)) AS days FROM (
+        -- A time-sliced workload's part of its GPU's busy.
+        SELECT {cols}, hour_start, sum(busy * coalesce(time_share, 1.0)) AS hour_busy {rows} GROUP BY ALL
     ) GROUP BY ALL;
     CREATE OR REPLACE TEMP TABLE rec_units AS
-    SELECT {k}, unit, count(DISTINCT gpu) AS gpus, sum(hour_cost) AS cost,
-           unit IN (SELECT unit FROM (SELECT DISTINCT unit, {k} FROM rec_gpu) GROUP BY unit HAVING count(*) = 1)
+    WITH per_gpu AS (
+        SELECT {cols}, coalesce(rkey, lower(host), gpu_uuid) AS unit, gpu_uuid, mig_instance, sum(hour_cost) AS cost
+        {rows} GROUP BY ALL
+    )
+    SELECT {k}, unit, count(*) AS gpus, sum(cost) AS cost,
+           unit IN (SELECT unit FROM (SELECT DISTINCT unit, {k} FROM per_gpu) GROUP BY unit HAVING count(*) = 1)
                AS exclusive
-    FROM rec_gpu GROUP BY ALL;
+    FROM per_gpu GROUP BY {k}, unit;
     """  # noqa: S608 - dim names are constants
 
 

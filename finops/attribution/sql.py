@@ -220,7 +220,7 @@ WITH shares AS (
            p.w / sum(p.w) OVER (PARTITION BY p.line_id) AS share,
            row_number() OVER (PARTITION BY p.line_id ORDER BY p.w DESC, p.project, p.team, p.environment,
                               p.model_id) AS rank
-    FROM att_pieces p JOIN att_cost c USING (line_id)
+    FROM att_pieces p JOIN att_cost c USING (line_id) WHERE p.step IN ('telemetry', 'shared')
 ),
 rounded AS (
     -- A whole line (one piece, most lines) keeps its amount as it is, without a round trip through DOUBLE.
@@ -237,6 +237,11 @@ split AS (
            {_SPLIT.format(c="list_cost")} AS list_amount,
            {_SPLIT.format(c="committed_cost")} AS committed_amount
     FROM rounded
+    UNION ALL
+    -- Own tags and unallocated give a line one piece, the whole line: no share to compute.
+    SELECT p.line_id, c.day, p.project, p.team, p.environment, p.model_id, p.step, c.cost_effective, c.cost_billed,
+           c.list_cost, c.committed_cost
+    FROM att_pieces p JOIN att_cost c USING (line_id) WHERE p.step IN ('own_tags', 'unallocated')
 )
 SELECT *, CASE WHEN $basis = 'billed' THEN amount_billed ELSE amount_effective END AS amount FROM split
 """  # noqa: S608 - built from this module's constants only

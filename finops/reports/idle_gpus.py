@@ -61,7 +61,8 @@ def query(where: str) -> str:
                any_value(gpu_model) AS gpu_model,
                count(*) FILTER (WHERE time_share IS NULL) AS whole_hours,
                count(*) FILTER (WHERE idle AND time_share IS NULL) AS whole_idle_hours,
-               round(avg(busy), 6) AS avg_busy,
+               -- Summed as exact decimals: a float sum's last bits depend on the order threads add them.
+               CAST(round(avg(CAST(busy AS DECIMAL(18,12))), 6) AS DOUBLE) AS avg_busy,
                CAST(coalesce(sum(hour_cost) FILTER (WHERE idle), 0) AS DECIMAL(38,12)) AS idle_cost,
                max(hour_start) FILTER (WHERE NOT idle) AS last_busy_at
         FROM att_gpu_cost WHERE {where} GROUP BY gpu_uuid, mig_instance

@@ -151,8 +151,9 @@ def _consolidation_sql(keys: tuple[str, ...]) -> str:
     return f"""
     CREATE OR REPLACE TEMP TABLE rec_groups AS
     SELECT {k}, max(hour_busy) AS peak, count(DISTINCT CAST(hour_start AS DATE)) AS days FROM (
-        -- A time-sliced workload's part of its GPU's busy.
-        SELECT {cols}, hour_start, sum(busy * coalesce(time_share, 1.0)) AS hour_busy {rows} GROUP BY ALL
+        -- A time-sliced workload's part of its GPU's busy, summed exactly (a float sum depends on order).
+        SELECT {cols}, hour_start, sum(CAST(busy * coalesce(time_share, 1.0) AS DECIMAL(18,12))) AS hour_busy
+        {rows} GROUP BY ALL
     ) GROUP BY ALL;
     CREATE OR REPLACE TEMP TABLE rec_units AS
     WITH per_gpu AS (
@@ -180,7 +181,7 @@ def consolidation(cur: duckdb.DuckDBPyConnection, p: ReportParams, rs: Recommend
         group = tuple(g[d] for d in keys)
         if g["model_id"] == UNTAGGED:
             continue
-        peak = Decimal(str(round(g["peak"], 6)))
+        peak = Decimal(str(round(float(g["peak"]), 6)))
         needed = max(1, math.ceil(peak / (1 - rs.headroom)))
         remaining = total = sum(u["gpus"] for u in units[group])
         freed = []

@@ -92,9 +92,10 @@ def query(params: ReportParams, sets: tuple[tuple[str, ...], ...] = ()) -> str:
         FROM att_gpu_cost WHERE {where}
     )
     SELECT * FROM (
+    -- busy_sum is summed as exact decimals: a float sum's last bits depend on the order threads add them.
     SELECT period{keys}, sum(cost) AS cost, sum(prompt_tokens)::BIGINT AS prompt_tokens,
            sum(generation_tokens)::BIGINT AS generation_tokens, sum(requests)::BIGINT AS requests,
-           sum(gpu_hours)::BIGINT AS gpu_hours, sum(busy_sum) AS busy_sum,
+           sum(gpu_hours)::BIGINT AS gpu_hours, sum(CAST(busy_sum AS DECIMAL(38,12))) AS busy_sum,
            CAST(sum(usage_cost) AS DECIMAL(38,12)) AS usage_cost, CAST(sum(idle_cost) AS DECIMAL(38,12)) AS idle_cost,
            sum(cached)::BIGINT AS cached_prompt_tokens, sum(prefill_ms)::BIGINT AS prefill_ms,
            sum(decode_ms)::BIGINT AS decode_ms, sum(timed_prompt)::BIGINT AS timed_prompt,

@@ -62,9 +62,13 @@ def gaps_sql(params: ReportParams, where: str) -> str:
     ),
     seen AS (
         -- Hours a resource's GPUs reported, per day: the most any one of its GPUs (or MIG slices) did.
-        SELECT g.day, coalesce(hm.resource_key, g.resource_key) AS rkey, max(g.hours) AS observed_hours
-        FROM gpu_daily g LEFT JOIN hosts hm ON hm.host = g.resource_key
-        WHERE g.day >= $start AND g.day < $end GROUP BY ALL
+        -- A workload's hours of a time-sliced GPU are a rollup row per share: added up first.
+        SELECT day, rkey, max(hours) AS observed_hours FROM (
+            SELECT g.day, coalesce(hm.resource_key, g.resource_key) AS rkey, g.source, g.scope, g.gpu_uuid,
+                   g.mig_instance, g.namespace, g.pod, sum(g.hours) AS hours
+            FROM gpu_daily g LEFT JOIN hosts hm ON hm.host = g.resource_key
+            WHERE g.day >= $start AND g.day < $end GROUP BY ALL
+        ) GROUP BY ALL
     ),
     gpu_resources AS (
         SELECT rkey FROM seen UNION SELECT resource_key FROM inventory WHERE gpu_count > 0

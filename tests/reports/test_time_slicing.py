@@ -38,8 +38,9 @@ def land(store: Store, rules: TagRules, tmp: Path) -> None:
     with the time split evenly."""
     bill = tmp / "bill.csv"
     bill.write_text("BilledCost,EffectiveCost,BillingCurrency,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,"
-                    "ServiceName,BillingAccountId,ProviderName,ResourceId\n"
-                    f"96.00,96.00,USD,{DAY}T00:00:00Z,{DAY + timedelta(days=1)}T00:00:00Z,Usage,EC2,acct,AWS,i-ts\n")
+                    "ServiceName,BillingAccountId,ProviderName,ResourceId,ConsumedQuantity,ConsumedUnit\n"
+                    f"96.00,96.00,USD,{DAY}T00:00:00Z,{DAY + timedelta(days=1)}T00:00:00Z,Usage,EC2,acct,AWS,i-ts,"
+                    "24,Hours\n")
     [r] = ingest_focus(store, rules, [bill])
     assert r.status == "succeeded"
     rows = [hour(h, "a", "alpha", 0.8, 0.75) for h in range(12)] + [hour(h, "b", "beta", 0.8, 0.25) for h in range(12)]
@@ -83,3 +84,11 @@ def test_a_time_sliced_gpus_hour_costs_add_up_to_the_gpus(store: Store, settings
     assert rows == [("a", 0.5, 12, Decimal(2)), ("a", 0.75, 12, Decimal(3)), ("b", 0.25, 12, Decimal(1)),
                     ("b", 0.5, 12, Decimal(2))]
     assert sum(h * c for _, _, h, c in rows) == Decimal("96")
+
+
+def test_a_time_sliced_gpus_hours_match_its_bill(store: Store, settings: Settings, rules: TagRules,
+                                                 tmp_path: Path) -> None:
+    """The bill's 24 hours were all reported, though each pod's hours are two rollup rows (one per share)."""
+    land(store, rules, tmp_path)
+    check = get("bill-check")(store, settings, build_params(start=DAY, end=DAY + timedelta(days=1)))
+    assert check.tables["gpu_hour_gaps"] == []

@@ -29,7 +29,7 @@ _COPY = {
     "attr_line": """SELECT line_id + $base, day, provider_name, billing_account_id, sub_account_id, service_name,
         region_id, resource_id, resource_key, resource_type, charge_category, pricing_category, billing_currency,
         project, team, environment, model_id, cost_effective, cost_billed, list_cost, committed_cost,
-        recoverable_effective, recoverable_billed FROM att_line""",
+        recoverable_effective, recoverable_billed FROM (""" + sql.LINES_SELECT + ")",  # noqa: S608 - constants
     "attr_alloc": """SELECT line_id + $base, day, project, team, environment, model_id, step, amount_effective,
         amount_billed, list_amount, committed_amount FROM att_alloc""",
     "attr_tok": """SELECT day, rkey, namespace, pod, model_name, project, team, environment, model_id,
@@ -39,6 +39,10 @@ _COPY = {
         busy_hourly, samples, gkey, time_share FROM att_gpu_cost""",
 }
 TABLES = tuple(_COPY)
+# The stages of a report's attribution, with lines numbered by row id and no att_line temp table
+# (attr_line is filled from its SELECT), and GPU rows priced per day.
+_STAGES = tuple(sql.COST_BY_ROWID if stage is sql.COST else stage for stage in sql.STAGES
+                if stage is not sql.LINES) + (sql.HOUR_COST_DAILY,)
 _TEMP = ("att_rates", "att_cost", "att_inv", "att_hosts", "att_bill", "att_tok", "att_pod_model", "att_res_model",
          "att_gpu", "att_gpu_h", "att_cand", "att_pieces", "att_alloc", "att_line", "att_gpu_cost")
 
@@ -90,10 +94,11 @@ def _attribute_span(cur: duckdb.DuckDBPyConnection, start: date, end: date, key:
     binds: dict[str, Any] = {"start": start, "end": end, "basis": "effective", "shared_key": key, "idle": 0.0}
     for table in TABLES:
         cur.execute(f"DELETE FROM {table} WHERE day >= ? AND day < ?", [start, end])  # noqa: S608 - constants
-    run_stages(cur, sql.STAGES + (sql.HOUR_COST_DAILY,), binds)
+    run_stages(cur, _STAGES, binds)
     [(base,)] = cur.execute("SELECT next_line_id FROM attr_state WHERE id = 1").fetchall()
+    binds["base"] = base
     for table in ("attr_line", "attr_alloc", "attr_tok", "attr_gpu"):
-        cur.execute(f"INSERT INTO {table} {_COPY[table]}", {"base": base} if "$base" in _COPY[table] else {})  # noqa: S608
+        run_stages(cur, (f"INSERT INTO {table} {_COPY[table]}",), binds)
     [(lines,)] = cur.execute("SELECT coalesce(max(line_id), 0) FROM att_cost").fetchall()
     cur.execute("UPDATE attr_state SET next_line_id = next_line_id + ? WHERE id = 1", [lines])
     for name in _TEMP:

@@ -17,9 +17,9 @@ def all_keyed(alias: str) -> str:
 # 1. Cost lines of the window in the report currency, one row per daily rollup row.
 # An amount in the report currency, rounded to 12 places; at rate 1 (most lines) no multiplication.
 _CONVERT = "CASE WHEN r.rate = 1 THEN {v} ELSE CAST({v} * r.rate AS DECIMAL(38,12)) END"
-COST = f"""
+_COST = f"""
 CREATE OR REPLACE TEMP TABLE att_cost AS
-SELECT row_number() OVER () AS line_id,  -- any unique number: no amount depends on a line's id
+SELECT $line_id AS line_id,
        charge_date AS day, provider_name, billing_account_id, sub_account_id, service_name, region_id,
        resource_id, resource_key, resource_type, charge_category, pricing_category, billing_currency,
        project, team, environment, model_id,
@@ -31,6 +31,11 @@ SELECT row_number() OVER () AS line_id,  -- any unique number: no amount depends
 FROM cost_daily JOIN att_rates r ON r.currency = cost_daily.billing_currency
 WHERE charge_date >= $start AND charge_date < $end
 """  # noqa: S608 - built from this module's constants only
+# A line's id is any number unique among the window's lines: no amount depends on it. The stored
+# attribution numbers lines by the rollup's row id (a parallel scan; ids start at 1); elsewhere, where
+# the rollup may be a view without row ids (a lake replica), by row_number(), a single-threaded pass.
+COST = _COST.replace("$line_id", "row_number() OVER ()")
+COST_BY_ROWID = _COST.replace("$line_id", "cost_daily.rowid + 1")
 
 # Host names and dims known from the inventory, by resource.
 INVENTORY = """
@@ -134,25 +139,26 @@ MIG_SLICES = (("%A30%", 4),)  # GPU model patterns with other than 7 compute sli
 _SLICES = "CASE " + " ".join(f"WHEN g.gpu_model LIKE '{p}' THEN {n}" for p, n in MIG_SLICES) + " ELSE 7 END"
 SHARE = ("(coalesce(TRY_CAST(nullif(regexp_extract(g.mig_profile, '^([0-9]+)g', 1), '') AS DOUBLE) / "
          f"({_SLICES}), 1.0) * coalesce(g.time_share, 1.0))")
+# A GPU row's hours weighted by its share, and the weights pieces are split by, are exact decimals:
+# their sums then do not depend on the order parallel threads add them, so neither do the amounts.
+WEIGHT = "DECIMAL(38,18)"  # 18 places: finer than a DOUBLE ratio of them
+WEIGHTED_HOURS = f"CAST(g.hours * {SHARE} AS {WEIGHT})"
 
 # Groups seen in telemetry per resource and day, with their GPU-hours (weighted by SHARE) and generated tokens.
 CANDIDATES = f"""
 CREATE OR REPLACE TEMP TABLE att_cand AS
 SELECT day, rkey, project, team, environment, model_id, sum(gh) AS gh, sum(gen) AS gen FROM (
-    SELECT day, rkey, project, team, environment, model_id, g.hours * {SHARE} AS gh, 0 AS gen FROM att_gpu g
+    SELECT day, rkey, project, team, environment, model_id, {WEIGHTED_HOURS} AS gh, 0 AS gen FROM att_gpu g
     UNION ALL
     SELECT day, rkey, project, team, environment, model_id, 0, generation_tokens FROM att_tok
 ) WHERE rkey IS NOT NULL GROUP BY ALL
 """  # noqa: S608 - constants only
 
-# Pieces: (line, group, weight, step). Each line gets pieces from exactly one step.
+# Pieces: (line, group, weight, step) of the lines without all dims. Each line gets pieces from
+# exactly one step; a line with all dims is one piece, itself (step own_tags), taken by ALLOC from att_cost.
 PIECES = f"""
 CREATE OR REPLACE TEMP TABLE att_pieces AS
-WITH own AS (
-    SELECT line_id, project, team, environment, model_id, 1.0::DOUBLE AS w, 'own_tags' AS step
-    FROM att_cost c WHERE {all_keyed('c')}
-),
-tele_raw AS (
+WITH tele_raw AS (
     SELECT c.line_id, coalesce(c.project, k.project) AS project, coalesce(c.team, k.team) AS team,
            coalesce(c.environment, k.environment) AS environment, coalesce(c.model_id, k.model_id) AS model_id,
            k.gh, k.gen
@@ -166,8 +172,8 @@ tele_keyed AS (
 tele AS (
     -- Split by GPU-hours; where the resource had none, by generated tokens; else evenly.
     SELECT line_id, project, team, environment, model_id,
-           CASE WHEN sum(gh) OVER (PARTITION BY line_id) > 0 THEN gh::DOUBLE
-                WHEN sum(gen) OVER (PARTITION BY line_id) > 0 THEN gen::DOUBLE ELSE 1.0 END AS w,
+           CAST(CASE WHEN sum(gh) OVER (PARTITION BY line_id) > 0 THEN gh
+                     WHEN sum(gen) OVER (PARTITION BY line_id) > 0 THEN gen ELSE 1 END AS {WEIGHT}) AS w,
            'telemetry' AS step
     FROM tele_keyed
 ),
@@ -177,35 +183,53 @@ groups AS (
         SELECT day, project, team, environment, model_id, 0 AS gh, 0 AS gen FROM att_cost c WHERE {all_keyed('c')}
         UNION ALL SELECT c.day, t.project, t.team, t.environment, t.model_id, 0, 0
                   FROM tele_keyed t JOIN att_cost c USING (line_id)
-        UNION ALL SELECT day, project, team, environment, model_id, g.hours * {SHARE}, 0 FROM att_gpu g
+        UNION ALL SELECT day, project, team, environment, model_id, {WEIGHTED_HOURS}, 0 FROM att_gpu g
                   WHERE {all_keyed('g')}
         UNION ALL SELECT day, project, team, environment, model_id, 0, generation_tokens FROM att_tok t WHERE {all_keyed('t')}
     ) GROUP BY ALL
 ),
-shared_raw AS (
-    SELECT c.line_id, g.project, g.team, g.environment, g.model_id,
-           CASE $shared_key WHEN 'gpu_hours' THEN g.gh WHEN 'tokens' THEN g.gen ELSE 1 END::DOUBLE AS w
-    FROM att_cost c JOIN groups g ON g.day = c.day
-         AND (c.project IS NULL OR c.project = g.project) AND (c.team IS NULL OR c.team = g.team)
-         AND (c.environment IS NULL OR c.environment = g.environment)
-         AND (c.model_id IS NULL OR c.model_id = g.model_id)
+unkeyed AS (
+    -- Lines with some dims but not all, and no telemetry on their resource: shared across the groups
+    -- that agree with every dim they have. `mask` says which dims they have (1 project, 2 team,
+    -- 4 environment, 8 model).
+    SELECT line_id, day, project, team, environment, model_id,
+           CASE WHEN project IS NULL THEN 0 ELSE 1 END + CASE WHEN team IS NULL THEN 0 ELSE 2 END
+           + CASE WHEN environment IS NULL THEN 0 ELSE 4 END + CASE WHEN model_id IS NULL THEN 0 ELSE 8 END AS mask
+    FROM att_cost c
     WHERE NOT ({all_keyed('c')})
       AND coalesce(c.project, c.team, c.environment, c.model_id) IS NOT NULL
       AND c.line_id NOT IN (SELECT line_id FROM tele_keyed)
 ),
+masked AS (
+    -- Each group once per mask the lines use, with only that mask's dims kept: a line then finds
+    -- its groups by equality (a hash join) instead of testing every group of its day.
+    SELECT g.day, g.project, g.team, g.environment, g.model_id, g.gh, g.gen, m.mask,
+           CASE WHEN m.mask & 1 = 1 THEN g.project END AS k_project,
+           CASE WHEN m.mask & 2 = 2 THEN g.team END AS k_team,
+           CASE WHEN m.mask & 4 = 4 THEN g.environment END AS k_environment,
+           CASE WHEN m.mask & 8 = 8 THEN g.model_id END AS k_model_id
+    FROM groups g CROSS JOIN (SELECT DISTINCT mask FROM unkeyed) m
+),
+shared_raw AS (
+    SELECT c.line_id, g.project, g.team, g.environment, g.model_id,
+           CAST(CASE $shared_key WHEN 'gpu_hours' THEN g.gh WHEN 'tokens' THEN g.gen ELSE 1 END AS {WEIGHT}) AS w
+    FROM unkeyed c JOIN masked g ON g.day = c.day AND g.mask = c.mask
+         AND g.k_project IS NOT DISTINCT FROM c.project AND g.k_team IS NOT DISTINCT FROM c.team
+         AND g.k_environment IS NOT DISTINCT FROM c.environment AND g.k_model_id IS NOT DISTINCT FROM c.model_id
+),
 shared AS (
     -- When the policy's weights are all zero for a line (e.g. no GPU-hours), split it evenly.
     SELECT line_id, project, team, environment, model_id,
-           CASE WHEN sum(w) OVER (PARTITION BY line_id) > 0 THEN w ELSE 1.0 END AS w, 'shared' AS step
+           CASE WHEN sum(w) OVER (PARTITION BY line_id) > 0 THEN w ELSE CAST(1 AS {WEIGHT}) END AS w, 'shared' AS step
     FROM shared_raw
 ),
 rest AS (
-    SELECT line_id, NULL AS project, NULL AS team, NULL AS environment, NULL AS model_id, 1.0::DOUBLE AS w,
+    SELECT line_id, NULL AS project, NULL AS team, NULL AS environment, NULL AS model_id, CAST(1 AS {WEIGHT}) AS w,
            'unallocated' AS step
-    FROM att_cost WHERE line_id NOT IN (SELECT line_id FROM own UNION ALL SELECT line_id FROM tele
-                                        UNION ALL SELECT line_id FROM shared)
+    FROM att_cost c WHERE NOT ({all_keyed('c')})
+      AND line_id NOT IN (SELECT line_id FROM tele UNION ALL SELECT line_id FROM shared)
 )
-SELECT * FROM own UNION ALL SELECT * FROM tele UNION ALL SELECT * FROM shared UNION ALL SELECT * FROM rest
+SELECT * FROM tele UNION ALL SELECT * FROM shared UNION ALL SELECT * FROM rest
 """  # noqa: S608 - built from this module's constants only
 
 # 3. Money per piece, exact: each piece gets its rounded share; the rounding remainder goes to the
@@ -217,7 +241,7 @@ ALLOC = f"""
 CREATE OR REPLACE TEMP TABLE att_alloc AS
 WITH shares AS (
     SELECT p.*, c.day, c.cost_effective, c.cost_billed, c.list_cost, c.committed_cost,
-           p.w / sum(p.w) OVER (PARTITION BY p.line_id) AS share,
+           CAST(p.w AS DOUBLE) / CAST(sum(p.w) OVER (PARTITION BY p.line_id) AS DOUBLE) AS share,
            row_number() OVER (PARTITION BY p.line_id ORDER BY p.w DESC, p.project, p.team, p.environment,
                               p.model_id) AS rank
     FROM att_pieces p JOIN att_cost c USING (line_id) WHERE p.step IN ('telemetry', 'shared')
@@ -239,25 +263,27 @@ split AS (
     FROM rounded
     UNION ALL
     -- Own tags and unallocated give a line one piece, the whole line: no share to compute.
-    SELECT p.line_id, c.day, p.project, p.team, p.environment, p.model_id, p.step, c.cost_effective, c.cost_billed,
-           c.list_cost, c.committed_cost
-    FROM att_pieces p JOIN att_cost c USING (line_id) WHERE p.step IN ('own_tags', 'unallocated')
+    SELECT line_id, day, project, team, environment, model_id, 'own_tags', cost_effective, cost_billed,
+           list_cost, committed_cost
+    FROM att_cost c WHERE {all_keyed('c')}
+    UNION ALL
+    SELECT line_id, day, NULL, NULL, NULL, NULL, 'unallocated', cost_effective, cost_billed, list_cost, committed_cost
+    FROM att_cost WHERE line_id IN (SELECT line_id FROM att_pieces WHERE step = 'unallocated')
 )
 SELECT *, CASE WHEN $basis = 'billed' THEN amount_billed ELSE amount_effective END AS amount FROM split
 """  # noqa: S608 - built from this module's constants only
 
-# The cost lines with what telemetry and the shared split recover of each (untagged spend).
-LINES = """
-CREATE OR REPLACE TEMP TABLE att_line AS
-SELECT c.*, coalesce(r.recoverable_effective, 0) AS recoverable_effective,
-       coalesce(r.recoverable_billed, 0) AS recoverable_billed,
-       coalesce(CASE WHEN $basis = 'billed' THEN r.recoverable_billed ELSE r.recoverable_effective END, 0)
+# The cost lines with what telemetry and the shared split recover of each (untagged spend): a line
+# they split is recovered whole (its pieces add up to it), any other line not at all.
+LINES_SELECT = """
+SELECT c.*, CASE WHEN r.line_id IS NULL THEN 0 ELSE c.cost_effective END AS recoverable_effective,
+       CASE WHEN r.line_id IS NULL THEN 0 ELSE c.cost_billed END AS recoverable_billed,
+       CASE WHEN r.line_id IS NULL THEN 0 WHEN $basis = 'billed' THEN c.cost_billed ELSE c.cost_effective END
            AS recoverable
-FROM att_cost c LEFT JOIN (
-    SELECT line_id, sum(amount_effective) AS recoverable_effective, sum(amount_billed) AS recoverable_billed
-    FROM att_alloc WHERE step IN ('telemetry', 'shared') GROUP BY line_id
-) r ON r.line_id = c.line_id
+FROM att_cost c
+LEFT JOIN (SELECT DISTINCT line_id FROM att_pieces WHERE step IN ('telemetry', 'shared')) r ON r.line_id = c.line_id
 """
+LINES = "CREATE OR REPLACE TEMP TABLE att_line AS" + LINES_SELECT
 
 # Cost of each GPU-hour (docs/definitions.md 6.2): the resource's cost that day over its GPU-hours that day; for a
 # GPU on no billed resource, its group's attributed cost that day over the group's GPU-hours.
@@ -269,7 +295,7 @@ WITH res_cost AS (
     SELECT day, resource_key AS rkey, sum(cost_effective) AS cost_effective, sum(cost_billed) AS cost_billed
     FROM att_cost WHERE resource_key IS NOT NULL GROUP BY ALL
 ),
-res_hours AS (SELECT g.day, g.rkey, sum(g.hours * {share}) AS hours FROM att_gpu g GROUP BY ALL),
+res_hours AS (SELECT g.day, g.rkey, sum({hours}) AS hours FROM att_gpu g GROUP BY ALL),
 grp_cost AS (
     SELECT day, project, team, environment, model_id, sum(amount_effective) AS cost_effective,
            sum(amount_billed) AS cost_billed
@@ -277,7 +303,7 @@ grp_cost AS (
 ),
 grp_hours AS (
     -- GPU-hours on no resource billed that day (a day's attribution never looks at other days).
-    SELECT g.day, g.project, g.team, g.environment, g.model_id, sum(g.hours * {share}) AS hours FROM att_gpu g
+    SELECT g.day, g.project, g.team, g.environment, g.model_id, sum({hours}) AS hours FROM att_gpu g
     LEFT JOIN res_cost r ON r.day = g.day AND r.rkey = g.rkey WHERE r.rkey IS NULL GROUP BY ALL
 )
 SELECT g.*, {price_effective} AS hour_cost_effective, {price_billed} AS hour_cost_billed,
@@ -295,10 +321,11 @@ LEFT JOIN grp_hours gh ON rc.rkey IS NULL AND gh.day = g.day AND gh.project IS N
 """
 
 # DuckDB divides DECIMAL as DOUBLE; spelled out so other engines (Spark) divide the same way.
-_PRICE = ("CAST(CASE WHEN rc.{c} IS NOT NULL THEN CAST(rc.{c} AS DOUBLE) / rh.hours * {share} "
-          "ELSE coalesce(CAST(gc.{c} AS DOUBLE) / gh.hours * {share}, 0) END AS DECIMAL(38,12))")
+_PRICE = ("CAST(CASE WHEN rc.{c} IS NOT NULL THEN CAST(rc.{c} AS DOUBLE) / CAST(rh.hours AS DOUBLE) * {share} "
+          "ELSE coalesce(CAST(gc.{c} AS DOUBLE) / CAST(gh.hours AS DOUBLE) * {share}, 0) END AS DECIMAL(38,12))")
 _HOUR_COST = _HOUR_COST.replace("{price_effective}", _PRICE.format(c="cost_effective", share=SHARE)).replace(
-    "{price_billed}", _PRICE.format(c="cost_billed", share=SHARE)).replace("{share}", SHARE)
+    "{price_billed}", _PRICE.format(c="cost_billed", share=SHARE)).replace("{share}", SHARE).replace(
+    "{hours}", WEIGHTED_HOURS)
 
 # Daily rows: idle hours counted from the day's hourly busy values, so any threshold is exact.
 HOUR_COST_DAILY = _HOUR_COST.format(rows="att_gpu", idle="",

@@ -141,16 +141,24 @@ def _changes(cur: duckdb.DuckDBPyConnection, rollup: str, day: str, days: list[A
     if not days:
         yield changed
         return
-    where = f"{day} IN (SELECT unnest(?::DATE[]))" + (" AND source = ? AND scope = ?" if source is not None else "")
-    params: list[Any] = [days] + ([source, scope] if source is not None else [])
-    cur.execute(f"CREATE OR REPLACE TEMP TABLE _rollup_before AS SELECT * FROM {rollup} WHERE {where}", params)  # noqa: S608
+    where = f"{day} IN (SELECT unnest($days::DATE[]))" + (" AND source = $source AND scope = $scope" if source is not None else "")
+    binds: dict[str, Any] = {"days": days, **({"source": source, "scope": scope} if source is not None else {})}
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE _rollup_before AS SELECT * FROM {rollup} WHERE {where}", binds)  # noqa: S608
+    before = {r[0] for r in cur.execute(f"SELECT DISTINCT {day} FROM _rollup_before").fetchall()}  # noqa: S608
     yield changed
-    rows = cur.execute(
-        f"SELECT DISTINCT {day} FROM ((SELECT * FROM {rollup} WHERE {where} EXCEPT ALL SELECT * FROM _rollup_before) "  # noqa: S608
-        f"UNION ALL (SELECT * FROM _rollup_before EXCEPT ALL SELECT * FROM {rollup} WHERE {where}))",
-        params + params).fetchall()
+    after = {r[0] for r in cur.execute(f"SELECT DISTINCT {day} FROM {rollup} WHERE {where}", binds).fetchall()}  # noqa: S608
+    # A day held on one side only (new, or emptied) changed; only days held on both sides are
+    # compared row by row, so a file of new days costs no comparison.
+    changed.update(before ^ after)
+    if before & after:
+        binds["days"] = sorted(before & after)
+        rows = cur.execute(
+            f"SELECT DISTINCT {day} FROM ((SELECT * FROM {rollup} WHERE {where} EXCEPT ALL "  # noqa: S608
+            f"SELECT * FROM _rollup_before WHERE {where}) UNION ALL "
+            f"(SELECT * FROM _rollup_before WHERE {where} EXCEPT ALL SELECT * FROM {rollup} WHERE {where}))",
+            binds).fetchall()
+        changed.update(r[0] for r in rows)
     cur.execute("DROP TABLE _rollup_before")
-    changed.update(r[0] for r in rows)
 
 
 def _affected_days(cur: duckdb.DuckDBPyConnection, table: str, where: str, params: list[Any]) -> set[datetime]:

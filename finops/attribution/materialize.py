@@ -127,8 +127,11 @@ def inventory_days(cur: duckdb.DuckDBPyConnection) -> set[date]:
         WITH now AS ({_INVENTORY_SIGNATURE}),
         changed AS (SELECT * FROM (SELECT * FROM now EXCEPT SELECT * FROM att_inventory_before)
                     UNION ALL SELECT * FROM (SELECT * FROM att_inventory_before EXCEPT SELECT * FROM now)),
+        -- A resource whose dims changed re-attributes the facts reported under its host names too.
         keys AS (SELECT resource_key AS k FROM changed WHERE resource_key IS NOT NULL
-                 UNION SELECT host FROM changed WHERE host IS NOT NULL)
+                 UNION SELECT host FROM changed WHERE host IS NOT NULL
+                 UNION SELECT host FROM (SELECT * FROM now UNION ALL SELECT * FROM att_inventory_before)
+                       WHERE host IS NOT NULL AND resource_key IN (SELECT resource_key FROM changed))
         SELECT DISTINCT d FROM (
             SELECT charge_date AS d FROM cost_daily WHERE resource_key IN (SELECT k FROM keys)
             UNION ALL SELECT day FROM gpu_daily WHERE resource_key IN (SELECT k FROM keys)

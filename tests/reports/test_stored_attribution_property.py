@@ -245,3 +245,27 @@ def test_a_policy_change_is_rebuilt_resumably_and_reports_follow_it(workdir: Pat
     assert _reports(store, tokens, "effective") == expected
     assert rebuild(store.transaction, "tokens") == 0  # idempotent
     store.close()
+
+
+def test_a_resource_losing_its_dims_re_attributes_gpu_hours_reported_under_its_host_name(workdir: Path) -> None:
+    """Found by the property above: a GPU reporting only its host name takes its dims from the
+    resource the inventory maps the host to; when that resource's dims change (the host mapping
+    itself unchanged), the days of those GPU-hours must be attributed again."""
+    tmp = workdir / "host-dims"
+    tmp.mkdir()
+    s = Settings(db=tmp / "s.duckdb", reports_dir=tmp / "reports")
+    store = open_store(s.db, s.duckdb)
+    full = {"project": "chatbot", "team": "core", "model_id": "llama-70b", "environment": "prod"}
+    try:
+        _land(store, s, tmp, ("gpus", (0, 2), [("vm-c", True, 28, 0, 0.0, {"environment": "prod"}, None)]))
+        _land(store, s, tmp, ("inventory", [("vm-c", full, True)]))
+        tagged = _reports(store, s, "effective")["idle-gpus"]["rows"]
+        assert [(r["project"], r["team"]) for r in tagged] == [("chatbot", "core")]
+        _land(store, s, tmp, ("inventory", [("vm-c", {}, True)]))
+        stored = _reports(store, s, "effective")
+        with from_scratch(store):
+            scratch = _reports(store, s, "effective")
+        assert stored == scratch
+        assert [r["project"] for r in stored["idle-gpus"]["rows"]] == ["__untagged__"]
+    finally:
+        store.close()

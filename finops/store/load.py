@@ -152,10 +152,12 @@ def _changes(cur: duckdb.DuckDBPyConnection, rollup: str, day: str, days: list[A
     changed.update(before ^ after)
     if before & after:
         binds["days"] = sorted(before & after)
+        # Rows counted +1 after and -1 before: a row whose count is not 0 changed. A hash aggregate,
+        # where EXCEPT ALL numbers every row with a window (3x slower).
         rows = cur.execute(
-            f"SELECT DISTINCT {day} FROM ((SELECT * FROM {rollup} WHERE {where} EXCEPT ALL "  # noqa: S608
-            f"SELECT * FROM _rollup_before WHERE {where}) UNION ALL "
-            f"(SELECT * FROM _rollup_before WHERE {where} EXCEPT ALL SELECT * FROM {rollup} WHERE {where}))",
+            f"SELECT DISTINCT {day} FROM (SELECT * EXCLUDE (_side), sum(_side) AS _n FROM ("  # noqa: S608
+            f"SELECT *, 1 AS _side FROM {rollup} WHERE {where} UNION ALL "
+            f"SELECT *, -1 FROM _rollup_before WHERE {where}) GROUP BY ALL) WHERE _n <> 0",
             binds).fetchall()
         changed.update(r[0] for r in rows)
     cur.execute("DROP TABLE _rollup_before")

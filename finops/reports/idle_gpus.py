@@ -97,5 +97,24 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
     return Report("idle-gpus", params_dict(params, att.currency), rows, totals, currency=att.currency)
 
 
+# Idle cost per GPU from its GPU-days (attribution's daily rows, `hourly=False`): a GPU-day's hours
+# all cost its hour cost, so its idle hours (counted from the day's hourly busy values) times it is
+# what the hourly rows' idle hours add up to, without reading them.
+IDLE_COST = """
+SELECT gpu_uuid, nullif(mig_instance, '') AS mig_instance,
+       CAST(coalesce(sum(hour_cost * idle_hours), 0) AS DECIMAL(38,12)) AS idle_cost
+FROM att_gpu_cost WHERE {where} GROUP BY ALL
+"""
+
+
+def idle_cost(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams) -> Report:
+    """Only the idle cost per GPU and its total (what a week compared with this one needs), from
+    the daily rows: the attribution must have been set up with `hourly=False`."""
+    where, binds = filter_sql(params)
+    rows = fetch_rows(cur, IDLE_COST.format(where=where), binds)
+    totals = {"idle_cost": sum((r["idle_cost"] for r in rows), Decimal(0))}
+    return Report("idle-gpus", params_dict(params, att.currency), rows, totals, currency=att.currency)
+
+
 def idle_gpus(store: Store, settings: Settings, params: ReportParams) -> Report:
     return with_attribution(store, settings, params, lambda cur, att: build(cur, att, params))

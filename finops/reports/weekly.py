@@ -38,11 +38,12 @@ def _change(this: Any, prev: Any) -> tuple[Any, Any]:
 
 
 def _compute(cur: duckdb.DuckDBPyConnection, settings: Settings, p: ReportParams, savings: bool) -> dict[str, Any]:
-    """The week's tables; `savings` only for the week reported (the week before has no savings table)."""
+    """The week's tables; `savings` only for the week reported. The week before needs no savings
+    table and, of idle GPUs, only each GPU's idle cost: it reads the GPU-days, not their hours."""
     p = p.model_copy(update={"granularity": "total"})  # week against week: one period each
-    att = attribute_stored(cur, p, settings)
+    att = attribute_stored(cur, p, settings, hourly=savings)
     steps = dict(cur.execute("SELECT step, sum(amount) FROM att_alloc GROUP BY step").fetchall())
-    idle = idle_gpus.build(cur, att, p)
+    idle = idle_gpus.build(cur, att, p) if savings else idle_gpus.idle_cost(cur, att, p)
     rows, team, project, model = unit_economics.build_many(
         cur, att, p, (p.group_by, ("team",), ("project",), ("model_id",)))
     out = {

@@ -11,9 +11,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from finops.attribution.stored import attribute_stored
 from finops.batch import Batch, Task
 from finops.collect import ingest_focus, run_task
-from finops.reports import get
+from finops.reports import get, idle_gpus
+from finops.reports.model import snapshot
 from finops.reports.params import build_params
 from finops.settings import Settings
 from finops.store import Store
@@ -92,3 +94,21 @@ def test_a_time_sliced_gpus_hours_match_its_bill(store: Store, settings: Setting
     land(store, rules, tmp_path)
     check = get("bill-check")(store, settings, build_params(start=DAY, end=DAY + timedelta(days=1)))
     assert check.tables["gpu_hour_gaps"] == []
+
+
+def test_the_week_before_in_the_weekly_report_takes_idle_cost_from_gpu_days(store: Store, settings: Settings,
+                                                                            rules: TagRules, tmp_path: Path) -> None:
+    """The weekly report reads the week before's idle cost per GPU from its GPU-days (hour cost times
+    idle hours); it must equal what the idle GPUs report adds up from the hours."""
+    land(store, rules, tmp_path)  # 2026-11-02, a Monday: idle from 12:00, 4.00 a GPU-hour
+    week = build_params(start=DAY, end=DAY + timedelta(days=7))
+    hourly = get("idle-gpus")(store, settings, week)
+    assert hourly.totals["idle_cost"] == Decimal("48")
+    with snapshot(store) as cur:
+        att = attribute_stored(cur, week, settings, hourly=False)
+        daily = idle_gpus.idle_cost(cur, att, week)
+    assert {(r["gpu_uuid"], r["mig_instance"]): r["idle_cost"] for r in daily.rows} == \
+        {(r["gpu_uuid"], r["mig_instance"]): r["idle_cost"] for r in hourly.rows}
+    next_week = build_params(start=DAY + timedelta(days=7), end=DAY + timedelta(days=14))
+    summary = {r["metric"]: r for r in get("weekly")(store, settings, next_week).tables["summary"]}
+    assert summary["idle_cost"]["previous_week"] == Decimal("48")

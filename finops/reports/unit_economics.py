@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 import duckdb
@@ -114,13 +115,14 @@ SUMMED = ("cost", "prompt_tokens", "generation_tokens", "requests", "gpu_hours",
 def _finish(raw: list[Row], params: ReportParams) -> list[Row]:
     ends: dict[date, date] = {}  # few periods, many rows
     out = []
+    dims, start, weight = params.group_by, params.start, params.generation_weight
     for row in raw:
         period = row["period"]
         end = ends.get(period) or ends.setdefault(period, period_end(period, params.granularity, params.end))
-        r: Row = {"period_start": max(period, params.start), "period_end": end}
-        for d in params.group_by:
+        r: Row = {"period_start": max(period, start), "period_end": end}
+        for d in dims:
             r[d] = row[d]
-        r.update(measures(row, params.generation_weight))
+        r.update(measures(row, weight))
         out.append(r)
     return out
 
@@ -132,22 +134,24 @@ def _money(v: Any) -> Decimal:
 def prompt_share(row: Row, weight: Decimal) -> tuple[Decimal | None, str | None]:
     """The share of a group's cost that its prompts caused, and the rule that gave it
     (docs/definitions.md 6.1): prefill vs decode time where vLLM measured both, else the tokens with
-    a generated token weighing `weight` prompt tokens; `mixed` when part of the tokens had times."""
+    a generated token weighing `weight` prompt tokens; `mixed` when part of the tokens had times.
+    Each rule's share weighs by its tokens: (n1 x1 + n2 x2) / (n1 + n2)."""
     prompt, gen = row["prompt_tokens"] or 0, row["generation_tokens"] or 0
-    timed_p, timed_g = row.get("timed_prompt") or 0, row.get("timed_gen") or 0
-    busy = (row.get("prefill_ms") or 0) + (row.get("decode_ms") or 0)
-    if not busy:
-        timed_p = timed_g = 0  # times exposed but nothing measured: the weight decides
-    parts: list[tuple[int, Decimal, str]] = []
-    if timed_p + timed_g:
-        parts.append((timed_p + timed_g, Decimal(row["prefill_ms"] or 0) / busy, "prefill_decode_time"))
+    prefill = row.get("prefill_ms") or 0
+    busy = prefill + (row.get("decode_ms") or 0)
+    # Times exposed but nothing measured: the weight decides.
+    timed_p, timed_g = (row.get("timed_prompt") or 0, row.get("timed_gen") or 0) if busy else (0, 0)
+    timed = timed_p + timed_g
     rest_p, rest_g = prompt - timed_p, gen - timed_g
-    if rest_p + rest_g:
-        parts.append((rest_p + rest_g, Decimal(rest_p) / (rest_p + weight * rest_g), "token_weight"))
-    if not parts:
-        return None, None
-    share = sum((n * x for n, x, _ in parts), Decimal(0)) / sum(n for n, _, _ in parts)
-    return share, parts[0][2] if len(parts) == 1 else "mixed"
+    rest = rest_p + rest_g
+    if timed:
+        by_time = timed * (Decimal(prefill) / busy)
+        if not rest:
+            return by_time / timed, "prefill_decode_time"
+        return (by_time + rest * (Decimal(rest_p) / (rest_p + weight * rest_g))) / (timed + rest), "mixed"
+    if rest:
+        return rest * (Decimal(rest_p) / (rest_p + weight * rest_g)) / rest, "token_weight"
+    return None, None
 
 
 def _per_1k(cost: Decimal | None, tokens: int) -> Decimal | None:
@@ -156,14 +160,19 @@ def _per_1k(cost: Decimal | None, tokens: int) -> Decimal | None:
 
 def measures(row: Row, weight: Decimal) -> Row:
     """Derived fields from summed measures (also used for totals)."""
-    cost = _money(row["cost"])
+    cost = row["cost"]
+    if not isinstance(cost, Decimal):
+        cost = Decimal(cost or 0)
     gen, prompt = row["generation_tokens"] or 0, row["prompt_tokens"] or 0
     req, hours = row["requests"] or 0, row["gpu_hours"] or 0
     total_tokens = gen + prompt
-    share, basis = prompt_share(row, weight)
+    share, basis = prompt_share(row, weight) if total_tokens else (None, None)
     # The two parts sum to the cost exactly: the generation part is what the prompt part leaves.
-    prompt_cost = (cost * share).quantize(PLACES) if share is not None else None
-    generation_cost = cost - prompt_cost if prompt_cost is not None else None
+    prompt_cost: Decimal | None = None
+    generation_cost: Decimal | None = None
+    if share is not None:
+        prompt_part = (cost * share).quantize(PLACES)
+        prompt_cost, generation_cost = prompt_part, cost - prompt_part
     # The cache is measured on the prompt tokens of servers that expose it (`cache_known`).
     cached, known = row.get("cached_prompt_tokens"), row.get("cache_known") or 0
     computed = prompt - (cached or 0)
@@ -171,8 +180,8 @@ def measures(row: Row, weight: Decimal) -> Row:
         "cost": cost, "prompt_tokens": prompt, "generation_tokens": gen, "total_tokens": total_tokens,
         "requests": req, "gpu_hours": hours,
         "avg_gpu_busy": round(float(row["busy_sum"]) / hours, 6) if hours else None,
-        "cost_per_1k_generated_tokens": _per_1k(cost, gen),
-        "cost_per_1k_tokens": _per_1k(cost, total_tokens),
+        "cost_per_1k_generated_tokens": (cost * 1000 / gen).quantize(PLACES) if gen else None,
+        "cost_per_1k_tokens": (cost * 1000 / total_tokens).quantize(PLACES) if total_tokens else None,
         "cost_per_request": (cost / req).quantize(PLACES) if req else None,
         "usage_cost": _money(row["usage_cost"]), "idle_cost": _money(row["idle_cost"]),
         "cached_prompt_tokens": cached, "prompt_cost": prompt_cost, "generation_cost": generation_cost,
@@ -213,8 +222,9 @@ def build_many(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportP
 
 def _report(raw: list[Row], att: Attribution, params: ReportParams) -> Report:
     rows = _finish(raw, params)  # in the report's order already (the query sorts)
-    sums: dict[str, Any] = {k: sum((r[k] for r in raw), Decimal(0) if k in ("cost", "usage_cost", "idle_cost") else 0)
-                            for k in SUMMED}
+    columns = list(zip(*map(itemgetter(*SUMMED), raw), strict=True)) or [()] * len(SUMMED)  # one pass, in C
+    sums: dict[str, Any] = {k: sum(col, Decimal(0) if k in ("cost", "usage_cost", "idle_cost") else 0)
+                            for k, col in zip(SUMMED, columns, strict=True)}
     sums["busy_sum"] = sum(float(r["busy_sum"]) for r in raw)
     known = [r["cached_prompt_tokens"] for r in raw if r["cached_prompt_tokens"] is not None]
     sums["cached_prompt_tokens"] = sum(known) if known else None

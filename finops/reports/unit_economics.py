@@ -160,9 +160,7 @@ def _per_1k(cost: Decimal | None, tokens: int) -> Decimal | None:
 
 def measures(row: Row, weight: Decimal) -> Row:
     """Derived fields from summed measures (also used for totals)."""
-    cost = row["cost"]
-    if not isinstance(cost, Decimal):
-        cost = Decimal(cost or 0)
+    cost = _money(row["cost"])
     gen, prompt = row["generation_tokens"] or 0, row["prompt_tokens"] or 0
     req, hours = row["requests"] or 0, row["gpu_hours"] or 0
     total_tokens = gen + prompt
@@ -180,8 +178,8 @@ def measures(row: Row, weight: Decimal) -> Row:
         "cost": cost, "prompt_tokens": prompt, "generation_tokens": gen, "total_tokens": total_tokens,
         "requests": req, "gpu_hours": hours,
         "avg_gpu_busy": round(float(row["busy_sum"]) / hours, 6) if hours else None,
-        "cost_per_1k_generated_tokens": (cost * 1000 / gen).quantize(PLACES) if gen else None,
-        "cost_per_1k_tokens": (cost * 1000 / total_tokens).quantize(PLACES) if total_tokens else None,
+        "cost_per_1k_generated_tokens": _per_1k(cost, gen),
+        "cost_per_1k_tokens": _per_1k(cost, total_tokens),
         "cost_per_request": (cost / req).quantize(PLACES) if req else None,
         "usage_cost": _money(row["usage_cost"]), "idle_cost": _money(row["idle_cost"]),
         "cached_prompt_tokens": cached, "prompt_cost": prompt_cost, "generation_cost": generation_cost,

@@ -44,7 +44,7 @@ TABLES = tuple(_COPY)
 _STAGES = tuple(sql.COST_BY_ROWID if stage is sql.COST else stage for stage in sql.STAGES
                 if stage is not sql.LINES) + (sql.HOUR_COST_DAILY,)
 _TEMP = ("att_rates", "att_cost", "att_inv", "att_hosts", "att_bill", "att_tok", "att_pod_model", "att_res_model",
-         "att_gpu", "att_gpu_h", "att_cand", "att_pieces", "att_alloc", "att_line", "att_gpu_cost")
+         "att_gpu", "att_cand", "att_pieces", "att_alloc", "att_gpu_cost")
 
 
 @dataclass(frozen=True)

@@ -57,18 +57,17 @@ def _queries(dims: tuple[str, ...], where_alloc: str, where_tok: str) -> tuple[s
     return cost, tokens
 
 
-def _baselines(history: dict[date, Decimal]) -> dict[int, Decimal | None]:
-    """The baseline of each weekday (0 = Monday): the median of that weekday's history values, or of
+def _baseline(history: dict[date, Decimal], weekday: int) -> Decimal | None:
+    """The baseline of a weekday (0 = Monday): the median of that weekday's history values, or of
     every history value when it holds fewer than two of that weekday."""
-    by_day: dict[int, list[Decimal]] = defaultdict(list)
-    for d, v in history.items():
-        by_day[d.weekday()].append(v)
-    every = list(history.values())
-    out: dict[int, Decimal | None] = {}
-    for wd in range(7):
-        pool = by_day[wd] if len(by_day[wd]) >= 2 else every
-        out[wd] = Decimal(statistics.median(pool)) if pool else None
-    return out
+    same = [v for d, v in history.items() if d.weekday() == weekday]
+    pool = same if len(same) >= 2 else list(history.values())
+    return Decimal(statistics.median(pool)) if pool else None
+
+
+def _baselines(history: dict[date, Decimal]) -> dict[int, Decimal | None]:
+    """`_baseline` of every weekday."""
+    return {wd: _baseline(history, wd) for wd in range(7)}
 
 
 def _spread(history: dict[date, Decimal], bases: dict[int, Decimal | None]) -> Decimal | None:
@@ -187,7 +186,7 @@ def _contributors(resources: dict[str, dict[date, Decimal]], measure: str, day: 
     moves: list[tuple[Decimal, str, dict[str, Any]]] = []
     places = PLACES if measure == "cost" else Decimal(1)
     for resource, series in resources.items():
-        base = _baselines({d: series.get(d, Decimal(0)) for d in history})[day.weekday()] or Decimal(0)
+        base = _baseline({d: series.get(d, Decimal(0)) for d in history}, day.weekday()) or Decimal(0)
         delta = series.get(day, Decimal(0)) - base
         if delta:
             moves.append((-abs(delta), resource, {

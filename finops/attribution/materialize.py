@@ -36,7 +36,7 @@ _COPY = {
         prompt_tokens, generation_tokens, requests, cached_prompt_tokens, prefill_ms, decode_ms FROM att_tok""",
     "attr_gpu": """SELECT day, rkey, host, gpu_uuid, mig_instance, gpu_model, mig_profile, namespace, pod,
         project, team, environment, model_id, hour_cost_effective, hour_cost_billed, hours, busy_sum,
-        busy_hourly, samples, gkey, time_share FROM att_gpu_cost""",
+        busy_hourly, samples, gkey, time_share, hour_of_day FROM att_gpu_cost""",
 }
 TABLES = tuple(_COPY)
 # The stages of a report's attribution, with lines numbered by row id and no att_line temp table

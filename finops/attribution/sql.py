@@ -102,16 +102,9 @@ GPU_KEY_HASH = (f"CASE WHEN g.time_share IS NULL THEN {_KEY_HASH.format(extra=''
                 f"ELSE {_KEY_HASH.format(extra=', g.time_share')} END")
 
 GPU_DAILY_ROWS = f"""
-SELECT g.day, {_GPU_COLUMNS}, g.hours, g.busy_sum, g.busy_hourly, g.samples, {GPU_KEY_HASH} AS gkey
+SELECT g.day, {_GPU_COLUMNS}, g.hours, g.busy_sum, g.busy_hourly, g.hour_of_day, g.samples, {GPU_KEY_HASH} AS gkey
 FROM gpu_daily g LEFT JOIN att_hosts hm ON hm.host = g.resource_key
 WHERE g.day >= $start AND g.day < $end
-"""  # noqa: S608 - constants only
-
-GPU_HOURLY_ROWS = f"""
-SELECT CAST(g.hour_start AS DATE) AS day, g.hour_start, g.source, g.scope, {_GPU_COLUMNS}, 1 AS hours, g.busy, g.busy AS busy_sum,
-       g.samples
-FROM gpu_hours g LEFT JOIN att_hosts hm ON hm.host = g.resource_key
-WHERE g.hour_start >= $start AND g.hour_start < $end
 """  # noqa: S608 - constants only
 
 GPU = """
@@ -125,11 +118,22 @@ CREATE OR REPLACE TEMP TABLE att_res_model AS
 SELECT day, rkey, min(model_id) AS model_id FROM att_tok WHERE rkey IS NOT NULL
 GROUP BY ALL HAVING count(DISTINCT model_id) = 1;
 """ + _GPU_DIMS.format(name="att_gpu", src=GPU_DAILY_ROWS,
-                        measures="g.hours, g.busy_sum, g.busy_hourly, g.samples, g.gkey")
+                        measures="g.hours, g.busy_sum, g.busy_hourly, g.hour_of_day, g.samples, g.gkey")
+
+# A GPU-day's hours, one row each, from its daily row: the hours the day held (`hour_of_day`) with
+# their busy values (`busy_hourly`, in the same order); `{columns}` of the GPU-day ride along. A day
+# whose hours are unknown (hourly detail trimmed before migration 0012) has none.
+HOURS_OF_DAYS = """SELECT {columns}, CAST(day AS TIMESTAMP) + to_hours(CAST(hour_index AS INTEGER)) AS hour_start, busy
+FROM (SELECT *, unnest(hour_of_day) AS hour_index, unnest(busy_hourly) AS busy FROM {rows}
+      WHERE hour_of_day IS NOT NULL)"""
+GPU_ROW_COLUMNS = ("day, rkey, host, gpu_uuid, mig_instance, gpu_model, mig_profile, namespace, pod, time_share, "
+                   "project, team, environment, model_id")
 
 # Hour-level GPU rows, for the reports that need hours (idle streaks, peaks); same dims as att_gpu.
-GPU_HOURLY = _GPU_DIMS.format(name="att_gpu_h", src=GPU_HOURLY_ROWS,
-                              measures="g.hour_start, g.source, g.scope, g.hours, g.busy, g.busy_sum, g.samples")
+GPU_HOURLY = f"""
+CREATE OR REPLACE TEMP TABLE att_gpu_h AS
+SELECT *, 1 AS hours, busy AS busy_sum FROM ({HOURS_OF_DAYS.format(columns=GPU_ROW_COLUMNS, rows="att_gpu")})
+"""  # noqa: S608 - constants only
 
 # The share of a physical GPU a GPU row holds: a MIG instance's compute slices (its profile's
 # leading `<n>g`) over the GPU's (A30: 4; A100, H100 and later: 7), times a time-sliced workload's

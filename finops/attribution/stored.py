@@ -35,15 +35,13 @@ VIEWS = {
                   max(model_id) AS model_id, max(instance_type) AS instance_type, max(gpu_count) AS gpu_count
                   FROM inventory GROUP BY resource_key""",
 }
-# Hourly GPU rows take their GPU-day's dims and hour cost by the hash of the daily rollup's key.
+# GPU rows for a report: hourly, each GPU-day's hours from its stored row (its dims and hour cost
+# with it), or the GPU-days themselves with their idle hours counted from the day's busy values.
+_HOUR_COLUMNS = f"{sql.GPU_ROW_COLUMNS}, hour_cost_{{b}} AS hour_cost"
 GPU_COST = {
-    True: f"""SELECT a.day, h.hour_start, h.source, h.scope, a.rkey, a.host, a.gpu_uuid, a.mig_instance, a.gpu_model,
-                 a.mig_profile, a.namespace, a.pod, a.project, a.team, a.environment, a.model_id,
-                 a.hour_cost_{{b}} AS hour_cost, 1 AS hours, h.busy, h.busy AS busy_sum, h.samples, h.time_share,
-                 CAST(h.busy < {{idle}} AS INTEGER) AS idle_hours, h.busy < {{idle}} AS idle
-             FROM gpu_hours h JOIN attr_gpu a ON a.day = CAST(h.hour_start AS DATE)
-                  AND a.gkey = {sql.GPU_KEY_HASH.replace("g.", "h.")}
-             WHERE h.hour_start >= {{ws}} AND h.hour_start < {{we}} AND a.day >= {{ws}} AND a.day < {{we}}""",  # noqa: S608
+    True: ("SELECT *, 1 AS hours, busy AS busy_sum, CAST(busy < {idle} AS INTEGER) AS idle_hours, "  # noqa: S608
+           "busy < {idle} AS idle FROM ("
+           + sql.HOURS_OF_DAYS.format(columns=_HOUR_COLUMNS, rows="(SELECT * FROM attr_gpu WHERE {w})") + ")"),
     False: """SELECT *, hour_cost_{b} AS hour_cost, len(list_filter(busy_hourly, lambda x: x < {idle})) AS idle_hours
               FROM attr_gpu WHERE {w}""",
 }

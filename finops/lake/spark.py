@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pyspark is optional: only this module needs it
     from finops.settings import Settings
 
 # DuckDB list columns: `len(x)` of these is Spark's `size(x)` (Spark's `length` is for strings).
-LIST_COLUMNS = frozenset({"missing", "busy_hourly", "host_names"})
+LIST_COLUMNS = frozenset({"missing", "busy_hourly", "hour_of_day", "host_names"})
 
 
 class Untranslatable(ValueError):
@@ -103,6 +103,15 @@ def _fix(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.Mode) and isinstance(node.this, exp.Order):
         # DuckDB's mode(x ORDER BY x) takes the lowest of tied values; Spark's mode(x, true) does.
         return cast(exp.Expression, exp.func("MODE", node.this.this, exp.true()))
+    if isinstance(node, exp.Select):
+        # DuckDB unnests several lists of a row side by side; Spark allows one generator per SELECT:
+        # the lists zipped, inlined into as many columns.
+        lists = [e for e in node.expressions if isinstance(e, exp.Alias) and isinstance(e.this, exp.Explode)]
+        if len(lists) > 1:
+            zipped = exp.func("INLINE", exp.func("ARRAYS_ZIP", *(e.this.this for e in lists)))
+            node.set("expressions", [e for e in node.expressions if e not in lists]
+                     + [exp.Aliases(this=zipped, expressions=[exp.to_identifier(e.alias) for e in lists])])
+        return node
     if isinstance(node, exp.Anonymous) and node.name.lower() == "to_hours":
         zero = exp.Literal.number(0)
         return cast(exp.Expression, exp.func("MAKE_DT_INTERVAL", zero, node.expressions[0], zero, zero))

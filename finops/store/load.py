@@ -34,7 +34,7 @@ DAY_COLUMN = {
     "token_hours": "CAST(hour_start AS DATE)",
 }
 # Hourly table -> (daily rollup, key columns, measures named as the rollup's columns; migrations 0003,
-# 0006, 0011): rows are inserted by name, so a column added later may sit anywhere in the table.
+# 0006, 0011, 0012): rows are inserted by name, so a column added later may sit anywhere in the table.
 # A time-sliced workload's hours of one `time_share` are one rollup row (migration 0011).
 GPU_KEYS = ("source", "scope", "host", "resource_id", "resource_key", "gpu_uuid", "gpu_index", "gpu_model",
             "mig_profile", "mig_instance", "namespace", "pod", "container", *DIMS, "time_share")
@@ -43,6 +43,7 @@ TOKEN_KEYS = ("source", "scope", "instance", "resource_id", "resource_key", "nam
 ROLLUPS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "gpu_hours": ("gpu_daily", GPU_KEYS,
                   "count(*) AS hours, sum(busy) AS busy_sum, list(busy ORDER BY hour_start) AS busy_hourly, "
+                  "list(CAST(hour(hour_start) AS TINYINT) ORDER BY hour_start) AS hour_of_day, "
                   "sum(samples) AS samples, max(memory_used_mib) AS memory_used_mib_max, sum(energy_kwh) AS energy_kwh"),
     "token_hours": ("token_daily", TOKEN_KEYS,
                     "count(*) AS hours, sum(prompt_tokens) AS prompt_tokens, sum(generation_tokens) AS generation_tokens, "

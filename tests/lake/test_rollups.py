@@ -99,10 +99,9 @@ def test_retention_trims_hours_but_not_the_daily_reports(loaded: Store, settings
     after = {name: run(name, granularity="day") if name == "unit-economics" else run(name)
              for name in ("unit-economics", "untagged-spend")}
     assert after == before
-    # Idle GPUs need hours: only day 2 is left (12 idle hours of i-gpu2 instead of 24).
-    idle_after = run("idle-gpus")
+    # Idle GPUs count hours from the GPU-days' hourly values (hour_of_day, busy_hourly): unchanged too.
     assert idle_before["totals"]["idle_hours"] == 72  # type: ignore[index]
-    assert idle_after["totals"]["idle_hours"] == 36  # type: ignore[index]
+    assert run("idle-gpus") == idle_before
     # Running it again deletes nothing more.
     assert sum(apply_retention(loaded, 30, now=now).deleted.values()) == 0
 
@@ -112,3 +111,28 @@ def test_retention_keeps_hours_without_a_rollup(loaded: Store) -> None:
     result = apply_retention(loaded, 1, now=DAY2 + timedelta(days=5))
     assert result.deleted["gpu_hours"] == 5 * 24  # day 2 only: day 1 has no rollup rows
     assert loaded.query("SELECT count(*) FROM gpu_hours") == [(5 * 24,)]
+
+
+def test_migration_0012_backfills_the_hours_of_gpu_days(loaded: Store, settings: Settings) -> None:
+    def hours() -> dict[str, set[tuple[object, ...]]]:
+        return {t: {(d, u, tuple(b), h if h is None else tuple(h)) for d, u, b, h in loaded.query(
+                    f"SELECT day, gpu_uuid, busy_hourly, hour_of_day FROM {t}")}  # noqa: S608
+                for t in ("gpu_daily", "attr_gpu")}
+
+    landed = hours()
+    assert {h for *_, h in landed["gpu_daily"]} == {tuple(range(24))}
+    assert landed["attr_gpu"] == landed["gpu_daily"]
+    idle = reports.get("idle-gpus")(loaded, settings, build_params(start=DAY2.date(), end=DAY2.date() + timedelta(days=1)))
+    # The store as it was at 0011, with day 1's hourly detail already trimmed by retention.
+    for table, index in (("gpu_daily", "gpu_daily_day"), ("attr_gpu", "attr_gpu_day")):
+        loaded.query(f"DROP INDEX {index}")
+        loaded.query(f"ALTER TABLE {table} DROP COLUMN hour_of_day")
+        loaded.query(f"CREATE INDEX {index} ON {table} (day)")
+    loaded.query("UPDATE alembic_version SET version_num = '0011'")
+    loaded.query("DELETE FROM gpu_hours WHERE hour_start < ?", [DAY2])
+    assert migrate.upgrade(loaded) == ("0011", migrate.head_revision())
+    after = hours()
+    assert after == {t: {(d, u, b, h if d == DAY2.date() else None) for d, u, b, h in rows}
+                     for t, rows in landed.items()}
+    assert reports.get("idle-gpus")(loaded, settings, build_params(
+        start=DAY2.date(), end=DAY2.date() + timedelta(days=1))).as_dict() == idle.as_dict()

@@ -84,13 +84,13 @@ def untagged_spend(ctx: Context, rule: UntaggedSpendRule) -> list[Finding]:
 STREAK_SQL = """
 WITH last AS (
     SELECT gpu_uuid, mig_instance, max(hour_start) AS last_seen, max(hour_start) FILTER (WHERE NOT idle) AS last_busy
-    FROM att_gpu_cost GROUP BY ALL
+    FROM att_gpu_hours GROUP BY ALL
 )
 SELECT g.gpu_uuid, nullif(g.mig_instance, '') AS mig_instance, any_value(g.rkey) AS rkey,
        any_value(l.last_seen) AS last_seen, min(g.hour_start) AS streak_start,
        count(DISTINCT g.hour_start)::BIGINT AS streak_hours,  -- a time-sliced GPU has a row per workload
        CAST(sum(g.hour_cost) AS DECIMAL(38,12)) AS streak_cost
-FROM att_gpu_cost g JOIN last l ON l.gpu_uuid = g.gpu_uuid AND l.mig_instance IS NOT DISTINCT FROM g.mig_instance
+FROM att_gpu_hours g JOIN last l ON l.gpu_uuid = g.gpu_uuid AND l.mig_instance IS NOT DISTINCT FROM g.mig_instance
 WHERE g.idle AND (l.last_busy IS NULL OR g.hour_start > l.last_busy)
 GROUP BY g.gpu_uuid, g.mig_instance
 """

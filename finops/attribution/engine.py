@@ -57,11 +57,10 @@ def resolve_rates(found: list[str], params: Query, settings: Settings) -> tuple[
 
 
 def stages(hourly: bool = True) -> tuple[str, ...]:
-    """The SQL stages in order. Cost is always attributed from the daily rollups; `hourly` prices
-    hour-level GPU rows (att_gpu_cost one row per GPU-hour, for idle streaks and peaks), else the
-    daily rows (one per GPU and day, `hours` and `idle_hours` counted in them)."""
-    tail = (sql.GPU_HOURLY, sql.HOUR_COST_HOURLY) if hourly else (sql.HOUR_COST_DAILY,)
-    return sql.STAGES + tail
+    """The SQL stages in order. Attribution reads the daily rollups and prices GPU-days (att_gpu_cost,
+    one row per GPU and day, `hours` and `idle_hours` counted in them); `hourly` also lays out their
+    hours (att_gpu_hours, one row per GPU-hour, for idle streaks and peaks)."""
+    return sql.STAGES + ((sql.GPU_HOURS,) if hourly else ())
 
 
 def run_stages(cur: duckdb.DuckDBPyConnection, stages: tuple[str, ...], binds: dict[str, Any]) -> None:
@@ -77,7 +76,7 @@ def attribute(cur: duckdb.DuckDBPyConnection, params: Query, settings: Settings,
               hourly: bool = True) -> Attribution:
     """Build the att_* temp tables for `params` on `cur` (inside the caller's read transaction).
 
-    `hourly=False` never reads hourly facts (unit economics and untagged spend need no hours).
+    `hourly=False` lays out no GPU-hours (unit economics and untagged spend need none).
     """
     currency, rates = report_rates(cur, params, settings)
     cur.register("att_rates_arrow", pa.table({"currency": list(rates), "rate": pa.array(list(rates.values()), money.ARROW_MONEY)}))

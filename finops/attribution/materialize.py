@@ -40,9 +40,9 @@ _COPY = {
 }
 TABLES = tuple(_COPY)
 # The stages of a report's attribution, with lines numbered by row id and no att_line temp table
-# (attr_line is filled from its SELECT), and GPU rows priced per day.
+# (attr_line is filled from its SELECT).
 _STAGES = tuple(sql.COST_BY_ROWID if stage is sql.COST else stage for stage in sql.STAGES
-                if stage is not sql.LINES) + (sql.HOUR_COST_DAILY,)
+                if stage is not sql.LINES)
 _TEMP = ("att_rates", "att_cost", "att_inv", "att_hosts", "att_bill", "att_tok", "att_pod_model", "att_res_model",
          "att_gpu", "att_cand", "att_pieces", "att_alloc", "att_gpu_cost")
 

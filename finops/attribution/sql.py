@@ -120,21 +120,6 @@ GROUP BY ALL HAVING count(DISTINCT model_id) = 1;
 """ + _GPU_DIMS.format(name="att_gpu", src=GPU_DAILY_ROWS,
                         measures="g.hours, g.busy_sum, g.busy_hourly, g.hour_of_day, g.samples, g.gkey")
 
-# A GPU-day's hours, one row each, from its daily row: the hours the day held (`hour_of_day`) with
-# their busy values (`busy_hourly`, in the same order); `{columns}` of the GPU-day ride along. A day
-# whose hours are unknown (hourly detail trimmed before migration 0012) has none.
-HOURS_OF_DAYS = """SELECT {columns}, CAST(day AS TIMESTAMP) + to_hours(CAST(hour_index AS INTEGER)) AS hour_start, busy
-FROM (SELECT *, unnest(hour_of_day) AS hour_index, unnest(busy_hourly) AS busy FROM {rows}
-      WHERE hour_of_day IS NOT NULL)"""
-GPU_ROW_COLUMNS = ("day, rkey, host, gpu_uuid, mig_instance, gpu_model, mig_profile, namespace, pod, time_share, "
-                   "project, team, environment, model_id")
-
-# Hour-level GPU rows, for the reports that need hours (idle streaks, peaks); same dims as att_gpu.
-GPU_HOURLY = f"""
-CREATE OR REPLACE TEMP TABLE att_gpu_h AS
-SELECT *, 1 AS hours, busy AS busy_sum FROM ({HOURS_OF_DAYS.format(columns=GPU_ROW_COLUMNS, rows="att_gpu")})
-"""  # noqa: S608 - constants only
-
 # The share of a physical GPU a GPU row holds: a MIG instance's compute slices (its profile's
 # leading `<n>g`) over the GPU's (A30: 4; A100, H100 and later: 7), times a time-sliced workload's
 # measured `time_share` of that GPU or instance; a whole GPU, 1. GPU-hours are weighted by it when a
@@ -291,8 +276,8 @@ LINES = "CREATE OR REPLACE TEMP TABLE att_line AS" + LINES_SELECT
 
 # Cost of each GPU-hour (docs/definitions.md 6.2): the resource's cost that day over its GPU-hours that day; for a
 # GPU on no billed resource, its group's attributed cost that day over the group's GPU-hours.
-# Rates come from the daily rows; `{rows}` are the rows priced (att_gpu, or att_gpu_h for hours).
-# `hours` GPU-hours of a row, `idle_hours` of them below the idle threshold.
+# Rates and rows priced are the GPU-days (att_gpu): `hours` GPU-hours of a row, `idle_hours` of them
+# below the idle threshold.
 _HOUR_COST = """
 CREATE OR REPLACE TEMP TABLE att_gpu_cost AS
 WITH res_cost AS (
@@ -312,8 +297,8 @@ grp_hours AS (
 )
 SELECT g.*, {price_effective} AS hour_cost_effective, {price_billed} AS hour_cost_billed,
        CASE WHEN $basis = 'billed' THEN {price_billed} ELSE {price_effective} END AS hour_cost,
-       {idle_hours} AS idle_hours{idle}
-FROM {rows} g
+       {idle_hours} AS idle_hours
+FROM att_gpu g
 LEFT JOIN res_cost rc ON rc.day = g.day AND rc.rkey = g.rkey
 LEFT JOIN res_hours rh ON rh.day = g.day AND rh.rkey = g.rkey
 LEFT JOIN grp_cost gc ON rc.rkey IS NULL AND gc.day = g.day AND gc.project IS NOT DISTINCT FROM g.project
@@ -331,12 +316,23 @@ _HOUR_COST = _HOUR_COST.replace("{price_effective}", _PRICE.format(c="cost_effec
     "{price_billed}", _PRICE.format(c="cost_billed", share=SHARE)).replace("{share}", SHARE).replace(
     "{hours}", WEIGHTED_HOURS)
 
-# Daily rows: idle hours counted from the day's hourly busy values, so any threshold is exact.
-HOUR_COST_DAILY = _HOUR_COST.format(rows="att_gpu", idle="",
-                                    idle_hours="len(list_filter(g.busy_hourly, lambda x: x < $idle))")
-# Hourly rows (one GPU-hour each) also carry `idle`.
-HOUR_COST_HOURLY = _HOUR_COST.format(rows="att_gpu_h", idle=",\n       g.busy < $idle AS idle",
-                                     idle_hours="CAST(g.busy < $idle AS INTEGER)")
+# GPU-days priced: idle hours counted from the day's hourly busy values, so any threshold is exact.
+HOUR_COST_DAILY = _HOUR_COST.format(idle_hours="len(list_filter(g.busy_hourly, lambda x: x < $idle))")
 
-# Stages of every attribution; then GPU_HOURLY + HOUR_COST_HOURLY, or HOUR_COST_DAILY.
-STAGES = (COST, INVENTORY, BILL_TAGS, TOKENS, GPU, CANDIDATES, PIECES, ALLOC, LINES)
+# A GPU-day's hours, one row each, from its daily row: the hours the day held (`hour_of_day`) with
+# their busy values (`busy_hourly`, in the same order); `{columns}` of the GPU-day ride along. A day
+# whose hours are unknown (hourly detail trimmed before migration 0012) has none.
+HOURS_OF_DAYS = """SELECT {columns}, CAST(day AS TIMESTAMP) + to_hours(CAST(hour_index AS INTEGER)) AS hour_start, busy
+FROM (SELECT *, unnest(hour_of_day) AS hour_index, unnest(busy_hourly) AS busy FROM {rows}
+      WHERE hour_of_day IS NOT NULL)"""
+_PRICED_COLUMNS = ("day, rkey, host, gpu_uuid, mig_instance, gpu_model, mig_profile, namespace, pod, time_share, "
+                   "project, team, environment, model_id, hour_cost_effective, hour_cost_billed, hour_cost")
+# GPU-hours priced (att_gpu_hours), for the reports that need hours (idle streaks, last busy hour,
+# peaks): the priced GPU-days' hours, each at its day's hour cost. `{idle}` is the idle threshold.
+GPU_HOURS_SELECT = ("SELECT *, 1 AS hours, busy AS busy_sum, CAST(busy < {idle} AS INTEGER) AS idle_hours, "  # noqa: S608
+                    "busy < {idle} AS idle FROM ("
+                    + HOURS_OF_DAYS.format(columns=_PRICED_COLUMNS, rows="att_gpu_cost") + ")")
+GPU_HOURS = "CREATE OR REPLACE TEMP TABLE att_gpu_hours AS " + GPU_HOURS_SELECT.format(idle="$idle")
+
+# Stages of every attribution; then GPU_HOURS for reports that need hours.
+STAGES = (COST, INVENTORY, BILL_TAGS, TOKENS, GPU, CANDIDATES, PIECES, ALLOC, LINES, HOUR_COST_DAILY)

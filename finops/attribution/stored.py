@@ -34,19 +34,11 @@ VIEWS = {
     "att_inv": """SELECT resource_key, max(project) AS project, max(team) AS team, max(environment) AS environment,
                   max(model_id) AS model_id, max(instance_type) AS instance_type, max(gpu_count) AS gpu_count
                   FROM inventory GROUP BY resource_key""",
+    "att_gpu_cost": """SELECT *, hour_cost_{b} AS hour_cost, len(list_filter(busy_hourly, lambda x: x < {idle}))
+                       AS idle_hours FROM attr_gpu WHERE {w}""",
 }
-# GPU rows for a report: hourly, each GPU-day's hours from its stored row (its dims and hour cost
-# with it), or the GPU-days themselves with their idle hours counted from the day's busy values.
-_HOUR_COLUMNS = f"{sql.GPU_ROW_COLUMNS}, hour_cost_{{b}} AS hour_cost"
-GPU_COST = {
-    True: ("SELECT *, 1 AS hours, busy AS busy_sum, CAST(busy < {idle} AS INTEGER) AS idle_hours, "  # noqa: S608
-           "busy < {idle} AS idle FROM ("
-           + sql.HOURS_OF_DAYS.format(columns=_HOUR_COLUMNS, rows="(SELECT * FROM attr_gpu WHERE {w})") + ")"),
-    False: """SELECT *, hour_cost_{b} AS hour_cost, len(list_filter(busy_hourly, lambda x: x < {idle})) AS idle_hours
-              FROM attr_gpu WHERE {w}""",
-}
-
-
+# GPU-hours, for reports that need them (`hourly`): the priced GPU-days' hours, as attribution lays them out.
+HOURS = {"att_gpu_hours": sql.GPU_HOURS_SELECT}
 def _date(d: date) -> str:
     return f"DATE '{date.fromordinal(d.toordinal()).isoformat()}'"  # a real date, so no quote can get in
 
@@ -91,7 +83,7 @@ def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Se
             fill = {"b": params.cost_basis, "ws": _date(params.start), "we": _date(params.end),
                     "idle": repr(float(params.idle_threshold))}
             fill["w"] = f"day >= {fill['ws']} AND day < {fill['we']}"
-            views = {**VIEWS, "att_gpu_cost": GPU_COST[hourly]}
+            views = {**VIEWS, **(HOURS if hourly else {})}
             cur.execute(";\n".join(f"CREATE OR REPLACE TEMP VIEW {name} AS {select.format(**fill)}"
                                     for name, select in views.items()))
             return Attribution(currency, sum((Decimal(t) for _, t in totals), Decimal(0)))

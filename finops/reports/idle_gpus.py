@@ -35,7 +35,7 @@ def query(where: str) -> str:
             SELECT gpu_uuid, mig_instance, island, count(*) AS n FROM (
                 SELECT gpu_uuid, mig_instance, hour_start - to_hours(row_number() OVER (
                            PARTITION BY gpu_uuid, mig_instance ORDER BY hour_start)) AS island
-                FROM (SELECT DISTINCT gpu_uuid, mig_instance, hour_start FROM att_gpu_cost WHERE idle AND {where})
+                FROM (SELECT DISTINCT gpu_uuid, mig_instance, hour_start FROM att_gpu_hours WHERE idle AND {where})
             ) GROUP BY ALL
         ) GROUP BY ALL
     ),
@@ -48,7 +48,7 @@ def query(where: str) -> str:
     sliced AS (
         -- The hours of GPUs shared by time-slicing (a row per workload and hour), each counted once.
         SELECT gpu_uuid, mig_instance, count(*) AS hours, count(*) FILTER (WHERE idle) AS idle_hours FROM (
-            SELECT DISTINCT gpu_uuid, mig_instance, hour_start, idle FROM att_gpu_cost
+            SELECT DISTINCT gpu_uuid, mig_instance, hour_start, idle FROM att_gpu_hours
             WHERE time_share IS NOT NULL AND {where}
         ) GROUP BY ALL
     ),
@@ -65,7 +65,7 @@ def query(where: str) -> str:
                CAST(round(avg(CAST(busy AS DECIMAL(18,12))), 6) AS DOUBLE) AS avg_busy,
                CAST(coalesce(sum(hour_cost) FILTER (WHERE idle), 0) AS DECIMAL(38,12)) AS idle_cost,
                max(hour_start) FILTER (WHERE NOT idle) AS last_busy_at
-        FROM att_gpu_cost WHERE {where} GROUP BY gpu_uuid, mig_instance
+        FROM att_gpu_hours WHERE {where} GROUP BY gpu_uuid, mig_instance
     )
     SELECT g.host, g.gpu_uuid, nullif(g.mig_instance, '') AS mig_instance, g.mig_profile, g.gpu_model,
            {dims[2:]},

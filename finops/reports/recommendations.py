@@ -144,21 +144,22 @@ def _keys(p: ReportParams) -> tuple[str, ...]:
 def _consolidation_sql(keys: tuple[str, ...]) -> str:
     cols = ", ".join(f"coalesce({d}, '{UNTAGGED}') AS {d}" for d in keys)
     k = ", ".join(keys)
-    # The GPU-hours of model groups on units no earlier recommendation claimed, read twice (cheaper
-    # than keeping them): per group and hour for the peak, per unit and GPU for the cost.
-    rows = ("FROM att_gpu_cost WHERE model_id IS NOT NULL "
-            "AND NOT list_contains(CAST($claimed AS VARCHAR[]), coalesce(rkey, lower(host), gpu_uuid))")
+    # Model groups on units no earlier recommendation claimed: their GPU-hours per group and hour for
+    # the peak, their GPU-days per unit and GPU for the cost (a day's hours all cost its hour cost).
+    where = ("WHERE model_id IS NOT NULL "
+             "AND NOT list_contains(CAST($claimed AS VARCHAR[]), coalesce(rkey, lower(host), gpu_uuid))")
     return f"""
     CREATE OR REPLACE TEMP TABLE rec_groups AS
     SELECT {k}, max(hour_busy) AS peak, count(DISTINCT CAST(hour_start AS DATE)) AS days FROM (
         -- A time-sliced workload's part of its GPU's busy, summed exactly (a float sum depends on order).
         SELECT {cols}, hour_start, sum(CAST(busy * coalesce(time_share, 1.0) AS DECIMAL(18,12))) AS hour_busy
-        {rows} GROUP BY ALL
+        FROM att_gpu_hours {where} GROUP BY ALL
     ) GROUP BY ALL;
     CREATE OR REPLACE TEMP TABLE rec_units AS
     WITH per_gpu AS (
-        SELECT {cols}, coalesce(rkey, lower(host), gpu_uuid) AS unit, gpu_uuid, mig_instance, sum(hour_cost) AS cost
-        {rows} GROUP BY ALL
+        SELECT {cols}, coalesce(rkey, lower(host), gpu_uuid) AS unit, gpu_uuid, mig_instance,
+               sum(hour_cost * hours) AS cost
+        FROM att_gpu_cost {where} GROUP BY ALL
     )
     SELECT {k}, unit, count(*) AS gpus, sum(cost) AS cost,
            unit IN (SELECT unit FROM (SELECT DISTINCT unit, {k} FROM per_gpu) GROUP BY unit HAVING count(*) = 1)

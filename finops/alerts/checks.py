@@ -103,7 +103,7 @@ def idle_gpu(ctx: Context, rule: IdleGpuRule) -> list[Finding]:
     start, end = ctx.now.date() - timedelta(days=rule.lookback_days), ctx.now.date() + timedelta(days=1)
     params = ctx.params(start, end)
     with snapshot(ctx.store) as cur:
-        att = attribute_stored(cur, params, ctx.settings)
+        att = attribute_stored(cur, params, ctx.settings, reads=idle_gpus.READS)
         report = idle_gpus.build(cur, att, params)
         streaks = fetch_rows(cur, STREAK_SQL)
     by_gpu = {(r["gpu_uuid"], r["mig_instance"]): r for r in report.rows}

@@ -37,6 +37,8 @@ _COPY = {
     "attr_gpu": """SELECT day, rkey, host, gpu_uuid, mig_instance, gpu_model, mig_profile, namespace, pod,
         project, team, environment, model_id, hour_cost_effective, hour_cost_billed, hours, busy_sum,
         busy_hourly, samples, gkey, time_share, hour_of_day FROM att_gpu_cost""",
+    # A report's currencies and ingested total: a row per day and billing currency (migration 0013).
+    "attr_day": """SELECT day, billing_currency, sum(cost_effective), sum(cost_billed) FROM att_cost GROUP BY ALL""",
 }
 TABLES = tuple(_COPY)
 # The stages of a report's attribution, with lines numbered by row id and no att_line temp table
@@ -97,7 +99,7 @@ def _attribute_span(cur: duckdb.DuckDBPyConnection, start: date, end: date, key:
     run_stages(cur, _STAGES, binds)
     [(base,)] = cur.execute("SELECT next_line_id FROM attr_state WHERE id = 1").fetchall()
     binds["base"] = base
-    for table in ("attr_line", "attr_alloc", "attr_tok", "attr_gpu"):
+    for table in TABLES:
         run_stages(cur, (f"INSERT INTO {table} {_COPY[table]}",), binds)
     [(lines,)] = cur.execute("SELECT coalesce(max(line_id), 0) FROM att_cost").fetchall()
     cur.execute("UPDATE attr_state SET next_line_id = next_line_id + ? WHERE id = 1", [lines])

@@ -1,23 +1,28 @@
 """Reports read attribution from the attr_* tables kept at landing, through the att_* names.
 
 `attribute_stored` gives a report the same att_* relations `attribute` builds, as temp views over
-the stored tables for the report's window, cost basis and idle threshold. It computes attribution on
-the fly instead (same result, slower) when the stored tables cannot answer: another shared-cost key
-than the one stored, a rebuild not finished, or amounts that need converting into another currency.
+the stored tables for the report's window, cost basis and idle threshold (only those the report
+reads: each view costs a report about a millisecond). It computes attribution on the fly instead
+(same result, slower) when the stored tables cannot answer: another shared-cost key than the one
+stored, a rebuild not finished, or amounts that need converting into another currency. A lake
+replica keeps no attribution (its `attr_state` is never complete).
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
+from collections.abc import Collection
 from datetime import date
 from decimal import Decimal
+from functools import reduce
 
 import duckdb
 
 from finops.attribution import sql
 from finops.attribution.engine import Attribution, attribute, resolve_rates
-from finops.attribution.materialize import state
 from finops.attribution.query import Query
+from finops.money import CONTEXT
 from finops.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,55 +44,75 @@ VIEWS = {
 }
 # GPU-hours, for reports that need them (`hourly`): the priced GPU-days' hours, as attribution lays them out.
 HOURS = {"att_gpu_hours": sql.GPU_HOURS_SELECT}
+# Relations a view reads besides the stored tables.
+_NEEDS = {"att_cost": ("att_line",), "att_gpu_hours": ("att_gpu_cost",)}
+
+# The store's policy, and its cost per day and billing currency in a window (migration 0013; summed
+# in Python: a GROUP BY costs more than the few rows it would save).
+_STATE = """
+SELECT s.shared_cost_key, s.complete, d.billing_currency, d.cost_effective, d.cost_billed FROM attr_state s
+LEFT JOIN attr_day d ON d.day >= ? AND d.day < ? WHERE s.id = 1
+"""
+
+# The att_* relations attribution left on a cursor: "TABLE" (computed on the fly), or the names of
+# the views set up. A view cannot replace a table nor the reverse, and a view left from another
+# window must not be read. Kept here because asking the catalog costs a report ~1.5 ms.
+_LEFT: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, str | frozenset[str]] = weakref.WeakKeyDictionary()
+
+
 def _date(d: date) -> str:
     return f"DATE '{date.fromordinal(d.toordinal()).isoformat()}'"  # a real date, so no quote can get in
 
 
-def _catalog(cur: duckdb.DuckDBPyConnection) -> tuple[bool, dict[str, str]]:
-    """Whether the store keeps attribution (a lake replica has only the facts), and the att_*
-    relations an earlier attribution left on this cursor, with their kind (VIEW or table)."""
-    rows = cur.execute("SELECT table_name, 'TABLE', temporary FROM duckdb_tables() WHERE table_name = 'attr_state' "
-                       "OR (temporary AND table_name LIKE 'att\\_%' ESCAPE '\\') UNION ALL "
-                       "SELECT view_name, 'VIEW', true FROM duckdb_views() WHERE temporary AND view_name LIKE 'att\\_%' "
-                       "ESCAPE '\\'").fetchall()
-    kept = any(name == "attr_state" and not temporary for name, _, temporary in rows)
-    return kept, {name: kind for name, kind, temporary in rows if temporary}
+def _drop(cur: duckdb.DuckDBPyConnection, kind: str) -> None:
+    """Drop the att_* relations of `kind` left on the cursor."""
+    table = "duckdb_views()" if kind == "VIEW" else "duckdb_tables()"
+    column = "view_name" if kind == "VIEW" else "table_name"
+    for (name,) in cur.execute(f"SELECT {column} FROM {table} WHERE temporary "  # noqa: S608 - constants
+                               f"AND {column} LIKE 'att\\_%' ESCAPE '\\'").fetchall():
+        cur.execute(f'DROP {kind} "{name}"')
 
 
-def _drop(cur: duckdb.DuckDBPyConnection, left: dict[str, str], kind: str) -> None:
-    """Drop the relations of `kind` left on the cursor (a view cannot replace a table, nor the reverse)."""
-    for name, k in left.items():
-        if (k == "VIEW") == (kind == "VIEW"):
-            cur.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} "{name}"')
-
-
-def usable(cur: duckdb.DuckDBPyConnection, params: Query, kept: bool = True) -> bool:
-    """Whether the stored tables answer `params` (see the module's docstring for when they do not)."""
-    if not kept:
-        return False
-    st = state(cur)
-    return st.complete and st.shared_cost_key == params.shared_cost_key and params.cost_basis in BASES
+def _views(reads: Collection[str] | None, hourly: bool) -> dict[str, str]:
+    """The views to create, in an order where each comes after those it reads."""
+    wanted = set(VIEWS if reads is None else reads) | ({"att_gpu_hours"} if hourly else set())
+    wanted |= {n for name in list(wanted) for n in _NEEDS.get(name, ())}
+    return {name: select for name, select in {**VIEWS, **HOURS}.items() if name in wanted}
 
 
 def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Settings,
-                     hourly: bool = True) -> Attribution:
-    """The att_* relations for `params` on `cur`, read from the stored tables when they can answer."""
-    kept, left = _catalog(cur)
-    if usable(cur, params, kept):
-        window = [params.start, params.end]
-        totals = cur.execute(f"SELECT billing_currency, sum(cost_{params.cost_basis}) FROM attr_line "  # noqa: S608
-                             "WHERE day >= ? AND day < ? GROUP BY 1 ORDER BY 1", window).fetchall()
-        currency, rates = resolve_rates([c for c, _ in totals], params, settings)
+                     hourly: bool = True, reads: Collection[str] | None = None) -> Attribution:
+    """The att_* relations for `params` on `cur`, read from the stored tables when they can answer.
+
+    `reads` names the att_* relations the caller reads (all when None): only those are set up from
+    the stored tables. `hourly` adds GPU-hours (att_gpu_hours)."""
+    rows = cur.execute(_STATE, [params.start, params.end]).fetchall()
+    key, complete = rows[0][:2]
+    totals: dict[str, Decimal] = {}
+    for *_, c, eff, billed in rows:
+        if c is not None:
+            # Exact: a window's sum of amounts under 10^18 can need more than the default 28 digits.
+            totals[c] = CONTEXT.add(totals.get(c, Decimal(0)), billed if params.cost_basis == "billed" else eff)
+    if complete and key == params.shared_cost_key and params.cost_basis in BASES:
+        currency, rates = resolve_rates(sorted(totals), params, settings)
         if all(r == Decimal(1) for r in rates.values()):
-            _drop(cur, left, "TABLE")
+            views = _views(reads, hourly)
+            left = _LEFT.get(cur, frozenset())
+            if left == "TABLE":
+                _drop(cur, "TABLE")
+            else:
+                for name in sorted(set(left) - set(views)):
+                    cur.execute(f"DROP VIEW {name}")
             fill = {"b": params.cost_basis, "ws": _date(params.start), "we": _date(params.end),
                     "idle": repr(float(params.idle_threshold))}
             fill["w"] = f"day >= {fill['ws']} AND day < {fill['we']}"
-            views = {**VIEWS, **(HOURS if hourly else {})}
             cur.execute(";\n".join(f"CREATE OR REPLACE TEMP VIEW {name} AS {select.format(**fill)}"
                                     for name, select in views.items()))
-            return Attribution(currency, sum((Decimal(t) for _, t in totals), Decimal(0)))
+            _LEFT[cur] = frozenset(views)
+            return Attribution(currency, reduce(CONTEXT.add, totals.values(), Decimal(0)))
     # Another policy, a rebuild under way, or amounts to convert: attribution from the facts.
     log.debug("attribution computed on the fly for %s..%s", params.start, params.end)
-    _drop(cur, left, "VIEW")
+    if _LEFT.get(cur, "TABLE") != "TABLE":
+        _drop(cur, "VIEW")
+    _LEFT[cur] = "TABLE"
     return attribute(cur, params, settings, hourly=hourly)

@@ -40,6 +40,7 @@ from finops.store import Store
 
 MAD_TO_SIGMA = 1.4826
 METRICS = ("cost", "cost_per_1k_generated_tokens")
+READS = ("att_alloc", "att_line", "att_tok")  # the att_* relations the report reads
 
 
 def _dims(dims: tuple[str, ...], unallocated: bool) -> str:
@@ -200,4 +201,4 @@ def anomalies(store: Store, settings: Settings, params: ReportParams) -> Report:
     history_start = max(params.start - timedelta(days=cfg.history_days), MIN_DATE)
     wide = params.model_copy(update={"start": history_start})
     return with_attribution(store, settings, wide, lambda cur, att: build(cur, att, params, cfg, history_start),
-                            hourly=False)
+                            hourly=False, reads=READS)

@@ -15,7 +15,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 import duckdb
 
 from finops.attribution import Attribution
-from finops.reports.forecast import daily, last_billed_day, money, predict
+from finops.reports.forecast import READS, daily, last_billed_day, money, predict
 from finops.reports.model import PLACES, Report, Row, params_dict, ratio, with_attribution
 from finops.reports.params import MIN_DATE, ReportParams
 from finops.settings import Settings
@@ -122,4 +122,4 @@ def budgets(store: Store, settings: Settings, params: ReportParams) -> Report:
     shown = [b for b in stored(store.query) if visible(b, params.filters)]
     window = params.model_copy(update={
         "start": max(min(first_day(shown, params.end), params.end - timedelta(days=cfg.history_days)), MIN_DATE)})
-    return with_attribution(store, settings, window, build_listed, hourly=False)
+    return with_attribution(store, settings, window, build_listed, hourly=False, reads=READS)

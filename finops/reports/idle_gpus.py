@@ -14,6 +14,8 @@ from finops.store import Store
 from finops.tags import UNTAGGED
 
 DIMS = ("project", "team", "environment", "model_id")
+READS = ("att_gpu", "att_gpu_hours", "att_tok")  # the att_* relations `build` reads
+IDLE_COST_READS = ("att_gpu_cost",)  # and `idle_cost`
 
 
 def query(where: str) -> str:
@@ -117,4 +119,4 @@ def idle_cost(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportPa
 
 
 def idle_gpus(store: Store, settings: Settings, params: ReportParams) -> Report:
-    return with_attribution(store, settings, params, lambda cur, att: build(cur, att, params))
+    return with_attribution(store, settings, params, lambda cur, att: build(cur, att, params), reads=READS)

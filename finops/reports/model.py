@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -72,10 +72,12 @@ def fetch_rows(cur: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] 
 
 
 def with_attribution(store: Store, settings: Settings, params: ReportParams,
-                     build: Callable[[duckdb.DuckDBPyConnection, Attribution], Report], hourly: bool = True) -> Report:
-    """Attribute `params` in one snapshot and build a report; `hourly=False` reads daily rows only."""
+                     build: Callable[[duckdb.DuckDBPyConnection, Attribution], Report], hourly: bool = True,
+                     reads: Collection[str] | None = None) -> Report:
+    """Attribute `params` in one snapshot and build a report; `hourly=False` reads daily rows only,
+    `reads` names the att_* relations `build` reads (all when None)."""
     with snapshot(store) as cur:
-        att = attribute_stored(cur, params, settings, hourly=hourly)
+        att = attribute_stored(cur, params, settings, hourly=hourly, reads=reads)
         return build(cur, att)
 
 

@@ -32,6 +32,8 @@ from finops.settings.recommendations import RecommendationSettings
 from finops.store import Store
 from finops.tags import DIMS, UNALLOCATED, UNTAGGED
 
+# The att_* relations `build` reads.
+READS = ("att_alloc", "att_cost", "att_gpu", "att_gpu_cost", "att_gpu_hours", "att_inv", "att_tok")
 KINDS = ("idle_shutdown", "consolidation", "spot", "commitment", "unit_cost_outlier")
 CONFIDENCE = ("high", "medium", "low")
 CENT = Decimal("0.01")
@@ -417,7 +419,8 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
 
 def recommendations(store: Store, settings: Settings, params: ReportParams,
                     rs: RecommendationSettings | None = None) -> Report:
-    return with_attribution(store, settings, params, lambda cur, att: build(cur, att, params, settings, rs))
+    return with_attribution(store, settings, params, lambda cur, att: build(cur, att, params, settings, rs),
+                            reads=READS)
 
 
 def top(report: Report, settings: Settings) -> list[Row]:

@@ -26,6 +26,7 @@ from finops.store import Store
 from finops.tags import DIMS, UNALLOCATED
 
 # Period start of a day `d` per granularity; `total` is one period, the whole window.
+READS = ("att_alloc", "att_tok", "att_gpu_cost")  # the att_* relations the report reads
 BUCKET = {
     "day": "day",
     "week": "CAST(date_trunc('week', day) AS DATE)",
@@ -286,4 +287,4 @@ def unit_economics(store: Store, settings: Settings, params: ReportParams) -> Re
         return report
 
     # Periods are days or longer: priced from the daily rollups, never the hourly facts.
-    return with_attribution(store, settings, params, build_all, hourly=False)
+    return with_attribution(store, settings, params, build_all, hourly=False, reads=READS)

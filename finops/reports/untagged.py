@@ -22,6 +22,11 @@ ACCELERATOR_REGEX = (
 )
 
 
+def reads(params: ReportParams) -> tuple[str, ...]:
+    """The att_* relations the report reads."""
+    return ("att_line", "att_inv", "att_gpu") if params.scope == "accelerator" else ("att_line",)
+
+
 def query(params: ReportParams, where: str) -> str:
     """Per resource (provider, account, service, resource) and per day (`trend`): cost, cost missing
     a required tag, and what rules recover of it, in one pass (GROUPING SETS; `by_day` tells them apart)."""
@@ -80,4 +85,5 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
 
 
 def untagged_spend(store: Store, settings: Settings, params: ReportParams) -> Report:
-    return with_attribution(store, settings, params, lambda cur, att: build(cur, att, params), hourly=False)
+    return with_attribution(store, settings, params, lambda cur, att: build(cur, att, params), hourly=False,
+                            reads=reads(params))

@@ -113,7 +113,7 @@ def test_retention_keeps_hours_without_a_rollup(loaded: Store) -> None:
     assert loaded.query("SELECT count(*) FROM gpu_hours") == [(5 * 24,)]
 
 
-def test_migration_0012_backfills_the_hours_of_gpu_days(loaded: Store, settings: Settings) -> None:
+def test_migrations_0012_and_0013_backfill_gpu_days_hours_and_daily_cost(loaded: Store, settings: Settings) -> None:
     def hours() -> dict[str, set[tuple[object, ...]]]:
         return {t: {(d, u, tuple(b), h if h is None else tuple(h)) for d, u, b, h in loaded.query(
                     f"SELECT day, gpu_uuid, busy_hourly, hour_of_day FROM {t}")}  # noqa: S608
@@ -128,10 +128,14 @@ def test_migration_0012_backfills_the_hours_of_gpu_days(loaded: Store, settings:
         loaded.query(f"DROP INDEX {index}")
         loaded.query(f"ALTER TABLE {table} DROP COLUMN hour_of_day")
         loaded.query(f"CREATE INDEX {index} ON {table} (day)")
+    daily_cost = set(loaded.query("SELECT * FROM attr_day"))
+    assert {c for _, c, *_ in daily_cost} == {"USD"} and len(daily_cost) == 2
+    loaded.query("DROP TABLE attr_day")
     loaded.query("UPDATE alembic_version SET version_num = '0011'")
     loaded.query("DELETE FROM gpu_hours WHERE hour_start < ?", [DAY2])
     assert migrate.upgrade(loaded) == ("0011", migrate.head_revision())
     after = hours()
+    assert set(loaded.query("SELECT * FROM attr_day")) == daily_cost
     assert after == {t: {(d, u, b, h if d == DAY2.date() else None) for d, u, b, h in rows}
                      for t, rows in landed.items()}
     assert reports.get("idle-gpus")(loaded, settings, build_params(

@@ -47,6 +47,12 @@ def _dims(dims: tuple[str, ...], unallocated: bool) -> str:
     return ", ".join(group_columns(dims, unallocated, "a" if unallocated else ""))
 
 
+def _series(dims: tuple[str, ...], where_alloc: str) -> str:
+    """Daily cost per group (constants only): the groups' series, without the lines' resources."""
+    cols = f", {_dims(dims, True)}" if dims else ""
+    return f"SELECT a.day{cols}, sum(a.amount) AS v FROM att_alloc a WHERE {where_alloc} GROUP BY ALL"  # noqa: S608
+
+
 def _queries(dims: tuple[str, ...], where_alloc: str, where_tok: str) -> tuple[str, str]:
     """Daily cost per group and resource, and daily generated tokens per group (constants only)."""
     cost = f"""SELECT a.day, {_dims(dims, True) + ', ' if dims else ''}coalesce(l.resource_key, l.resource_id, '')
@@ -116,7 +122,7 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
     cols = "".join(f", {d}" for d in dims)
     # Groups' daily series are summed in DuckDB; per-resource detail is read for anomalous groups only.
     cost: dict[tuple[str, ...], dict[date, Decimal]] = defaultdict(dict)
-    for r in fetch_rows(cur, f"SELECT day{cols}, sum(cost) AS v FROM ({cost_sql}) GROUP BY ALL", binds):  # noqa: S608
+    for r in fetch_rows(cur, _series(dims, where_alloc), binds):
         cost[tuple(r[d] for d in dims)][r["day"]] = r["v"]
     tokens: dict[tuple[str, ...], dict[date, int]] = defaultdict(dict)
     for r in fetch_rows(cur, f"SELECT day{cols}, sum(tokens)::BIGINT AS v FROM ({tokens_sql}) GROUP BY ALL",  # noqa: S608

@@ -21,31 +21,38 @@ IDLE_COST_READS = ("att_gpu_cost",)  # and `idle_cost`
 def query(where: str) -> str:
     # The most frequent value of each dim over the GPU's hours, counted from its GPU-days (an hourly
     # row has its GPU-day's dims; a day is far fewer rows than its hours); of tied values the lowest,
-    # so the row never depends on row order.
-    one = ("SELECT gpu_uuid, mig_instance, '{d}' AS dim, {d} AS v, sum(hours) AS h FROM att_gpu "
-           "WHERE {d} IS NOT NULL AND {where} GROUP BY gpu_uuid, mig_instance, {d}")
-    dim_hours = " UNION ALL ".join(one.format(d=d, where=where) for d in DIMS)
-    picked = ", ".join(f"max(CASE WHEN dim = '{d}' THEN v END) AS {d}" for d in DIMS)
+    # so the row never depends on row order. One pass sums the hours per GPU and value of every dim.
+    sets = ", ".join(f"(gpu_uuid, mig_instance, {d})" for d in DIMS)
+    picked = ", ".join(f"arg_min({d}, (-h, {d})) FILTER (WHERE {d} IS NOT NULL) AS {d}" for d in DIMS)
     dims = "".join(f", coalesce(d.{d}, '{UNTAGGED}') AS {d}" for d in DIMS)
     # The window's hours are read twice rather than kept (cheaper): one pass per GPU for the measures,
     # one over the idle hours for streaks (consecutive idle hours share `hour_start` minus their rank).
-    # Which GPUs sat on a resource that served tokens comes from the window's GPU-days (few rows).
-    # A GPU shared by time-slicing has a row per workload and hour: its hours are counted once.
+    # What does not change within a GPU-day (its host, model, dims, whether its resource served
+    # tokens) comes from the GPU-days (few rows). A GPU shared by time-slicing has a row per workload
+    # and hour: its hours are counted once.
     return f"""
     WITH streaks AS (
         SELECT gpu_uuid, mig_instance, max(n) AS longest FROM (
             SELECT gpu_uuid, mig_instance, island, count(*) AS n FROM (
                 SELECT gpu_uuid, mig_instance, hour_start - to_hours(row_number() OVER (
                            PARTITION BY gpu_uuid, mig_instance ORDER BY hour_start)) AS island
-                FROM (SELECT DISTINCT gpu_uuid, mig_instance, hour_start FROM att_gpu_hours WHERE idle AND {where})
+                FROM (SELECT gpu_uuid, mig_instance, hour_start FROM att_gpu_hours
+                      WHERE idle AND time_share IS NULL AND {where}
+                      UNION ALL
+                      SELECT DISTINCT gpu_uuid, mig_instance, hour_start FROM att_gpu_hours
+                      WHERE idle AND time_share IS NOT NULL AND {where})
             ) GROUP BY ALL
         ) GROUP BY ALL
     ),
+    days AS (
+        SELECT gpu_uuid, mig_instance, any_value(host) AS host, any_value(mig_profile) AS mig_profile,
+               any_value(gpu_model) AS gpu_model FROM att_gpu WHERE {where} GROUP BY ALL
+    ),
     dims AS (
         SELECT gpu_uuid, mig_instance, {picked} FROM (
-            SELECT *, row_number() OVER (PARTITION BY gpu_uuid, mig_instance, dim ORDER BY h DESC, v) AS rank
-            FROM ({dim_hours})
-        ) WHERE rank = 1 GROUP BY gpu_uuid, mig_instance
+            SELECT gpu_uuid, mig_instance, {", ".join(DIMS)}, sum(hours) AS h FROM att_gpu WHERE {where}
+            GROUP BY GROUPING SETS ({sets})
+        ) GROUP BY ALL
     ),
     sliced AS (
         -- The hours of GPUs shared by time-slicing (a row per workload and hour), each counted once.
@@ -59,8 +66,7 @@ def query(where: str) -> str:
         JOIN (SELECT DISTINCT rkey FROM att_tok WHERE generation_tokens > 0) t ON t.rkey = r.rkey
     ),
     g AS (
-        SELECT gpu_uuid, mig_instance, any_value(host) AS host, any_value(mig_profile) AS mig_profile,
-               any_value(gpu_model) AS gpu_model,
+        SELECT gpu_uuid, mig_instance,
                count(*) FILTER (WHERE time_share IS NULL) AS whole_hours,
                count(*) FILTER (WHERE idle AND time_share IS NULL) AS whole_idle_hours,
                -- Summed as exact decimals: a float sum's last bits depend on the order threads add them.
@@ -69,13 +75,14 @@ def query(where: str) -> str:
                max(hour_start) FILTER (WHERE NOT idle) AS last_busy_at
         FROM att_gpu_hours WHERE {where} GROUP BY gpu_uuid, mig_instance
     )
-    SELECT g.host, g.gpu_uuid, nullif(g.mig_instance, '') AS mig_instance, g.mig_profile, g.gpu_model,
+    SELECT y.host, g.gpu_uuid, nullif(g.mig_instance, '') AS mig_instance, y.mig_profile, y.gpu_model,
            {dims[2:]},
            (g.whole_hours + coalesce(t.hours, 0))::BIGINT AS hours_observed,
            (g.whole_idle_hours + coalesce(t.idle_hours, 0))::BIGINT AS idle_hours, g.avg_busy, g.idle_cost,
            coalesce(s.longest, 0)::BIGINT AS longest_idle_streak_hours, g.last_busy_at,
            v.gpu_uuid IS NULL AS no_tokens_served
-    FROM g LEFT JOIN streaks s ON s.gpu_uuid = g.gpu_uuid AND s.mig_instance = g.mig_instance
+    FROM g JOIN days y ON y.gpu_uuid = g.gpu_uuid AND y.mig_instance = g.mig_instance
+    LEFT JOIN streaks s ON s.gpu_uuid = g.gpu_uuid AND s.mig_instance = g.mig_instance
     LEFT JOIN served v ON v.gpu_uuid = g.gpu_uuid AND v.mig_instance = g.mig_instance
     LEFT JOIN sliced t ON t.gpu_uuid = g.gpu_uuid AND t.mig_instance = g.mig_instance
     LEFT JOIN dims d ON d.gpu_uuid = g.gpu_uuid AND d.mig_instance = g.mig_instance

@@ -210,11 +210,15 @@ def _read_source(con: duckdb.DuckDBPyConnection, path: Path, spec: FileSpec) -> 
     columns = _csv_header(path)
     _check_required(path, columns, spec)
     types = "{" + ", ".join(f"{_lit(c)}: 'VARCHAR'" for c in columns) + "}"
+    # Read whole into a private table first: DuckDB lists the rejected records only once a read has
+    # completed. Records are numbered by their row id (kept in file order), a parallel scan, where
+    # a window over the file would be one thread.
     con.execute(
-        f"CREATE TABLE raw AS SELECT *, row_number() OVER () AS _rn FROM read_csv({_lit(str(path))}, "
+        f"CREATE TABLE raw_csv AS SELECT * FROM read_csv({_lit(str(path))}, "
         f"auto_detect=false, header=false, skip=1, columns={types}, delim=',', quote='\"', escape='\"', "
         f"nullstr=['', 'NULL', 'null'], store_rejects=true, max_line_size={MAX_LINE_BYTES})"
     )
+    con.execute("CREATE VIEW raw AS SELECT *, rowid + 1 AS _rn FROM raw_csv")
     return "csv", columns
 
 

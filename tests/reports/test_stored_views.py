@@ -1,0 +1,55 @@
+"""Stored attribution sets up only the relations a report reads, and never leaves one from another window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from finops.attribution.stored import attribute_stored
+from finops.reports import idle_gpus, untagged
+from finops.reports.model import snapshot
+from finops.reports.params import build_params
+from finops.settings import Settings
+from finops.store import Store
+from finops.tags import TagRules
+from tests.support import example_a
+
+
+@pytest.fixture
+def loaded(store: Store, rules: TagRules, tmp_path: Path) -> Store:
+    example_a.load(store, rules, tmp_path)
+    return store
+
+
+def _left(cur: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    views = {r[0] for r in cur.execute("SELECT view_name FROM duckdb_views() WHERE temporary").fetchall()}
+    tables = {r[0] for r in cur.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()}
+    return {"views": {v for v in views if v.startswith("att_")}, "tables": {t for t in tables if t.startswith("att_")}}
+
+
+def test_a_report_gets_the_views_it_reads_and_none_from_an_earlier_window(loaded: Store, settings: Settings) -> None:
+    day = build_params(start="2026-11-02", end="2026-11-03")
+    month = build_params(start="2026-11-01", end="2026-12-01")
+    with snapshot(loaded) as cur:
+        attribute_stored(cur, day, settings, reads=idle_gpus.READS)
+        # att_gpu_hours lays out the hours of att_gpu_cost, so that view comes with it.
+        assert _left(cur) == {"views": {"att_gpu", "att_gpu_hours", "att_tok", "att_gpu_cost"}, "tables": set()}
+        [(hours,)] = cur.execute("SELECT count(*) FROM att_gpu_hours").fetchall()
+        assert hours == 5 * 24
+
+        attribute_stored(cur, month, settings, hourly=False, reads=untagged.reads(month))
+        # The day's GPU views are gone: a report reading one it did not name fails instead of
+        # reading another window's rows.
+        assert _left(cur) == {"views": {"att_line"}, "tables": set()}
+
+        # Another shared-cost key than the stored one: attribution from the facts, as temp tables.
+        tokens = month.model_copy(update={"shared_cost_key": "tokens"})
+        attribute_stored(cur, tokens, settings, hourly=False, reads=untagged.reads(month))
+        left = _left(cur)
+        assert not left["views"] and {"att_line", "att_alloc", "att_gpu_cost"} <= left["tables"]
+        assert "att_gpu_hours" not in left["tables"]
+
+        attribute_stored(cur, day, settings, reads=idle_gpus.READS)
+        assert _left(cur) == {"views": {"att_gpu", "att_gpu_hours", "att_tok", "att_gpu_cost"}, "tables": set()}

@@ -112,7 +112,10 @@ def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Se
             return Attribution(currency, reduce(CONTEXT.add, totals.values(), Decimal(0)))
     # Another policy, a rebuild under way, or amounts to convert: attribution from the facts.
     log.debug("attribution computed on the fly for %s..%s", params.start, params.end)
-    if _LEFT.get(cur, "TABLE") != "TABLE":
+    before = _LEFT.get(cur)
+    if before is not None and before != "TABLE":
         _drop(cur, "VIEW")
+    elif before == "TABLE" and not hourly:
+        cur.execute("DROP TABLE IF EXISTS att_gpu_hours")  # another window's hours
     _LEFT[cur] = "TABLE"
     return attribute(cur, params, settings, hourly=hourly)

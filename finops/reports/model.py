@@ -9,6 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from finops.attribution import Attribution
 from finops.attribution.stored import attribute_stored
@@ -68,7 +70,15 @@ def snapshot(store: Store) -> Iterator[duckdb.DuckDBPyConnection]:
 def fetch_rows(cur: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | list[Any] | None = None) -> list[Row]:
     """Run a query and return plain dicts, through Arrow (never `.df()`)."""
     table = cur.sql(sql, params=params or None).to_arrow_table()
-    return list(table.to_pylist())
+    names = table.column_names
+    columns = [_decimals(col) if pa.types.is_decimal(col.type) else col.to_pylist() for col in table.columns]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _decimals(column: pa.ChunkedArray) -> list[Decimal | None]:
+    """A decimal column as Decimals, through its text: the same values, digits and exponents as
+    pyarrow's own conversion (which builds each Decimal in Python), at about half the cost."""
+    return [None if v is None else Decimal(v) for v in pc.cast(column, pa.string()).to_pylist()]
 
 
 def with_attribution(store: Store, settings: Settings, params: ReportParams,

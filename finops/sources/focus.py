@@ -375,6 +375,11 @@ def open_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
             f"FROM raw LEFT JOIN tagmap ON tagmap.t = {tags}"
         )
         bad, scopes = _problems_and_scopes(con, by_content)
+        # The rows found bad are left out by their number: the checks never run again as the rows stream.
+        con.register("rejected_arrow", pa.table({"rn": pa.array([rn for rn, _ in bad], pa.int64())}))
+        con.execute("CREATE TABLE rejected AS SELECT * FROM rejected_arrow")
+        con.execute("CREATE VIEW accepted AS SELECT * EXCLUDE (_reason) FROM parsed"
+                    + (" WHERE _rn NOT IN (SELECT rn FROM rejected)" if bad else ""))
         starts = _record_starts(path, max(rn for rn, _ in bad)) if kind == "csv" and bad and not rejects else None
         quarantine = [
             {"origin": str(path), "reason": reason,
@@ -385,9 +390,9 @@ def open_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
                        for line, reason, raw in _reject_details(con, kind)]
         origin = _split_origins(con, "allocated_method_id" in values and values["allocated_method_id"] != "NULL")
         accepted = con.sql(
-            "SELECT p.* EXCLUDE (_rn, _reason), CAST(p.charge_period_start AS DATE) AS charge_date, "
+            "SELECT p.* EXCLUDE (_rn), CAST(p.charge_period_start AS DATE) AS charge_date, "
             f"{RESOURCE_KEY_SQL.format(col='p.resource_id')} AS resource_key, false AS estimated, {origin} "
-            "FROM parsed p WHERE p._reason = ''"
+            "FROM accepted p"
         )
         reader = accepted.to_arrow_reader(BATCH_ROWS)
         rows = pa.RecordBatchReader.from_batches(reader.schema, _owned(reader, con, None if limits.temp_directory
@@ -426,8 +431,8 @@ def _split_origins(con: duckdb.DuckDBPyConnection, allocated: bool) -> str:
         return "false AS split_origin"
     con.execute("CREATE TABLE split AS SELECT resource_id, charge_period_start, allocated_method_id, "
                 "sum(billed_cost) AS billed, sum(effective_cost) AS effective, bool_or(allocated_resource_id IS NULL "
-                "AND billed_cost = 0 AND effective_cost = 0) AS zeroed FROM parsed "
-                "WHERE _reason = '' AND allocated_method_id IS NOT NULL GROUP BY ALL")
+                "AND billed_cost = 0 AND effective_cost = 0) AS zeroed FROM accepted "
+                "WHERE allocated_method_id IS NOT NULL GROUP BY ALL")
     return ("coalesce(p.allocated_method_id IS NOT NULL AND p.allocated_resource_id IS NULL "
             "AND (p.billed_cost <> 0 OR p.effective_cost <> 0) "
             "AND (SELECT any_value(NOT s.zeroed AND s.billed = 2 * p.billed_cost AND s.effective = 2 * p.effective_cost) "

@@ -367,8 +367,8 @@ def open_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
         select = ", ".join(f"{v} AS {k}" for k, v in values.items())
         if by_content:
             select += f", {content_scope(values)} AS scope"
-        # A view: validation runs over the scan each time it is read (once for the quarantine,
-        # once as the accepted rows stream), never as a copy of the file.
+        # A view over the scan, never a copy of the file: the checks run once, to find the rows to
+        # quarantine; the accepted rows then stream without them (view `accepted`).
         con.execute(
             f"CREATE VIEW parsed AS SELECT {select}, {dims}, raw._rn AS _rn, "
             f"concat_ws('; ', {', '.join(problems)}) AS _reason "

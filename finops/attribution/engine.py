@@ -56,11 +56,15 @@ def resolve_rates(found: list[str], params: Query, settings: Settings) -> tuple[
     return target, {c: r for c, r in rates.items() if r is not None}
 
 
-def stages(hourly: bool = True) -> tuple[str, ...]:
+def stages(hourly: bool = True, lines: bool = True, by_rowid: bool = False) -> tuple[str, ...]:
     """The SQL stages in order. Attribution reads the daily rollups and prices GPU-days (att_gpu_cost,
     one row per GPU and day, `hours` and `idle_hours` counted in them); `hourly` also lays out their
-    hours (att_gpu_hours, one row per GPU-hour, for idle streaks and peaks)."""
-    return sql.STAGES + ((sql.GPU_HOURS,) if hourly else ())
+    hours (att_gpu_hours, one row per GPU-hour, for idle streaks and peaks); `lines` the cost lines
+    with what rules recover of each (att_line, for untagged spend). `by_rowid` numbers the lines by
+    the rollup's row id (a parallel scan) where `cost_daily` is a table, not a view without row ids."""
+    picked = tuple(sql.COST_BY_ROWID if stage is sql.COST and by_rowid else stage
+                   for stage in sql.STAGES if lines or stage is not sql.LINES)
+    return picked + ((sql.GPU_HOURS,) if hourly else ())
 
 
 def run_stages(cur: duckdb.DuckDBPyConnection, stages: tuple[str, ...], binds: dict[str, Any]) -> None:
@@ -73,10 +77,12 @@ def run_stages(cur: duckdb.DuckDBPyConnection, stages: tuple[str, ...], binds: d
 
 
 def attribute(cur: duckdb.DuckDBPyConnection, params: Query, settings: Settings,
-              hourly: bool = True) -> Attribution:
+              hourly: bool = True, lines: bool = True, by_rowid: bool = False) -> Attribution:
     """Build the att_* temp tables for `params` on `cur` (inside the caller's read transaction).
 
-    `hourly=False` lays out no GPU-hours (unit economics and untagged spend need none).
+    `hourly=False` lays out no GPU-hours (unit economics and untagged spend need none);
+    `lines=False` no att_line (only untagged spend, anomalies and the FOCUS export read it);
+    `by_rowid`: `cost_daily` is a DuckDB table (see `stages`).
     """
     currency, rates = report_rates(cur, params, settings)
     cur.register("att_rates_arrow", pa.table({"currency": list(rates), "rate": pa.array(list(rates.values()), money.ARROW_MONEY)}))
@@ -86,6 +92,6 @@ def attribute(cur: duckdb.DuckDBPyConnection, params: Query, settings: Settings,
         "start": params.start, "end": params.end, "basis": params.cost_basis,
         "shared_key": params.shared_cost_key, "idle": params.idle_threshold,
     }
-    run_stages(cur, stages(hourly), binds)
+    run_stages(cur, stages(hourly, lines, by_rowid), binds)
     [(total,)] = cur.execute("SELECT coalesce(sum(cost), 0) FROM att_cost").fetchall()
     return Attribution(currency, Decimal(total))

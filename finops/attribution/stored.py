@@ -113,9 +113,14 @@ def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Se
     # Another policy, a rebuild under way, or amounts to convert: attribution from the facts.
     log.debug("attribution computed on the fly for %s..%s", params.start, params.end)
     before = _LEFT.get(cur)
+    lines = reads is None or "att_line" in reads
     if before is not None and before != "TABLE":
         _drop(cur, "VIEW")
-    elif before == "TABLE" and not hourly:
-        cur.execute("DROP TABLE IF EXISTS att_gpu_hours")  # another window's hours
+    elif before == "TABLE":  # another window's hours and lines must not be read
+        for name, kept in (("att_gpu_hours", hourly), ("att_line", lines)):
+            if not kept:
+                cur.execute(f"DROP TABLE IF EXISTS {name}")
     _LEFT[cur] = "TABLE"
-    return attribute(cur, params, settings, hourly=hourly)
+    # A lake replica's rollups are views, without row ids to number the lines by.
+    table = cur.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'cost_daily' AND NOT temporary").fetchall()
+    return attribute(cur, params, settings, hourly=hourly, lines=lines, by_rowid=bool(table))

@@ -48,10 +48,14 @@ def test_a_report_gets_the_views_it_reads_and_none_from_an_earlier_window(loaded
         tokens = day.model_copy(update={"shared_cost_key": "tokens"})
         attribute_stored(cur, tokens, settings, reads=idle_gpus.READS)
         left = _left(cur)
-        assert not left["views"] and {"att_line", "att_alloc", "att_gpu_cost", "att_gpu_hours"} <= left["tables"]
+        # Only the tables the report reads that attribution can leave out: no lines for idle GPUs.
+        assert not left["views"] and {"att_alloc", "att_gpu_cost", "att_gpu_hours"} <= left["tables"]
+        assert "att_line" not in left["tables"]
         attribute_stored(cur, tokens.model_copy(update={"start": month.start, "end": month.end}), settings,
                          hourly=False, reads=untagged.reads(month))
-        assert "att_gpu_hours" not in _left(cur)["tables"]
+        assert "att_gpu_hours" not in _left(cur)["tables"] and "att_line" in _left(cur)["tables"]
+        attribute_stored(cur, tokens, settings, reads=idle_gpus.READS)
+        assert "att_line" not in _left(cur)["tables"]  # the month's lines went with their window
 
         attribute_stored(cur, day, settings, reads=idle_gpus.READS)
         assert _left(cur) == {"views": {"att_gpu", "att_gpu_hours", "att_tok", "att_gpu_cost"}, "tables": set()}

@@ -4,7 +4,8 @@
 the stored tables for the report's window, cost basis and idle threshold (only those the report
 reads: each view costs a report about a millisecond). It computes attribution on the fly instead
 (same result, slower) when the stored tables cannot answer: another shared-cost key than the one
-stored, a rebuild not finished, or amounts that need converting into another currency. A lake
+stored where the report reads what the key changes, a rebuild not finished, or amounts that need
+converting into another currency. A lake
 replica keeps no attribution (its `attr_state` is never complete).
 """
 
@@ -46,6 +47,10 @@ VIEWS = {
 HOURS = {"att_gpu_hours": sql.GPU_HOURS_SELECT}
 # Relations a view reads besides the stored tables.
 _NEEDS = {"att_cost": ("att_line",), "att_gpu_hours": ("att_gpu_cost",)}
+# Relations no shared-cost key changes: the key only weighs the pieces of the shared step
+# (att_alloc) and, through the groups' cost, the hour cost of GPUs on no billed resource
+# (att_gpu_cost, att_gpu_hours). Which lines the rules recover does not depend on it.
+KEY_FREE = frozenset({"att_line", "att_cost", "att_tok", "att_gpu", "att_inv"})
 
 # The store's policy, and its cost per day and billing currency in a window (migration 0013; summed
 # in Python: a GROUP BY costs more than the few rows it would save).
@@ -85,7 +90,8 @@ def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Se
     """The att_* relations for `params` on `cur`, read from the stored tables when they can answer.
 
     `reads` names the att_* relations the caller reads (all when None): only those are set up from
-    the stored tables. `hourly` adds GPU-hours (att_gpu_hours)."""
+    the stored tables, which answer any shared-cost key when the caller reads none the key changes
+    (KEY_FREE). `hourly` adds GPU-hours (att_gpu_hours)."""
     rows = cur.execute(_STATE, [params.start, params.end]).fetchall()
     key, complete = rows[0][:2]
     totals: dict[str, Decimal] = {}
@@ -93,7 +99,8 @@ def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Se
         if c is not None:
             # Exact: a window's sum of amounts under 10^18 can need more than the default 28 digits.
             totals[c] = CONTEXT.add(totals.get(c, Decimal(0)), billed if params.cost_basis == "billed" else eff)
-    if complete and key == params.shared_cost_key and params.cost_basis in BASES:
+    same_key = key == params.shared_cost_key or (reads is not None and not hourly and set(reads) <= KEY_FREE)
+    if complete and same_key and params.cost_basis in BASES:
         currency, rates = resolve_rates(sorted(totals), params, settings)
         if all(r == Decimal(1) for r in rates.values()):
             views = _views(reads, hourly)

@@ -7,8 +7,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from finops.attribution.engine import attribute
 from finops.attribution.stored import attribute_stored
-from finops.reports import idle_gpus, untagged
+from finops.reports import anomalies, idle_gpus, unit_economics, untagged
 from finops.reports.model import snapshot
 from finops.reports.params import build_params
 from finops.settings import Settings
@@ -52,10 +53,35 @@ def test_a_report_gets_the_views_it_reads_and_none_from_an_earlier_window(loaded
         assert not left["views"] and {"att_alloc", "att_gpu_cost", "att_gpu_hours"} <= left["tables"]
         assert "att_line" not in left["tables"]
         attribute_stored(cur, tokens.model_copy(update={"start": month.start, "end": month.end}), settings,
-                         hourly=False, reads=untagged.reads(month))
+                         hourly=False, reads=anomalies.READS)
         assert "att_gpu_hours" not in _left(cur)["tables"] and "att_line" in _left(cur)["tables"]
         attribute_stored(cur, tokens, settings, reads=idle_gpus.READS)
         assert "att_line" not in _left(cur)["tables"]  # the month's lines went with their window
 
         attribute_stored(cur, day, settings, reads=idle_gpus.READS)
         assert _left(cur) == {"views": {"att_gpu", "att_gpu_hours", "att_tok", "att_gpu_cost"}, "tables": set()}
+
+
+def test_untagged_spend_under_another_shared_cost_key_reads_the_stored_tables(loaded: Store, settings: Settings) -> None:
+    """The key weighs the shared step's pieces, never which lines the rules recover: untagged spend
+    under another key is read from the stored tables and equals attribution on the fly."""
+    tokens = build_params(start="2026-11-01", end="2026-12-01", shared_cost_key="tokens")
+    assert settings.shared_cost_key != "tokens"
+    with snapshot(loaded) as cur:
+        fly = untagged.build(cur, attribute(cur, tokens, settings, hourly=False), tokens)
+    with snapshot(loaded) as cur:
+        stored = untagged.build(cur, attribute_stored(cur, tokens, settings, hourly=False, reads=untagged.reads(tokens)),
+                                tokens)
+        assert _left(cur) == {"views": {"att_line"}, "tables": set()}
+        # What the key weighs is still attributed on the fly.
+        attribute_stored(cur, tokens, settings, hourly=False, reads=unit_economics.READS)
+        assert not _left(cur)["views"] and "att_alloc" in _left(cur)["tables"]
+    assert stored.totals["recoverable_cost"] > 0  # lines the rules split: what the key could have changed
+    assert (stored.rows, stored.totals, stored.tables) == (fly.rows, fly.totals, fly.tables)
+    accelerator = tokens.model_copy(update={"scope": "accelerator"})
+    with snapshot(loaded) as cur:
+        fly = untagged.build(cur, attribute(cur, accelerator, settings, hourly=False), accelerator)
+    with snapshot(loaded) as cur:
+        att = attribute_stored(cur, accelerator, settings, hourly=False, reads=untagged.reads(accelerator))
+        assert not _left(cur)["tables"]
+        assert untagged.build(cur, att, accelerator).rows == fly.rows

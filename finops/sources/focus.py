@@ -97,6 +97,9 @@ class FileSpec:
 
 FOCUS = FileSpec("FOCUS", COLUMNS, REQUIRED_COLUMNS)
 MAX_LINE_BYTES = 4 * 1024 * 1024
+# DuckDB's CSV read buffer, given explicitly: raising the line limit alone made DuckDB read with a
+# smaller buffer, and a 1M-row CSV.gz took 4.2 s to read instead of 2.5 s. 32 MiB is its default.
+READ_BUFFER_BYTES = 8 * MAX_LINE_BYTES
 
 
 class FocusFileError(ValueError):
@@ -216,7 +219,8 @@ def _read_source(con: duckdb.DuckDBPyConnection, path: Path, spec: FileSpec) -> 
     con.execute(
         f"CREATE TABLE raw_csv AS SELECT * FROM read_csv({_lit(str(path))}, "
         f"auto_detect=false, header=false, skip=1, columns={types}, delim=',', quote='\"', escape='\"', "
-        f"nullstr=['', 'NULL', 'null'], store_rejects=true, max_line_size={MAX_LINE_BYTES})"
+        f"nullstr=['', 'NULL', 'null'], store_rejects=true, max_line_size={MAX_LINE_BYTES}, "
+        f"buffer_size={READ_BUFFER_BYTES})"
     )
     con.execute("CREATE VIEW raw AS SELECT *, rowid + 1 AS _rn FROM raw_csv")
     return "csv", columns

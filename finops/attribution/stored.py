@@ -51,6 +51,13 @@ _NEEDS = {"att_cost": ("att_line",), "att_gpu_hours": ("att_gpu_cost",)}
 # (att_alloc) and, through the groups' cost, the hour cost of GPUs on no billed resource
 # (att_gpu_cost, att_gpu_hours). Which lines the rules recover does not depend on it.
 KEY_FREE = frozenset({"att_line", "att_cost", "att_tok", "att_gpu", "att_inv"})
+# Priced GPUs: no key changes them in a window where every GPU-day sits on a resource billed that
+# day (priced from the resource's own cost, never from its group's).
+PRICED = frozenset({"att_gpu_cost", "att_gpu_hours"})
+_GROUP_PRICED = """
+SELECT EXISTS (SELECT 1 FROM attr_gpu g WHERE g.day >= ? AND g.day < ? AND NOT EXISTS (
+    SELECT 1 FROM attr_line l WHERE l.day = g.day AND l.resource_key = g.rkey))
+"""
 
 # The store's policy, and its cost per day and billing currency in a window (migration 0013; summed
 # in Python: a GROUP BY costs more than the few rows it would save).
@@ -85,13 +92,27 @@ def _views(reads: Collection[str] | None, hourly: bool) -> dict[str, str]:
     return {name: select for name, select in {**VIEWS, **HOURS}.items() if name in wanted}
 
 
+def _answers(cur: duckdb.DuckDBPyConnection, key: str, params: Query, reads: Collection[str] | None,
+             hourly: bool) -> bool:
+    """Whether the stored tables, kept under shared-cost key `key`, give what `params` asks of `reads`."""
+    if key == params.shared_cost_key:
+        return True
+    if reads is None:
+        return False
+    wanted = set(reads) | ({"att_gpu_hours"} if hourly else set())
+    if wanted <= KEY_FREE:
+        return True
+    return wanted <= KEY_FREE | PRICED and not cur.execute(_GROUP_PRICED, [params.start, params.end]).fetchall()[0][0]
+
+
 def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Settings,
                      hourly: bool = True, reads: Collection[str] | None = None) -> Attribution:
     """The att_* relations for `params` on `cur`, read from the stored tables when they can answer.
 
     `reads` names the att_* relations the caller reads (all when None): only those are set up from
-    the stored tables, which answer any shared-cost key when the caller reads none the key changes
-    (KEY_FREE). `hourly` adds GPU-hours (att_gpu_hours)."""
+    the stored tables, which answer any shared-cost key when the caller reads nothing the key
+    changes (KEY_FREE, and PRICED where no GPU-day is priced from its group). `hourly` adds
+    GPU-hours (att_gpu_hours)."""
     rows = cur.execute(_STATE, [params.start, params.end]).fetchall()
     key, complete = rows[0][:2]
     totals: dict[str, Decimal] = {}
@@ -99,8 +120,7 @@ def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Se
         if c is not None:
             # Exact: a window's sum of amounts under 10^18 can need more than the default 28 digits.
             totals[c] = CONTEXT.add(totals.get(c, Decimal(0)), billed if params.cost_basis == "billed" else eff)
-    same_key = key == params.shared_cost_key or (reads is not None and not hourly and set(reads) <= KEY_FREE)
-    if complete and same_key and params.cost_basis in BASES:
+    if complete and _answers(cur, key, params, reads, hourly) and params.cost_basis in BASES:
         currency, rates = resolve_rates(sorted(totals), params, settings)
         if all(r == Decimal(1) for r in rates.values()):
             views = _views(reads, hourly)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -9,12 +10,15 @@ import pytest
 
 from finops.attribution.engine import attribute
 from finops.attribution.stored import attribute_stored
+from finops.batch import Batch, Task
+from finops.collect import run_task
 from finops.reports import anomalies, idle_gpus, unit_economics, untagged
 from finops.reports.model import snapshot
 from finops.reports.params import build_params
 from finops.settings import Settings
 from finops.store import Store
 from finops.tags import TagRules
+from finops.timeutil import Window
 from tests.support import example_a
 
 
@@ -45,17 +49,18 @@ def test_a_report_gets_the_views_it_reads_and_none_from_an_earlier_window(loaded
         # reading another window's rows.
         assert _left(cur) == {"views": {"att_line"}, "tables": set()}
 
-        # Another shared-cost key than the stored one: attribution from the facts, as temp tables.
+        # Another shared-cost key than the stored one, for a report reading what the key weighs
+        # (the allocations): attribution from the facts, as temp tables.
         tokens = day.model_copy(update={"shared_cost_key": "tokens"})
-        attribute_stored(cur, tokens, settings, reads=idle_gpus.READS)
+        attribute_stored(cur, tokens, settings, reads=unit_economics.READS)
         left = _left(cur)
-        # Only the tables the report reads that attribution can leave out: no lines for idle GPUs.
+        # Only the tables the report reads that attribution can leave out: no lines for unit economics.
         assert not left["views"] and {"att_alloc", "att_gpu_cost", "att_gpu_hours"} <= left["tables"]
         assert "att_line" not in left["tables"]
         attribute_stored(cur, tokens.model_copy(update={"start": month.start, "end": month.end}), settings,
                          hourly=False, reads=anomalies.READS)
         assert "att_gpu_hours" not in _left(cur)["tables"] and "att_line" in _left(cur)["tables"]
-        attribute_stored(cur, tokens, settings, reads=idle_gpus.READS)
+        attribute_stored(cur, tokens, settings, reads=unit_economics.READS)
         assert "att_line" not in _left(cur)["tables"]  # the month's lines went with their window
 
         attribute_stored(cur, day, settings, reads=idle_gpus.READS)
@@ -85,3 +90,28 @@ def test_untagged_spend_under_another_shared_cost_key_reads_the_stored_tables(lo
         att = attribute_stored(cur, accelerator, settings, hourly=False, reads=untagged.reads(accelerator))
         assert not _left(cur)["tables"]
         assert untagged.build(cur, att, accelerator).rows == fly.rows
+
+
+def test_idle_gpus_under_another_shared_cost_key_read_the_stored_tables_where_every_gpu_is_billed(
+        loaded: Store, settings: Settings) -> None:
+    """GPUs priced from their own resource's bill cost the same under any key; a GPU on no billed
+    resource is priced from its group's attributed cost, which the key weighs."""
+    day = build_params(start="2026-11-02", end="2026-11-03", shared_cost_key="tokens")
+    with snapshot(loaded) as cur:
+        fly = idle_gpus.build(cur, attribute(cur, day, settings), day)
+    with snapshot(loaded) as cur:
+        att = attribute_stored(cur, day, settings, reads=idle_gpus.READS)
+        assert _left(cur) == {"views": {"att_gpu", "att_gpu_hours", "att_tok", "att_gpu_cost"}, "tables": set()}
+        stored = idle_gpus.build(cur, att, day)
+    assert stored.totals["idle_cost"] > 0
+    assert (stored.rows, stored.totals, stored.tables) == (fly.rows, fly.totals, fly.tables)
+
+    # The next day's telemetry, with no bill that day: its GPUs are priced from their groups.
+    after = datetime(2026, 11, 3)
+    task = Task("example-a", Window(after, after + timedelta(days=1)),
+                lambda: Batch(facts=example_a.telemetry(after)))
+    assert run_task(loaded, "prometheus", task).status == "succeeded"
+    both = day.model_copy(update={"end": date(2026, 11, 4)})
+    with snapshot(loaded) as cur:
+        attribute_stored(cur, both, settings, reads=idle_gpus.READS)
+        assert not _left(cur)["views"] and {"att_gpu_cost", "att_gpu_hours"} <= _left(cur)["tables"]

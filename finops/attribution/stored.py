@@ -106,13 +106,15 @@ def _answers(cur: duckdb.DuckDBPyConnection, key: str, params: Query, reads: Col
 
 
 def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Settings,
-                     hourly: bool = True, reads: Collection[str] | None = None) -> Attribution:
+                     hourly: bool | None = None, reads: Collection[str] | None = None) -> Attribution:
     """The att_* relations for `params` on `cur`, read from the stored tables when they can answer.
 
     `reads` names the att_* relations the caller reads (all when None): only those are set up from
     the stored tables, which answer any shared-cost key when the caller reads nothing the key
     changes (KEY_FREE, and PRICED where no GPU-day is priced from its group). `hourly` adds
-    GPU-hours (att_gpu_hours)."""
+    GPU-hours (att_gpu_hours); by default, when `reads` names them (or is None)."""
+    if hourly is None:
+        hourly = reads is None or "att_gpu_hours" in reads
     rows = cur.execute(_STATE, [params.start, params.end]).fetchall()
     key, complete = rows[0][:2]
     totals: dict[str, Decimal] = {}

@@ -207,4 +207,4 @@ def anomalies(store: Store, settings: Settings, params: ReportParams) -> Report:
     history_start = max(params.start - timedelta(days=cfg.history_days), MIN_DATE)
     wide = params.model_copy(update={"start": history_start})
     return with_attribution(store, settings, wide, lambda cur, att: build(cur, att, params, cfg, history_start),
-                            hourly=False, reads=READS)
+                            reads=READS)

@@ -122,4 +122,4 @@ def budgets(store: Store, settings: Settings, params: ReportParams) -> Report:
     shown = [b for b in stored(store.query) if visible(b, params.filters)]
     window = params.model_copy(update={
         "start": max(min(first_day(shown, params.end), params.end - timedelta(days=cfg.history_days)), MIN_DATE)})
-    return with_attribution(store, settings, window, build_listed, hourly=False, reads=READS)
+    return with_attribution(store, settings, window, build_listed, reads=READS)

@@ -135,5 +135,4 @@ def forecast_report(store: Store, settings: Settings, params: ReportParams) -> R
     [(last,)] = store.query("SELECT max(charge_date) FROM cost_daily WHERE charge_date < ?", [params.end])
     anchor = min(params.start, last + timedelta(days=1)) if last is not None else params.start
     window = params.model_copy(update={"start": max(anchor - timedelta(days=cfg.history_days), MIN_DATE)})
-    return with_attribution(store, settings, window, lambda cur, att: build(cur, att, params, cfg), hourly=False,
-                            reads=READS)
+    return with_attribution(store, settings, window, lambda cur, att: build(cur, att, params, cfg), reads=READS)

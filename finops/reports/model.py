@@ -82,10 +82,11 @@ def _decimals(column: pa.ChunkedArray) -> list[Decimal | None]:
 
 
 def with_attribution(store: Store, settings: Settings, params: ReportParams,
-                     build: Callable[[duckdb.DuckDBPyConnection, Attribution], Report], hourly: bool = True,
+                     build: Callable[[duckdb.DuckDBPyConnection, Attribution], Report], hourly: bool | None = None,
                      reads: Collection[str] | None = None) -> Report:
-    """Attribute `params` in one snapshot and build a report; `hourly=False` reads daily rows only,
-    `reads` names the att_* relations `build` reads (all when None)."""
+    """Attribute `params` in one snapshot and build a report. `reads` names the att_* relations
+    `build` reads (all when None); `hourly` (default: whether `reads` names att_gpu_hours) says
+    whether it reads GPU-hours, for a caller that names no relations."""
     with snapshot(store) as cur:
         att = attribute_stored(cur, params, settings, hourly=hourly, reads=reads)
         return build(cur, att)

@@ -287,4 +287,4 @@ def unit_economics(store: Store, settings: Settings, params: ReportParams) -> Re
         return report
 
     # Periods are days or longer: priced from the daily rollups, never the hourly facts.
-    return with_attribution(store, settings, params, build_all, hourly=False, reads=READS)
+    return with_attribution(store, settings, params, build_all, reads=READS)

@@ -85,5 +85,4 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
 
 
 def untagged_spend(store: Store, settings: Settings, params: ReportParams) -> Report:
-    return with_attribution(store, settings, params, lambda cur, att: build(cur, att, params), hourly=False,
-                            reads=reads(params))
+    return with_attribution(store, settings, params, lambda cur, att: build(cur, att, params), reads=reads(params))

@@ -43,7 +43,7 @@ def _compute(cur: duckdb.DuckDBPyConnection, settings: Settings, p: ReportParams
     p = p.model_copy(update={"granularity": "total"})  # week against week: one period each
     reads = {"att_alloc", *unit_economics.READS, *untagged.reads(p),
              *((*idle_gpus.READS, *recommendations.READS) if savings else idle_gpus.IDLE_COST_READS)}
-    att = attribute_stored(cur, p, settings, hourly=savings, reads=reads)
+    att = attribute_stored(cur, p, settings, reads=reads)
     steps = dict(cur.execute("SELECT step, sum(amount) FROM att_alloc GROUP BY step").fetchall())
     idle = idle_gpus.build(cur, att, p) if savings else idle_gpus.idle_cost(cur, att, p)
     rows, team, project, model = unit_economics.build_many(
@@ -148,7 +148,7 @@ def _watch(cur: duckdb.DuckDBPyConnection, settings: Settings, p: ReportParams) 
     wide = history_window(p, fc)
     wide = wide.model_copy(update={"start": min(wide.start, history_start, budgets.first_day(listed, p.end)),
                                    "granularity": "total"})
-    att = attribute_stored(cur, wide, settings, hourly=False, reads={*budgets.READS, *anomalies.READS})
+    att = attribute_stored(cur, wide, settings, reads={*budgets.READS, *anomalies.READS})
     by_team = p.model_copy(update={"group_by": ("team",)})
     return {"budgets": budgets.build(cur, att, p, fc, listed).rows,
             "anomalies": anomalies.build(cur, att, by_team, cfg, history_start).rows}

@@ -52,7 +52,7 @@ def test_a_report_gets_the_views_it_reads_and_none_from_an_earlier_window(loaded
         # Another shared-cost key than the stored one, for a report reading what the key weighs
         # (the allocations): attribution from the facts, as temp tables.
         tokens = day.model_copy(update={"shared_cost_key": "tokens"})
-        attribute_stored(cur, tokens, settings, reads=unit_economics.READS)
+        attribute_stored(cur, tokens, settings, hourly=True, reads=unit_economics.READS)
         left = _left(cur)
         # Only the tables the report reads that attribution can leave out: no lines for unit economics.
         assert not left["views"] and {"att_alloc", "att_gpu_cost", "att_gpu_hours"} <= left["tables"]

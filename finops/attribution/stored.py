@@ -5,8 +5,8 @@ the stored tables for the report's window, cost basis and idle threshold (only t
 reads: each view costs a report about a millisecond). It computes attribution on the fly instead
 (same result, slower) when the stored tables cannot answer: another shared-cost key than the one
 stored where the report reads what the key changes, a rebuild not finished, or amounts that need
-converting into another currency. A lake
-replica keeps no attribution (its `attr_state` is never complete).
+converting into another currency. A lake replica keeps no attribution (its `attr_state` is never
+complete).
 """
 
 from __future__ import annotations

@@ -228,21 +228,22 @@ def main() -> None:
     prev = week_start - timedelta(days=7)
     cases: list[tuple[str, Any, Any, Any]] = []
     other_key = next(k for k in ("tokens", "gpu_hours") if k != settings.shared_cost_key)
-    on_the_fly: dict[str, Callable[[], Any]] = {}
+    other: dict[str, Callable[[], Any]] = {}  # measure -> the report under the other key
 
-    def ours(name: str, **kw: Any) -> Any:
-        on_the_fly[name] = lambda: reports.get(name)(store, settings, build_params(**kw, shared_cost_key=other_key))
-        return lambda: reports.get(name)(store, settings, build_params(**kw))
+    def case(measure: str, name: str, kw: dict[str, Any], bound: Any, peer: Any) -> None:
+        """A measure: report `name` with `kw` as stored, its bound and pandas peer; and under the other key."""
+        cases.append((measure, lambda: reports.get(name)(store, settings, build_params(**kw)), bound, peer))
+        other[measure] = lambda: reports.get(name)(store, settings, build_params(**kw, shared_cost_key=other_key))
 
     ue: dict[str, Any] = {"start": month[0], "end": month[1], "granularity": "day"}
-    cases.append(("unit economics, month, 4 dims, daily", ours("unit-economics", **ue),
-                  (UE_BOUND, {"s": month[0], "e": month[1]}), lambda c: pandas_ue(c, *month)))
-    cases.append(("idle GPUs, week", ours("idle-gpus", start=week[0], end=week[1]),
-                  (IDLE_BOUND, {"s": week[0], "e": week[1], "idle": IDLE}), lambda c: pandas_idle(c, *week)))
-    cases.append(("untagged spend, month", ours("untagged-spend", start=month[0], end=month[1]),
-                  (UNTAGGED_BOUND, {"s": month[0], "e": month[1]}), lambda c: pandas_untagged(c, *month)))
-    cases.append(("weekly report", ours("weekly", start=week[0], end=week[1]),
-                  (WEEKLY_BOUND, {"p": prev, "s": week[0], "e": week[1]}), lambda c: pandas_weekly(c, prev, *week)))
+    case("unit economics, month, 4 dims, daily", "unit-economics", ue,
+         (UE_BOUND, {"s": month[0], "e": month[1]}), lambda c: pandas_ue(c, *month))
+    case("idle GPUs, week", "idle-gpus", {"start": week[0], "end": week[1]},
+         (IDLE_BOUND, {"s": week[0], "e": week[1], "idle": IDLE}), lambda c: pandas_idle(c, *week))
+    case("untagged spend, month", "untagged-spend", {"start": month[0], "end": month[1]},
+         (UNTAGGED_BOUND, {"s": month[0], "e": month[1]}), lambda c: pandas_untagged(c, *month))
+    case("weekly report", "weekly", {"start": week[0], "end": week[1]},
+         (WEEKLY_BOUND, {"p": prev, "s": week[0], "e": week[1]}), lambda c: pandas_weekly(c, prev, *week))
     two_weeks = {"p": prev, "s": week[0], "e": week[1]}
     weekly_tables = [(WEEKLY_BOUND, two_weeks), (WEEKLY_MODEL, two_weeks),
                      *((WEEKLY_BY.format(dim=d), two_weeks) for d in ("team", "project")),
@@ -270,11 +271,9 @@ def main() -> None:
                                     extra={"pandas_s": t_pd}))
             cases_otf.append((name, bounds))
         for name, bounds in cases_otf:  # another policy, against the same bound(s)
-            report = {"unit economics": "unit-economics", "idle GPUs": "idle-gpus", "untagged spend": "untagged-spend",
-                      "weekly report": "weekly"}[name.split(",")[0]]
             cur = store.cursor()
             try:
-                (t_otf, _), *timed = paired([on_the_fly[report], *(_bound(cur, q, b) for q, b in bounds)],
+                (t_otf, _), *timed = paired([other[name], *(_bound(cur, q, b) for q, b in bounds)],
                                             max(3, args.repeat // 2))
             finally:
                 cur.close()

@@ -40,11 +40,23 @@ _COPY = {
     # A report's currencies and ingested total: a row per day and billing currency (migration 0013).
     "attr_day": """SELECT day, billing_currency, sum(cost_effective), sum(cost_billed) FROM att_cost GROUP BY ALL""",
 }
-TABLES = tuple(_COPY)
-# The stages of a report's attribution, with lines numbered by row id and no att_line temp table
-# (attr_line is filled from its SELECT).
+
+
+def _daily_fill(basis: str) -> str:
+    """Attribution per group and day in `basis` (migration 0014), from the temp tables of a run; idle
+    hours are counted at the stored threshold."""
+    alloc = f"(SELECT * REPLACE (amount_{basis} AS amount) FROM att_alloc)"  # noqa: S608 - constants
+    gpu = f"(SELECT * REPLACE (hour_cost_{basis} AS hour_cost) FROM att_gpu_cost)"  # noqa: S608 - constants
+    summed = sql.DAILY_SELECT.format(alloc=alloc, tok="att_tok", gpu=gpu)
+    return f"INSERT INTO attr_daily BY NAME SELECT '{basis}' AS basis, * FROM ({summed})"  # noqa: S608 - constants
+
+
+_DAILY = tuple(_daily_fill(basis) for basis in ("effective", "billed"))
+TABLES = (*_COPY, "attr_daily")
+# The stages of a report's attribution, with lines numbered by row id, and no att_line nor att_daily
+# (attr_line and attr_daily are filled from their SELECTs).
 _STAGES = tuple(sql.COST_BY_ROWID if stage is sql.COST else stage for stage in sql.STAGES
-                if stage is not sql.LINES)
+                if stage not in (sql.LINES, sql.DAILY))
 _TEMP = ("att_rates", "att_cost", "att_inv", "att_hosts", "att_bill", "att_tok", "att_pod_model", "att_res_model",
          "att_gpu", "att_cand", "att_pieces", "att_alloc", "att_gpu_cost")
 
@@ -56,12 +68,17 @@ class State:
     shared_cost_key: str
     complete: bool
     resume_from: date | None
+    idle_threshold: float
+
+    def holds(self, shared_cost_key: str, idle_threshold: float) -> bool:
+        """Whether the tables are kept under this policy (complete or not)."""
+        return self.shared_cost_key == shared_cost_key and self.idle_threshold == idle_threshold
 
 
 def state(cur: duckdb.DuckDBPyConnection) -> State:
-    [(key, complete, resume)] = cur.execute(
-        "SELECT shared_cost_key, complete, resume_from FROM attr_state WHERE id = 1").fetchall()
-    return State(key, complete, resume)
+    [(key, complete, resume, idle)] = cur.execute(
+        "SELECT shared_cost_key, complete, resume_from, idle_threshold FROM attr_state WHERE id = 1").fetchall()
+    return State(key, complete, resume, idle)
 
 
 def ranges(days: Iterable[date], chunk: int | None = None) -> list[tuple[date, date]]:
@@ -79,28 +96,31 @@ def ranges(days: Iterable[date], chunk: int | None = None) -> list[tuple[date, d
 def attribute_days(cur: duckdb.DuckDBPyConnection, days: Iterable[date], shared_cost_key: str | None = None) -> int:
     """Replace the attr_* rows of `days` with a fresh attribution of them (inside the caller's transaction).
 
-    Uses the store's key unless `shared_cost_key` is given. Returns the number of days attributed.
+    Uses the store's policy, or `shared_cost_key` if given. Returns the number of days attributed.
     """
-    key = shared_cost_key or state(cur).shared_cost_key
+    st = state(cur)
+    key = shared_cost_key or st.shared_cost_key
     spans = ranges(days)
     for start, end in spans:
-        _attribute_span(cur, start, end, key)
+        _attribute_span(cur, start, end, key, st.idle_threshold)
     return sum((end - start).days for start, end in spans)
 
 
-def _attribute_span(cur: duckdb.DuckDBPyConnection, start: date, end: date, key: str) -> None:
+def _attribute_span(cur: duckdb.DuckDBPyConnection, start: date, end: date, key: str, idle: float) -> None:
     # Amounts stay in each line's billing currency: every currency of the days at rate 1.
     cur.execute("CREATE OR REPLACE TEMP TABLE att_rates AS SELECT DISTINCT billing_currency AS currency, "
                 "CAST(1 AS DECIMAL(38,12)) AS rate FROM cost_daily WHERE charge_date >= ? AND charge_date < ?",
                 [start, end])
-    binds: dict[str, Any] = {"start": start, "end": end, "basis": "effective", "shared_key": key, "idle": 0.0}
+    binds: dict[str, Any] = {"start": start, "end": end, "basis": "effective", "shared_key": key, "idle": idle}
     for table in TABLES:
         cur.execute(f"DELETE FROM {table} WHERE day >= ? AND day < ?", [start, end])  # noqa: S608 - constants
     run_stages(cur, _STAGES, binds)
     [(base,)] = cur.execute("SELECT next_line_id FROM attr_state WHERE id = 1").fetchall()
     binds["base"] = base
-    for table in TABLES:
-        run_stages(cur, (f"INSERT INTO {table} {_COPY[table]}",), binds)
+    for table, select in _COPY.items():
+        run_stages(cur, (f"INSERT INTO {table} {select}",), binds)
+    for fill in _DAILY:
+        cur.execute(fill)
     [(lines,)] = cur.execute("SELECT coalesce(max(line_id), 0) FROM att_cost").fetchall()
     cur.execute("UPDATE attr_state SET next_line_id = next_line_id + ? WHERE id = 1", [lines])
     for name in _TEMP:
@@ -155,27 +175,29 @@ def data_days(cur: duckdb.DuckDBPyConnection, since: date | None = None) -> list
 
 
 def rebuild(transaction: Callable[[], Any], shared_cost_key: str,
-            progress: Callable[[int, int], None] | None = None) -> int:
-    """Attribute every day of the store under `shared_cost_key`, a chunk per transaction.
+            progress: Callable[[int, int], None] | None = None, idle_threshold: float | None = None) -> int:
+    """Attribute every day of the store under `shared_cost_key` and `idle_threshold` (by default, the
+    store's), a chunk per transaction.
 
     `transaction` opens the store's write transaction (Store.transaction). Idempotent and resumable:
     an interrupted rebuild continues from the first chunk it had not committed; a rebuild of a
-    complete store under its own key does nothing. Landings meanwhile attribute under the new key.
+    complete store under its own policy does nothing. Landings meanwhile attribute under the new one.
     Returns the number of days attributed; `progress(done, total)` is called after each chunk.
     """
     with transaction() as cur:
         st = state(cur)
-        if st.shared_cost_key == shared_cost_key and st.complete:
+        idle = st.idle_threshold if idle_threshold is None else idle_threshold
+        if st.holds(shared_cost_key, idle) and st.complete:
             return 0
-        resume = st.resume_from if st.shared_cost_key == shared_cost_key else None
-        cur.execute("UPDATE attr_state SET shared_cost_key = ?, complete = false, resume_from = ? WHERE id = 1",
-                    [shared_cost_key, resume])
+        resume = st.resume_from if st.holds(shared_cost_key, idle) else None
+        cur.execute("UPDATE attr_state SET shared_cost_key = ?, idle_threshold = ?, complete = false, "
+                    "resume_from = ? WHERE id = 1", [shared_cost_key, idle, resume])
         days = data_days(cur, resume)
     spans = ranges(days)
     total, done = len(days), 0
     for start, end in spans:
         with transaction() as cur:
-            _attribute_span(cur, start, end, shared_cost_key)
+            _attribute_span(cur, start, end, shared_cost_key, idle)
             cur.execute("UPDATE attr_state SET resume_from = ? WHERE id = 1", [end])
         done += sum(1 for d in days if start <= d < end)
         if progress:

@@ -334,5 +334,44 @@ GPU_HOURS_SELECT = ("SELECT *, 1 AS hours, busy AS busy_sum, CAST(busy < {idle} 
                     + HOURS_OF_DAYS.format(columns=_PRICED_COLUMNS, rows="att_gpu_cost") + ")")
 GPU_HOURS = "CREATE OR REPLACE TEMP TABLE att_gpu_hours AS " + GPU_HOURS_SELECT.format(idle="$idle")
 
+# Attribution per group and day (att_daily): the allocated cost, tokens and GPU-hours of each group
+# of dims on each day, summed as exact decimals and integers so a sum of these rows equals the sum of
+# the rows they come from. `step` is 'unallocated' for cost the last step left, else NULL. Unit
+# economics is one aggregation of it. `{alloc}`, `{tok}`, `{gpu}` are the relations it sums.
+_TIMED = "CASE WHEN prefill_ms IS NOT NULL AND decode_ms IS NOT NULL THEN {} ELSE 0 END"
+DAILY_SELECT = f"""
+SELECT day, project, team, environment, model_id, step, sum(cost) AS cost,
+       sum(prompt_tokens) AS prompt_tokens, sum(generation_tokens) AS generation_tokens, sum(requests) AS requests,
+       sum(cached) AS cached_prompt_tokens, sum(prefill_ms) AS prefill_ms, sum(decode_ms) AS decode_ms,
+       sum(timed_prompt) AS timed_prompt, sum(timed_gen) AS timed_gen, sum(cache_known) AS cache_known,
+       sum(gpu_hours) AS gpu_hours, sum(busy_sum) AS busy_sum, sum(usage_cost) AS usage_cost,
+       sum(idle_cost) AS idle_cost
+FROM (
+    SELECT day, project, team, environment, model_id,
+           CASE WHEN step = 'unallocated' THEN step END AS step, amount AS cost, 0 AS prompt_tokens,
+           0 AS generation_tokens, 0 AS requests, CAST(NULL AS BIGINT) AS cached, 0 AS prefill_ms,
+           0 AS decode_ms, 0 AS timed_prompt, 0 AS timed_gen, 0 AS cache_known, 0 AS gpu_hours,
+           CAST(0 AS DECIMAL(38,12)) AS busy_sum, CAST(0 AS DECIMAL(38,24)) AS usage_cost,
+           CAST(0 AS DECIMAL(38,12)) AS idle_cost
+    FROM {{alloc}}
+    UNION ALL
+    SELECT day, project, team, environment, model_id, NULL, 0, prompt_tokens, generation_tokens, requests,
+           cached_prompt_tokens, {_TIMED.format("prefill_ms")}, {_TIMED.format("decode_ms")},
+           {_TIMED.format("prompt_tokens")}, {_TIMED.format("generation_tokens")},
+           CASE WHEN cached_prompt_tokens IS NOT NULL THEN prompt_tokens ELSE 0 END, 0, 0, 0, 0
+    FROM {{tok}}
+    UNION ALL
+    -- busy_sum is summed as exact decimals: a float sum's last bits depend on the order threads add them.
+    SELECT day, project, team, environment, model_id, NULL, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0, hours,
+           CAST(busy_sum AS DECIMAL(38,12)), hour_cost * CAST(busy_sum AS DECIMAL(38,12)), hour_cost * idle_hours
+    FROM {{gpu}}
+) GROUP BY ALL
+"""  # noqa: S608 - built from this module's constants only
+DAILY_MEASURES = ("cost", "prompt_tokens", "generation_tokens", "requests", "cached_prompt_tokens", "prefill_ms",
+                  "decode_ms", "timed_prompt", "timed_gen", "cache_known", "gpu_hours", "busy_sum", "usage_cost",
+                  "idle_cost")
+DAILY = ("CREATE OR REPLACE TEMP VIEW att_daily AS "
+         + DAILY_SELECT.format(alloc="att_alloc", tok="att_tok", gpu="att_gpu_cost"))
+
 # Stages of every attribution; then GPU_HOURS for reports that need hours.
-STAGES = (COST, INVENTORY, BILL_TAGS, TOKENS, GPU, CANDIDATES, PIECES, ALLOC, LINES, HOUR_COST_DAILY)
+STAGES = (COST, INVENTORY, BILL_TAGS, TOKENS, GPU, CANDIDATES, PIECES, ALLOC, LINES, HOUR_COST_DAILY, DAILY)

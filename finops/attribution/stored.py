@@ -42,11 +42,14 @@ VIEWS = {
                   FROM inventory GROUP BY resource_key""",
     "att_gpu_cost": """SELECT *, hour_cost_{b} AS hour_cost, len(list_filter(busy_hourly, lambda x: x < {idle}))
                        AS idle_hours FROM attr_gpu WHERE {w}""",
+    "att_daily": """SELECT * EXCLUDE (basis) FROM attr_daily WHERE basis = '{b}' AND {w}""",
 }
+# att_daily at another idle threshold than the stored one: summed from the views it is made of.
+_DAILY_SUMMED = sql.DAILY_SELECT.format(alloc="att_alloc", tok="att_tok", gpu="att_gpu_cost")
 # GPU-hours, for reports that need them (`hourly`): the priced GPU-days' hours, as attribution lays them out.
 HOURS = {"att_gpu_hours": sql.GPU_HOURS_SELECT}
 # Relations a view reads besides the stored tables.
-_NEEDS = {"att_cost": ("att_line",), "att_gpu_hours": ("att_gpu_cost",)}
+_NEEDS: dict[str, tuple[str, ...]] = {"att_cost": ("att_line",), "att_gpu_hours": ("att_gpu_cost",)}
 # Relations no shared-cost key changes: the key only weighs the pieces of the shared step
 # (att_alloc) and, through the groups' cost, the hour cost of GPUs on no billed resource
 # (att_gpu_cost, att_gpu_hours). Which lines the rules recover does not depend on it.
@@ -62,7 +65,8 @@ SELECT EXISTS (SELECT 1 FROM attr_gpu g WHERE g.day >= ? AND g.day < ? AND NOT E
 # The store's policy, and its cost per day and billing currency in a window (migration 0013; summed
 # in Python: a GROUP BY costs more than the few rows it would save).
 _STATE = """
-SELECT s.shared_cost_key, s.complete, d.billing_currency, d.cost_effective, d.cost_billed FROM attr_state s
+SELECT s.shared_cost_key, s.complete, s.idle_threshold, d.billing_currency, d.cost_effective, d.cost_billed
+FROM attr_state s
 LEFT JOIN attr_day d ON d.day >= ? AND d.day < ? WHERE s.id = 1
 """
 
@@ -85,11 +89,16 @@ def _drop(cur: duckdb.DuckDBPyConnection, kind: str) -> None:
         cur.execute(f'DROP {kind} "{name}"')
 
 
-def _views(reads: Collection[str] | None, hourly: bool) -> dict[str, str]:
-    """The views to create, in an order where each comes after those it reads."""
+def _views(reads: Collection[str] | None, hourly: bool, daily_stored: bool = True) -> dict[str, str]:
+    """The views to create, in an order where each comes after those it reads. `daily_stored`: the
+    report's idle threshold is the stored one, so att_daily reads attr_daily."""
+    selects, needs = {**VIEWS, **HOURS}, dict(_NEEDS)
+    if not daily_stored:
+        selects["att_daily"] = _DAILY_SUMMED
+        needs["att_daily"] = ("att_alloc", "att_tok", "att_gpu_cost")
     wanted = set(VIEWS if reads is None else reads) | ({"att_gpu_hours"} if hourly else set())
-    wanted |= {n for name in list(wanted) for n in _NEEDS.get(name, ())}
-    return {name: select for name, select in {**VIEWS, **HOURS}.items() if name in wanted}
+    wanted |= {n for name in list(wanted) for n in needs.get(name, ())}
+    return {name: select for name, select in selects.items() if name in wanted}
 
 
 def _answers(cur: duckdb.DuckDBPyConnection, key: str, params: Query, reads: Collection[str] | None,
@@ -116,7 +125,7 @@ def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Se
     if hourly is None:
         hourly = reads is None or "att_gpu_hours" in reads
     rows = cur.execute(_STATE, [params.start, params.end]).fetchall()
-    key, complete = rows[0][:2]
+    key, complete, idle = rows[0][:3]
     totals: dict[str, Decimal] = {}
     for *_, c, eff, billed in rows:
         if c is not None:
@@ -125,10 +134,11 @@ def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Se
     if complete and _answers(cur, key, params, reads, hourly) and params.cost_basis in BASES:
         currency, rates = resolve_rates(sorted(totals), params, settings)
         if all(r == Decimal(1) for r in rates.values()):
-            views = _views(reads, hourly)
+            views = _views(reads, hourly, daily_stored=float(params.idle_threshold) == idle)
             left = _LEFT.get(cur, frozenset())
-            if left == "TABLE":
+            if left == "TABLE":  # and att_daily, a view over those tables
                 _drop(cur, "TABLE")
+                _drop(cur, "VIEW")
             else:
                 for name in sorted(set(left) - set(views)):
                     cur.execute(f"DROP VIEW {name}")

@@ -35,9 +35,9 @@ def db_upgrade() -> None:
 
 @db_app.command("reattribute")
 def db_reattribute() -> None:
-    """Attribute every stored day again under the configured shared_cost_key.
+    """Attribute every stored day again under the configured shared_cost_key and idle_threshold.
 
-    Needed after changing shared_cost_key, or after upgrading a store that held data; until then
+    Needed after changing either, or after upgrading a store that held data; until then
     reports compute attribution on the fly (same numbers, slower). Resumable and idempotent: an
     interrupted run continues where it stopped; on an up-to-date store it does nothing."""
     from rich.progress import Progress
@@ -46,11 +46,12 @@ def db_reattribute() -> None:
 
     s = settings()
     with opened(s) as store, Progress(console=err.get(), transient=True) as bar:
-        task_id = bar.add_task(f"attributing under shared_cost_key={s.shared_cost_key}", total=None)
+        policy = f"shared_cost_key={s.shared_cost_key}, idle_threshold={s.idle_threshold}"
+        task_id = bar.add_task(f"attributing under {policy}", total=None)
         days = rebuild(store.transaction, s.shared_cost_key,
-                       lambda done, total: bar.update(task_id, completed=done, total=total))
-    console.print(f"{s.db}: {days} day(s) attributed under shared_cost_key={s.shared_cost_key}"
-                  if days else f"{s.db}: attribution already up to date (shared_cost_key={s.shared_cost_key})")
+                       lambda done, total: bar.update(task_id, completed=done, total=total), s.idle_threshold)
+    console.print(f"{s.db}: {days} day(s) attributed under {policy}"
+                  if days else f"{s.db}: attribution already up to date ({policy})")
 
 
 @ingest_app.command("focus")

@@ -211,7 +211,8 @@ def open_replica(lake: str | Path, limits: DuckDBSettings | None = None) -> Stor
         for table in TABLES:
             con.execute(f"CREATE VIEW {table} AS {_view_sql(con, lake, table)}")
         # The lake keeps no attribution: reports on the replica attribute from the facts.
-        con.execute("CREATE VIEW attr_state AS SELECT 1 AS id, '' AS shared_cost_key, false AS complete")
+        con.execute("CREATE VIEW attr_state AS SELECT 1 AS id, '' AS shared_cost_key, false AS complete, "
+                    "0.05 AS idle_threshold")
         con.execute("CREATE VIEW attr_day AS SELECT CAST(NULL AS DATE) AS day, CAST(NULL AS VARCHAR) AS billing_currency, "
                     "CAST(NULL AS DECIMAL(38,12)) AS cost_effective, CAST(NULL AS DECIMAL(38,12)) AS cost_billed "
                     "WHERE false")

@@ -10,6 +10,7 @@ from typing import Any
 import duckdb
 
 from finops.attribution import Attribution
+from finops.attribution.sql import DAILY_MEASURES
 from finops.reports.model import (
     PLACES,
     Report,
@@ -26,7 +27,7 @@ from finops.store import Store
 from finops.tags import DIMS, UNALLOCATED
 
 # Period start of a day `d` per granularity; `total` is one period, the whole window.
-READS = ("att_alloc", "att_tok", "att_gpu_cost")  # the att_* relations the report reads
+READS = ("att_daily",)  # the att_* relations the report reads
 BUCKET = {
     "day": "day",
     "week": "CAST(date_trunc('week', day) AS DATE)",
@@ -75,31 +76,14 @@ def query(params: ReportParams, sets: tuple[tuple[str, ...], ...] = ()) -> str:
         + "".join(f", {d}" for d in dims)
     return f"""
     WITH parts AS (
-        SELECT {bucket} AS period
-               {_dims(dims, True)}, amount AS cost, 0 AS prompt_tokens, 0 AS generation_tokens, 0 AS requests,
-               0 AS gpu_hours, 0.0 AS busy_sum, 0 AS usage_cost, 0 AS idle_cost, NULL::BIGINT AS cached,
-               0 AS prefill_ms, 0 AS decode_ms, 0 AS timed_prompt, 0 AS timed_gen, 0 AS cache_known
-        FROM att_alloc WHERE {where}
-        UNION ALL
-        SELECT {bucket}
-               {_dims(dims, False)}, 0, prompt_tokens, generation_tokens, requests, 0, 0.0, 0, 0, cached_prompt_tokens,
-               {TIMED.format("prefill_ms")}, {TIMED.format("decode_ms")}, {TIMED.format("prompt_tokens")},
-               {TIMED.format("generation_tokens")},
-               CASE WHEN cached_prompt_tokens IS NOT NULL THEN prompt_tokens ELSE 0 END
-        FROM att_tok WHERE {where}
-        UNION ALL
-        SELECT {bucket}
-               {_dims(dims, False)}, 0, 0, 0, 0, hours, busy_sum, hour_cost * CAST(busy_sum AS DECIMAL(38,12)),
-               hour_cost * idle_hours, NULL, 0, 0, 0, 0, 0
-        FROM att_gpu_cost WHERE {where}
+        SELECT {bucket} AS period {_dims(dims, True)}, {", ".join(DAILY_MEASURES)} FROM att_daily WHERE {where}
     )
     SELECT * FROM (
-    -- busy_sum is summed as exact decimals: a float sum's last bits depend on the order threads add them.
     SELECT period{keys}, sum(cost) AS cost, sum(prompt_tokens)::BIGINT AS prompt_tokens,
            sum(generation_tokens)::BIGINT AS generation_tokens, sum(requests)::BIGINT AS requests,
-           sum(gpu_hours)::BIGINT AS gpu_hours, sum(CAST(busy_sum AS DECIMAL(38,12))) AS busy_sum,
+           sum(gpu_hours)::BIGINT AS gpu_hours, sum(busy_sum) AS busy_sum,
            CAST(sum(usage_cost) AS DECIMAL(38,12)) AS usage_cost, CAST(sum(idle_cost) AS DECIMAL(38,12)) AS idle_cost,
-           sum(cached)::BIGINT AS cached_prompt_tokens, sum(prefill_ms)::BIGINT AS prefill_ms,
+           sum(cached_prompt_tokens)::BIGINT AS cached_prompt_tokens, sum(prefill_ms)::BIGINT AS prefill_ms,
            sum(decode_ms)::BIGINT AS decode_ms, sum(timed_prompt)::BIGINT AS timed_prompt,
            sum(timed_gen)::BIGINT AS timed_gen, sum(cache_known)::BIGINT AS cache_known
     FROM parts {group}
@@ -107,8 +91,6 @@ def query(params: ReportParams, sets: tuple[tuple[str, ...], ...] = ()) -> str:
     """  # noqa: S608 - validated dim names and constants, values bound
 
 
-# A token row's value counted where vLLM gave both prefill and decode time (the split's time basis).
-TIMED = "CASE WHEN prefill_ms IS NOT NULL AND decode_ms IS NOT NULL THEN {} ELSE 0 END"
 SUMMED = ("cost", "prompt_tokens", "generation_tokens", "requests", "gpu_hours", "usage_cost", "idle_cost",
           "prefill_ms", "decode_ms", "timed_prompt", "timed_gen", "cache_known")
 

@@ -220,16 +220,19 @@ class Jobs:
         return weekly_files.run(self.store, self.settings, self.schedule.weekly, self.clock(), self.s3)
 
     def attribution_outdated(self) -> bool:
-        """Whether the stored attribution was made under another shared_cost_key, or not for every day."""
+        """Whether the stored attribution was made under another shared_cost_key or idle_threshold, or
+        not for every day."""
         with self.store.transaction() as cur:
             st = materialize.state(cur)
-        return not st.complete or st.shared_cost_key != self.settings.shared_cost_key
+        return not st.complete or not st.holds(self.settings.shared_cost_key, self.settings.idle_threshold)
 
     def run_reattribute(self) -> int:
         """Attribute the stored days under the configured policy (after an upgrade or a policy change).
         Reports stay right meanwhile: they compute attribution on the fly until it completes."""
-        log.info("attribution: re-attributing stored days under shared_cost_key=%s", self.settings.shared_cost_key)
-        days = materialize.rebuild(self.store.transaction, self.settings.shared_cost_key)
+        log.info("attribution: re-attributing stored days under shared_cost_key=%s, idle_threshold=%s",
+                 self.settings.shared_cost_key, self.settings.idle_threshold)
+        days = materialize.rebuild(self.store.transaction, self.settings.shared_cost_key,
+                                   idle_threshold=self.settings.idle_threshold)
         log.info("attribution: %d day(s) re-attributed", days)
         return days
 

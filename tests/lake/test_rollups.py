@@ -113,7 +113,8 @@ def test_retention_keeps_hours_without_a_rollup(loaded: Store) -> None:
     assert loaded.query("SELECT count(*) FROM gpu_hours") == [(5 * 24,)]
 
 
-def test_migrations_0012_and_0013_backfill_gpu_days_hours_and_daily_cost(loaded: Store, settings: Settings) -> None:
+def test_migrations_0012_to_0014_backfill_gpu_days_hours_daily_cost_and_group_days(loaded: Store,
+                                                                                    settings: Settings) -> None:
     def hours() -> dict[str, set[tuple[object, ...]]]:
         return {t: {(d, u, tuple(b), h if h is None else tuple(h)) for d, u, b, h in loaded.query(
                     f"SELECT day, gpu_uuid, busy_hourly, hour_of_day FROM {t}")}  # noqa: S608
@@ -123,6 +124,10 @@ def test_migrations_0012_and_0013_backfill_gpu_days_hours_and_daily_cost(loaded:
     assert {h for *_, h in landed["gpu_daily"]} == {tuple(range(24))}
     assert landed["attr_gpu"] == landed["gpu_daily"]
     idle = reports.get("idle-gpus")(loaded, settings, build_params(start=DAY2.date(), end=DAY2.date() + timedelta(days=1)))
+    window = build_params(start=DAY1.date(), end=DAY2.date() + timedelta(days=1), granularity="day")
+    economics = reports.get("unit-economics")(loaded, settings, window)
+    group_days = sorted(loaded.query("SELECT * FROM attr_daily"), key=repr)
+    assert {b for _, b, *_ in group_days} == {"effective", "billed"} and economics.rows
     # The store as it was at 0011, with day 1's hourly detail already trimmed by retention.
     for table, index in (("gpu_daily", "gpu_daily_day"), ("attr_gpu", "attr_gpu_day")):
         loaded.query(f"DROP INDEX {index}")
@@ -131,11 +136,16 @@ def test_migrations_0012_and_0013_backfill_gpu_days_hours_and_daily_cost(loaded:
     daily_cost = set(loaded.query("SELECT * FROM attr_day"))
     assert {c for _, c, *_ in daily_cost} == {"USD"} and len(daily_cost) == 2
     loaded.query("DROP TABLE attr_day")
+    loaded.query("DROP TABLE attr_daily")
+    loaded.query("ALTER TABLE attr_state DROP COLUMN idle_threshold")
     loaded.query("UPDATE alembic_version SET version_num = '0011'")
     loaded.query("DELETE FROM gpu_hours WHERE hour_start < ?", [DAY2])
     assert migrate.upgrade(loaded) == ("0011", migrate.head_revision())
     after = hours()
     assert set(loaded.query("SELECT * FROM attr_day")) == daily_cost
+    # 0014 sums the stored tables as landing does: the same rows, and unit economics reads them.
+    assert sorted(loaded.query("SELECT * FROM attr_daily"), key=repr) == group_days
+    assert reports.get("unit-economics")(loaded, settings, window).as_dict() == economics.as_dict()
     assert after == {t: {(d, u, b, h if d == DAY2.date() else None) for d, u, b, h in rows}
                      for t, rows in landed.items()}
     assert reports.get("idle-gpus")(loaded, settings, build_params(

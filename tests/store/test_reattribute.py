@@ -49,7 +49,7 @@ def test_db_reattribute_rebuilds_under_the_configured_key_once(settings: Setting
     assert "1 day(s) attributed under shared_cost_key=even" in first.output
     second = CliRunner().invoke(app, ["db", "reattribute"])
     assert second.exit_code == 0, second.output
-    assert "already up to date (shared_cost_key=even)" in second.output
+    assert "already up to date (shared_cost_key=even, idle_threshold=0.05)" in second.output
 
     store = open_store(settings.db, settings.duckdb)
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from operator import itemgetter
 from typing import Any
 
@@ -11,6 +11,7 @@ import duckdb
 
 from finops.attribution import Attribution
 from finops.attribution.sql import DAILY_MEASURES
+from finops.money import CONTEXT
 from finops.reports.model import (
     PLACES,
     Report,
@@ -58,22 +59,16 @@ def grouped(sets: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:
     return tuple(d for d in DIMS if any(d in s for s in sets))
 
 
-def query(params: ReportParams, sets: tuple[tuple[str, ...], ...] = ()) -> str:
-    """The report's rows; with `sets`, the rows of each of those group_bys at once (GROUPING SETS),
-    told apart by `gset` (see `build_many`)."""
+def query(params: ReportParams, exact_usage: bool = False) -> str:
+    """The report's rows; `exact_usage` leaves usage_cost unrounded (24 places), for rows summed further."""
     bucket = BUCKET[params.granularity]
     where, _ = filter_sql(params)
-    dims = grouped(sets) if sets else params.group_by
+    dims = params.group_by
     keys = "".join(f", {d}" for d in dims)
-    group = "GROUP BY ALL"
-    if sets:
-        keys += f", GROUPING({', '.join(dims)}) AS gset"
-        group = "GROUP BY GROUPING SETS (" + ", ".join("(period" + "".join(f", {d}" for d in s) + ")"
-                                                        for s in sets) + ")"
     # The report's order: per period, groups before __unallocated__, then by cost, largest first.
     unallocated_last = " OR ".join(f"{d} IS NOT DISTINCT FROM '{UNALLOCATED}'" for d in dims)
-    order = ("gset, " if sets else "") + "period, " + (f"({unallocated_last}), " if dims else "") + "cost DESC" \
-        + "".join(f", {d}" for d in dims)
+    order = "period, " + (f"({unallocated_last}), " if dims else "") + "cost DESC" + "".join(f", {d}" for d in dims)
+    usage = "sum(usage_cost)" if exact_usage else "CAST(sum(usage_cost) AS DECIMAL(38,12))"
     return f"""
     WITH parts AS (
         SELECT {bucket} AS period {_dims(dims, True)}, {", ".join(DAILY_MEASURES)} FROM att_daily WHERE {where}
@@ -82,11 +77,11 @@ def query(params: ReportParams, sets: tuple[tuple[str, ...], ...] = ()) -> str:
     SELECT period{keys}, sum(cost) AS cost, sum(prompt_tokens)::BIGINT AS prompt_tokens,
            sum(generation_tokens)::BIGINT AS generation_tokens, sum(requests)::BIGINT AS requests,
            sum(gpu_hours)::BIGINT AS gpu_hours, sum(busy_sum) AS busy_sum,
-           CAST(sum(usage_cost) AS DECIMAL(38,12)) AS usage_cost, CAST(sum(idle_cost) AS DECIMAL(38,12)) AS idle_cost,
+           {usage} AS usage_cost, CAST(sum(idle_cost) AS DECIMAL(38,12)) AS idle_cost,
            sum(cached_prompt_tokens)::BIGINT AS cached_prompt_tokens, sum(prefill_ms)::BIGINT AS prefill_ms,
            sum(decode_ms)::BIGINT AS decode_ms, sum(timed_prompt)::BIGINT AS timed_prompt,
            sum(timed_gen)::BIGINT AS timed_gen, sum(cache_known)::BIGINT AS cache_known
-    FROM parts {group}
+    FROM parts GROUP BY ALL
     ) ORDER BY {order}
     """  # noqa: S608 - validated dim names and constants, values bound
 
@@ -185,20 +180,38 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
 
 def build_many(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams,
                group_bys: tuple[tuple[str, ...], ...]) -> list[Report]:
-    """`build` for each of `group_bys` (dims in canonical order), from one pass over the data."""
+    """`build` for each of `group_bys` (dims in canonical order), from one pass over the data: the
+    rows by every dim any of them names, summed in Python into each (a GROUPING SETS pass costs
+    DuckDB more per set than summing these few rows costs Python)."""
+    every = grouped(group_bys)
     _, binds = filter_sql(params)
-    sets = tuple(dict.fromkeys(group_bys))  # a set named twice would give its rows twice
-    sql = query(params, sets)
+    sql = query(params.model_copy(update={"group_by": every}), exact_usage=True)
     raw = fetch_rows(cur, sql, {"start": params.start, **binds} if "$start" in sql else binds)
-    by_set: dict[int, list[Row]] = {}
+    return [_report(_rollup(raw, dims), att, params.model_copy(update={"group_by": dims})) for dims in group_bys]
+
+
+def _rollup(raw: list[Row], dims: tuple[str, ...]) -> list[Row]:
+    """`raw` rows (usage_cost unrounded) summed per period and `dims`, in the report's order, with
+    usage_cost rounded to 12 places as DuckDB rounds (half away from zero)."""
+    groups: dict[tuple[Any, ...], Row] = {}
     for row in raw:
-        by_set.setdefault(row.pop("gset"), []).append(row)
-    out, every = [], grouped(sets)
-    for dims in group_bys:
-        # GROUPING() sets a bit, first dim highest, for each dim the set leaves out.
-        gset = sum(1 << (len(every) - 1 - i) for i, d in enumerate(every) if d not in dims)
-        out.append(_report(by_set.get(gset, []), att, params.model_copy(update={"group_by": dims})))
-    return out
+        key = (row["period"], *(row[d] for d in dims))
+        into = groups.get(key)
+        if into is None:
+            groups[key] = {"period": row["period"], **{d: row[d] for d in dims},
+                           **{k: row[k] for k in (*SUMMED, "busy_sum", "cached_prompt_tokens")}}
+            continue
+        for k in SUMMED:
+            into[k] = CONTEXT.add(into[k], row[k]) if isinstance(row[k], Decimal) else into[k] + row[k]
+        into["busy_sum"] = CONTEXT.add(into["busy_sum"], row["busy_sum"])
+        if row["cached_prompt_tokens"] is not None:
+            into["cached_prompt_tokens"] = (into["cached_prompt_tokens"] or 0) + row["cached_prompt_tokens"]
+    rows = list(groups.values())
+    for r in rows:
+        r["usage_cost"] = r["usage_cost"].quantize(PLACES, rounding=ROUND_HALF_UP, context=CONTEXT)
+    rows.sort(key=lambda r: (r["period"], any(r[d] == UNALLOCATED for d in dims), -r["cost"],
+                             *(r[d] for d in dims)))
+    return rows
 
 
 def _report(raw: list[Row], att: Attribution, params: ReportParams) -> Report:

@@ -29,7 +29,8 @@ from finops.attribution import materialize
 from finops.attribution.materialize import rebuild, state
 from finops.batch import Batch, Task
 from finops.collect import ingest_focus, run_task
-from finops.reports import NAMES, get
+from finops.reports import NAMES, get, unit_economics
+from finops.reports.model import with_attribution
 from finops.reports.params import build_params
 from finops.settings import Settings
 from finops.store import Store, open_store
@@ -163,6 +164,17 @@ def _reports(store: Store, s: Settings, basis: str) -> dict[str, Any]:
     out = {name: get(name)(store, s, build_params(**window)).as_dict() for name in NAMES}
     out["ue-daily"] = get("unit-economics")(store, s, build_params(granularity="day", **window)).as_dict()
     out["untagged-gpu"] = get("untagged-spend")(store, s, build_params(scope="accelerator", **window)).as_dict()
+    # Another idle threshold than the stored one: att_daily summed from the other stored tables.
+    out["ue-idle"] = get("unit-economics")(store, s, build_params(idle_threshold=0.5, **window)).as_dict()
+    # The weekly report's tables by team, project and model, summed in Python from one pass, equal
+    # unit economics grouped by each.
+    whole = build_params(granularity="total", **window)
+    sets = (DIMS, ("team",), ("project",), ("model_id",))
+    rolled = with_attribution(store, s, whole, lambda cur, att: unit_economics.build_many(cur, att, whole, sets),
+                              reads=unit_economics.READS)
+    for dims, report in zip(sets, rolled, strict=True):
+        direct = get("unit-economics")(store, s, whole.model_copy(update={"group_by": dims}))
+        assert (report.rows, report.totals) == (direct.rows, direct.totals)
     return out
 
 

@@ -9,6 +9,7 @@ import duckdb
 import pytest
 
 from finops.attribution.engine import attribute
+from finops.attribution.materialize import rebuild, state
 from finops.attribution.stored import attribute_stored
 from finops.batch import Batch, Task
 from finops.collect import run_task
@@ -115,3 +116,26 @@ def test_idle_gpus_under_another_shared_cost_key_read_the_stored_tables_where_ev
     with snapshot(loaded) as cur:
         attribute_stored(cur, both, settings, reads=idle_gpus.READS)
         assert _left(cur)["views"] == {"att_daily"} and {"att_gpu_cost", "att_gpu_hours"} <= _left(cur)["tables"]
+
+
+def test_unit_economics_at_another_idle_threshold_sums_the_stored_views_until_rebuilt_under_it(
+        loaded: Store, settings: Settings) -> None:
+    """attr_daily keeps idle cost at the stored idle threshold; a report asking another sums att_daily
+    from the other stored views, and a rebuild under that threshold makes attr_daily answer it."""
+    month = build_params(start="2026-11-01", end="2026-12-01", granularity="day")
+    busy = month.model_copy(update={"idle_threshold": 0.9})
+    with snapshot(loaded) as cur:
+        fly = unit_economics.build(cur, attribute(cur, busy, settings, hourly=False), busy)
+        usual = unit_economics.build(cur, attribute(cur, month, settings, hourly=False), month)
+    with snapshot(loaded) as cur:
+        summed = unit_economics.build(cur, attribute_stored(cur, busy, settings, reads=unit_economics.READS), busy)
+        assert _left(cur) == {"views": {"att_daily", "att_alloc", "att_tok", "att_gpu_cost"}, "tables": set()}
+    assert fly.totals["idle_cost"] > usual.totals["idle_cost"]  # the threshold matters in this window
+    assert (summed.rows, summed.totals) == (fly.rows, fly.totals)
+
+    assert rebuild(loaded.transaction, settings.shared_cost_key, idle_threshold=0.9) > 0
+    with snapshot(loaded) as cur:
+        kept = unit_economics.build(cur, attribute_stored(cur, busy, settings, reads=unit_economics.READS), busy)
+        assert _left(cur) == {"views": {"att_daily"}, "tables": set()}
+        assert state(cur).idle_threshold == 0.9
+    assert (kept.rows, kept.totals) == (fly.rows, fly.totals)

@@ -21,7 +21,7 @@ from functools import reduce
 import duckdb
 
 from finops.attribution import sql
-from finops.attribution.engine import Attribution, attribute, resolve_rates
+from finops.attribution.engine import Attribution, attribute, resolve_rates, run_stages
 from finops.attribution.query import Query
 from finops.money import CONTEXT
 from finops.settings import Settings
@@ -54,6 +54,13 @@ _NEEDS: dict[str, tuple[str, ...]] = {"att_cost": ("att_line",), "att_gpu_hours"
 # (att_alloc) and, through the groups' cost, the hour cost of GPUs on no billed resource
 # (att_gpu_cost, att_gpu_hours). Which lines the rules recover does not depend on it.
 KEY_FREE = frozenset({"att_line", "att_cost", "att_tok", "att_gpu", "att_inv"})
+# Another shared-cost key over stored days: the stored lines, tokens and GPU-days (without their hour
+# cost) as views, and what the key weighs computed from them as attribution does: the pieces of the
+# lines and their amounts, the GPU-days' hour cost (a GPU on no billed resource is priced from its
+# group's cost), attribution per group and day.
+_REWEIGH_VIEWS = {**{name: VIEWS[name] for name in ("att_line", "att_cost", "att_tok", "att_inv")},
+                  "att_gpu": "SELECT * EXCLUDE (hour_cost_effective, hour_cost_billed) FROM attr_gpu WHERE {w}"}
+REWEIGH = (sql.CANDIDATES, sql.PIECES, sql.ALLOC, sql.HOUR_COST_DAILY, sql.DAILY)
 # Priced GPUs: no key changes them in a window where every GPU-day sits on a resource billed that
 # day (priced from the resource's own cost, never from its group's).
 PRICED = frozenset({"att_gpu_cost", "att_gpu_hours"})
@@ -114,13 +121,31 @@ def _answers(cur: duckdb.DuckDBPyConnection, key: str, params: Query, reads: Col
     return wanted <= KEY_FREE | PRICED and not cur.execute(_GROUP_PRICED, [params.start, params.end]).fetchall()[0][0]
 
 
+def _switch(cur: duckdb.DuckDBPyConnection, now: str | frozenset[str], stale: Collection[str] = ()) -> None:
+    """Drop what the cursor holds of an earlier set-up that the one about to be made (`now`: the
+    view names, "REWEIGHED" or "TABLE") would not replace; `stale`: temp tables of the same kind of
+    set-up that it does not make again."""
+    before = _LEFT.get(cur)
+    if isinstance(before, frozenset) and isinstance(now, frozenset):
+        for name in sorted(before - now):
+            cur.execute(f"DROP VIEW {name}")
+    elif before == now:
+        for name in stale:
+            cur.execute(f"DROP TABLE IF EXISTS {name}")
+    elif before is not None:  # a view cannot replace a table nor the reverse
+        _drop(cur, "TABLE")
+        _drop(cur, "VIEW")
+    _LEFT[cur] = now
+
+
 def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Settings,
                      hourly: bool | None = None, reads: Collection[str] | None = None) -> Attribution:
     """The att_* relations for `params` on `cur`, read from the stored tables when they can answer.
 
     `reads` names the att_* relations the caller reads (all when None): only those are set up from
     the stored tables, which answer any shared-cost key when the caller reads nothing the key
-    changes (KEY_FREE, and PRICED where no GPU-day is priced from its group). `hourly` adds
+    changes (KEY_FREE, and PRICED where no GPU-day is priced from its group); else what the key
+    weighs is computed again from the stored lines, tokens and GPU-days (REWEIGH). `hourly` adds
     GPU-hours (att_gpu_hours); by default, when `reads` names them (or is None)."""
     if hourly is None:
         hourly = reads is None or "att_gpu_hours" in reads
@@ -131,35 +156,32 @@ def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Se
         if c is not None:
             # Exact: a window's sum of amounts under 10^18 can need more than the default 28 digits.
             totals[c] = CONTEXT.add(totals.get(c, Decimal(0)), billed if params.cost_basis == "billed" else eff)
-    if complete and _answers(cur, key, params, reads, hourly) and params.cost_basis in BASES:
+    if complete and params.cost_basis in BASES:
         currency, rates = resolve_rates(sorted(totals), params, settings)
         if all(r == Decimal(1) for r in rates.values()):
-            views = _views(reads, hourly, daily_stored=float(params.idle_threshold) == idle)
-            left = _LEFT.get(cur, frozenset())
-            if left == "TABLE":  # and att_daily, a view over those tables
-                _drop(cur, "TABLE")
-                _drop(cur, "VIEW")
-            else:
-                for name in sorted(set(left) - set(views)):
-                    cur.execute(f"DROP VIEW {name}")
             fill = {"b": params.cost_basis, "ws": _date(params.start), "we": _date(params.end),
                     "idle": repr(float(params.idle_threshold))}
             fill["w"] = f"day >= {fill['ws']} AND day < {fill['we']}"
+            if _answers(cur, key, params, reads, hourly):
+                views = _views(reads, hourly, daily_stored=float(params.idle_threshold) == idle)
+                _switch(cur, frozenset(views))
+            else:
+                views = _REWEIGH_VIEWS
+                _switch(cur, "REWEIGHED", () if hourly else ("att_gpu_hours",))
             cur.execute(";\n".join(f"CREATE OR REPLACE TEMP VIEW {name} AS {select.format(**fill)}"
                                     for name, select in views.items()))
-            _LEFT[cur] = frozenset(views)
+            if views is _REWEIGH_VIEWS:
+                log.debug("shared-cost key %s weighed again for %s..%s", params.shared_cost_key, params.start,
+                          params.end)
+                binds = {"basis": params.cost_basis, "shared_key": params.shared_cost_key,
+                         "idle": params.idle_threshold}
+                run_stages(cur, REWEIGH + ((sql.GPU_HOURS,) if hourly else ()), binds)
             return Attribution(currency, reduce(CONTEXT.add, totals.values(), Decimal(0)))
-    # Another policy, a rebuild under way, or amounts to convert: attribution from the facts.
+    # A rebuild under way, or amounts to convert: attribution from the facts.
     log.debug("attribution computed on the fly for %s..%s", params.start, params.end)
-    before = _LEFT.get(cur)
     lines = reads is None or "att_line" in reads
-    if before is not None and before != "TABLE":
-        _drop(cur, "VIEW")
-    elif before == "TABLE":  # another window's hours and lines must not be read
-        for name, kept in (("att_gpu_hours", hourly), ("att_line", lines)):
-            if not kept:
-                cur.execute(f"DROP TABLE IF EXISTS {name}")
-    _LEFT[cur] = "TABLE"
+    # Another window's hours and lines must not be read.
+    _switch(cur, "TABLE", [name for name, kept in (("att_gpu_hours", hourly), ("att_line", lines)) if not kept])
     # A lake replica's rollups are views, without row ids to number the lines by.
     table = cur.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'cost_daily' AND NOT temporary").fetchall()
     return attribute(cur, params, settings, hourly=hourly, lines=lines, by_rowid=bool(table))

@@ -164,6 +164,10 @@ def _reports(store: Store, s: Settings, basis: str) -> dict[str, Any]:
     out = {name: get(name)(store, s, build_params(**window)).as_dict() for name in NAMES}
     out["ue-daily"] = get("unit-economics")(store, s, build_params(granularity="day", **window)).as_dict()
     out["untagged-gpu"] = get("untagged-spend")(store, s, build_params(scope="accelerator", **window)).as_dict()
+    # Another shared-cost key than the stored one: what it weighs computed from the stored tables.
+    other = "tokens" if s.shared_cost_key != "tokens" else "gpu_hours"
+    for name in ("unit-economics", "idle-gpus", "weekly"):
+        out[f"{name}-{other}"] = get(name)(store, s, build_params(**{**window, "shared_cost_key": other})).as_dict()
     # Another idle threshold than the stored one: att_daily summed from the other stored tables.
     out["ue-idle"] = get("unit-economics")(store, s, build_params(idle_threshold=0.5, **window)).as_dict()
     # The weekly report's tables by team, project and model, summed in Python from one pass, equal

@@ -50,19 +50,28 @@ def test_a_report_gets_the_views_it_reads_and_none_from_an_earlier_window(loaded
         # reading another window's rows.
         assert _left(cur) == {"views": {"att_line"}, "tables": set()}
 
-        # Another shared-cost key than the stored one, for a report reading what the key weighs
-        # (the allocations): attribution from the facts, as temp tables (att_daily: a view summing them).
+        # Another shared-cost key than the stored one, for a report reading what the key weighs (the
+        # allocations): the stored lines, tokens and GPU-days as views, what the key weighs as temp
+        # tables computed from them (att_daily: a view summing those).
         tokens = day.model_copy(update={"shared_cost_key": "tokens"})
         attribute_stored(cur, tokens, settings, hourly=True, reads=unit_economics.READS)
+        assert _left(cur) == {"views": {"att_line", "att_cost", "att_tok", "att_inv", "att_gpu", "att_daily"},
+                              "tables": {"att_cand", "att_pieces", "att_alloc", "att_gpu_cost", "att_gpu_hours"}}
+        attribute_stored(cur, tokens, settings, hourly=False, reads=unit_economics.READS)
+        assert "att_gpu_hours" not in _left(cur)["tables"]  # the hours went with the report that read them
+
+        # A rebuild under way (the store's attribution incomplete): attribution from the facts, as
+        # temp tables, only those the report reads that attribution can leave out.
+        cur.execute("UPDATE attr_state SET complete = false")  # rolled back with the snapshot
+        attribute_stored(cur, day, settings, hourly=True, reads=unit_economics.READS)
         left = _left(cur)
-        # Only the tables the report reads that attribution can leave out: no lines for unit economics.
         assert left["views"] == {"att_daily"} and {"att_alloc", "att_gpu_cost", "att_gpu_hours"} <= left["tables"]
-        assert "att_line" not in left["tables"]
-        attribute_stored(cur, tokens.model_copy(update={"start": month.start, "end": month.end}), settings,
-                         hourly=False, reads=anomalies.READS)
+        assert "att_line" not in left["tables"]  # no lines for unit economics
+        attribute_stored(cur, month, settings, hourly=False, reads=anomalies.READS)
         assert "att_gpu_hours" not in _left(cur)["tables"] and "att_line" in _left(cur)["tables"]
-        attribute_stored(cur, tokens, settings, reads=unit_economics.READS)
+        attribute_stored(cur, day, settings, reads=unit_economics.READS)
         assert "att_line" not in _left(cur)["tables"]  # the month's lines went with their window
+        cur.execute("UPDATE attr_state SET complete = true")
 
         attribute_stored(cur, day, settings, reads=idle_gpus.READS)
         assert _left(cur) == {"views": {"att_gpu", "att_gpu_hours", "att_tok", "att_gpu_cost"}, "tables": set()}
@@ -75,15 +84,18 @@ def test_untagged_spend_under_another_shared_cost_key_reads_the_stored_tables(lo
     assert settings.shared_cost_key != "tokens"
     with snapshot(loaded) as cur:
         fly = untagged.build(cur, attribute(cur, tokens, settings, hourly=False), tokens)
+        fly_economics = unit_economics.build(cur, attribute(cur, tokens, settings, hourly=False), tokens)
     with snapshot(loaded) as cur:
         stored = untagged.build(cur, attribute_stored(cur, tokens, settings, hourly=False, reads=untagged.reads(tokens)),
                                 tokens)
         assert _left(cur) == {"views": {"att_line"}, "tables": set()}
-        # What the key weighs is still attributed on the fly.
-        attribute_stored(cur, tokens, settings, hourly=False, reads=unit_economics.READS)
-        assert _left(cur)["views"] == {"att_daily"} and "att_alloc" in _left(cur)["tables"]
+        # What the key weighs is weighed again, from the stored lines, tokens and GPU-days.
+        economics = unit_economics.build(
+            cur, attribute_stored(cur, tokens, settings, hourly=False, reads=unit_economics.READS), tokens)
+        assert "att_pieces" in _left(cur)["tables"] and "att_line" in _left(cur)["views"]
     assert stored.totals["recoverable_cost"] > 0  # lines the rules split: what the key could have changed
     assert (stored.rows, stored.totals, stored.tables) == (fly.rows, fly.totals, fly.tables)
+    assert (economics.rows, economics.totals) == (fly_economics.rows, fly_economics.totals)
     accelerator = tokens.model_copy(update={"scope": "accelerator"})
     with snapshot(loaded) as cur:
         fly = untagged.build(cur, attribute(cur, accelerator, settings, hourly=False), accelerator)
@@ -114,8 +126,11 @@ def test_idle_gpus_under_another_shared_cost_key_read_the_stored_tables_where_ev
     assert run_task(loaded, "prometheus", task).status == "succeeded"
     both = day.model_copy(update={"end": date(2026, 11, 4)})
     with snapshot(loaded) as cur:
-        attribute_stored(cur, both, settings, reads=idle_gpus.READS)
-        assert _left(cur)["views"] == {"att_daily"} and {"att_gpu_cost", "att_gpu_hours"} <= _left(cur)["tables"]
+        fly = idle_gpus.build(cur, attribute(cur, both, settings), both)
+    with snapshot(loaded) as cur:
+        reweighed = idle_gpus.build(cur, attribute_stored(cur, both, settings, reads=idle_gpus.READS), both)
+        assert "att_gpu" in _left(cur)["views"] and {"att_gpu_cost", "att_gpu_hours"} <= _left(cur)["tables"]
+    assert (reweighed.rows, reweighed.totals) == (fly.rows, fly.totals)
 
 
 def test_unit_economics_at_another_idle_threshold_sums_the_stored_views_until_rebuilt_under_it(

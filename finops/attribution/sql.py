@@ -226,14 +226,14 @@ SELECT * FROM tele UNION ALL SELECT * FROM shared UNION ALL SELECT * FROM rest
 # are split (the stored tables keep both); `amount` is the one asked for.
 _SHARE = "CASE WHEN share = 1 THEN {c} ELSE CAST({c} * share AS DECIMAL(38,12)) END"
 _SPLIT = ("{c}0 + CASE WHEN rank = 1 THEN {c} - sum({c}0) OVER (PARTITION BY line_id) ELSE 0 END")
-ALLOC = f"""
-CREATE OR REPLACE TEMP TABLE att_alloc AS
+_ALLOC = f"""
+CREATE OR REPLACE TEMP TABLE {{name}} AS
 WITH shares AS (
     SELECT p.*, c.day, c.cost_effective, c.cost_billed, c.list_cost, c.committed_cost,
            CAST(p.w AS DOUBLE) / CAST(sum(p.w) OVER (PARTITION BY p.line_id) AS DOUBLE) AS share,
            row_number() OVER (PARTITION BY p.line_id ORDER BY p.w DESC, p.project, p.team, p.environment,
                               p.model_id) AS rank
-    FROM att_pieces p JOIN att_cost c USING (line_id) WHERE p.step IN ('telemetry', 'shared')
+    FROM att_pieces p JOIN att_cost c USING (line_id) WHERE p.step IN ({{split}})
 ),
 rounded AS (
     -- A whole line (one piece, most lines) keeps its amount as it is, without a round trip through DOUBLE.
@@ -250,17 +250,21 @@ split AS (
            {_SPLIT.format(c="list_cost")} AS list_amount,
            {_SPLIT.format(c="committed_cost")} AS committed_amount
     FROM rounded
-    UNION ALL
-    -- Own tags and unallocated give a line one piece, the whole line: no share to compute.
+{{whole}})
+SELECT *, CASE WHEN $basis = 'billed' THEN amount_billed ELSE amount_effective END AS amount FROM split
+"""  # noqa: S608 - built from this module's constants only
+# Own tags and unallocated give a line one piece, the whole line: no share to compute.
+_WHOLE_LINES = f"""    UNION ALL
     SELECT line_id, day, project, team, environment, model_id, 'own_tags', cost_effective, cost_billed,
            list_cost, committed_cost
     FROM att_cost c WHERE {all_keyed('c')}
     UNION ALL
     SELECT line_id, day, NULL, NULL, NULL, NULL, 'unallocated', cost_effective, cost_billed, list_cost, committed_cost
     FROM att_cost WHERE line_id IN (SELECT line_id FROM att_pieces WHERE step = 'unallocated')
-)
-SELECT *, CASE WHEN $basis = 'billed' THEN amount_billed ELSE amount_effective END AS amount FROM split
-"""  # noqa: S608 - built from this module's constants only
+"""  # noqa: S608 - constants only
+ALLOC = _ALLOC.format(name="att_alloc", split="'telemetry', 'shared'", whole=_WHOLE_LINES)
+# The shared step's pieces alone (another shared-cost key over stored days: the other steps' are kept).
+ALLOC_SHARED = _ALLOC.format(name="att_alloc_shared", split="'shared'", whole="")
 
 # The cost lines with what telemetry and the shared split recover of each (untagged spend): a line
 # they split is recovered whole (its pieces add up to it), any other line not at all.
@@ -318,6 +322,11 @@ _HOUR_COST = _HOUR_COST.replace("{price_effective}", _PRICE.format(c="cost_effec
 
 # GPU-days priced: idle hours counted from the day's hourly busy values, so any threshold is exact.
 HOUR_COST_DAILY = _HOUR_COST.format(idle_hours="len(list_filter(g.busy_hourly, lambda x: x < $idle))")
+
+# The same for the GPU-days on no resource billed that day only (att_gpu_unbilled): their hour cost is
+# the one a shared-cost key changes, through their group's attributed cost.
+HOUR_COST_UNBILLED = HOUR_COST_DAILY.replace("TEMP TABLE att_gpu_cost", "TEMP TABLE att_gpu_regrouped").replace(
+    "FROM att_gpu g", "FROM att_gpu_unbilled g")
 
 # A GPU-day's hours, one row each, from its daily row: the hours the day held (`hour_of_day`) with
 # their busy values (`busy_hourly`, in the same order); `{columns}` of the GPU-day ride along. A day

@@ -55,12 +55,23 @@ _NEEDS: dict[str, tuple[str, ...]] = {"att_cost": ("att_line",), "att_gpu_hours"
 # (att_gpu_cost, att_gpu_hours). Which lines the rules recover does not depend on it.
 KEY_FREE = frozenset({"att_line", "att_cost", "att_tok", "att_gpu", "att_inv"})
 # Another shared-cost key over stored days: the stored lines, tokens and GPU-days (without their hour
-# cost) as views, and what the key weighs computed from them as attribution does: the pieces of the
-# lines and their amounts, the GPU-days' hour cost (a GPU on no billed resource is priced from its
-# group's cost), attribution per group and day.
+# cost) as views, and what the key weighs computed from them as attribution does, in order (SQL
+# stages, and views over what they made): the shared step's pieces (the other steps' are kept), the
+# hour cost of the GPU-days on no resource billed that day (priced from their group's cost; a billed
+# GPU-day keeps its stored hour cost, from its own bill), attribution per group and day.
+_BILLED = "EXISTS (SELECT 1 FROM attr_line l WHERE l.day = g.day AND l.resource_key = g.rkey)"
 _REWEIGH_VIEWS = {**{name: VIEWS[name] for name in ("att_line", "att_cost", "att_tok", "att_inv")},
-                  "att_gpu": "SELECT * EXCLUDE (hour_cost_effective, hour_cost_billed) FROM attr_gpu WHERE {w}"}
-REWEIGH = (sql.CANDIDATES, sql.PIECES, sql.ALLOC, sql.HOUR_COST_DAILY, sql.DAILY)
+                  "att_gpu": "SELECT * EXCLUDE (hour_cost_effective, hour_cost_billed) FROM attr_gpu WHERE {w}",
+                  "att_gpu_unbilled": f"SELECT * FROM att_gpu g WHERE NOT {_BILLED}"}  # noqa: S608 - constants
+REWEIGH: tuple[str | tuple[str, str], ...] = (
+    sql.CANDIDATES, sql.PIECES, sql.ALLOC_SHARED,
+    ("att_alloc", "SELECT * FROM (" + VIEWS["att_alloc"] + ") WHERE step <> 'shared' "  # noqa: S608 - constants
+                  "UNION ALL BY NAME SELECT * FROM att_alloc_shared"),
+    sql.HOUR_COST_UNBILLED,
+    ("att_gpu_cost", "SELECT * FROM (" + VIEWS["att_gpu_cost"] + f") g WHERE {_BILLED} "  # noqa: S608 - constants
+                     "UNION ALL BY NAME SELECT * FROM att_gpu_regrouped"),
+    sql.DAILY,
+)
 # Priced GPUs: no key changes them in a window where every GPU-day sits on a resource billed that
 # day (priced from the resource's own cost, never from its group's).
 PRICED = frozenset({"att_gpu_cost", "att_gpu_hours"})
@@ -175,7 +186,11 @@ def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Se
                           params.end)
                 binds = {"basis": params.cost_basis, "shared_key": params.shared_cost_key,
                          "idle": params.idle_threshold}
-                run_stages(cur, REWEIGH + ((sql.GPU_HOURS,) if hourly else ()), binds)
+                for step in (*REWEIGH, *((sql.GPU_HOURS,) if hourly else ())):
+                    if isinstance(step, tuple):
+                        cur.execute(f"CREATE OR REPLACE TEMP VIEW {step[0]} AS {step[1].format(**fill)}")
+                    else:
+                        run_stages(cur, (step,), binds)
             return Attribution(currency, reduce(CONTEXT.add, totals.values(), Decimal(0)))
     # A rebuild under way, or amounts to convert: attribution from the facts.
     log.debug("attribution computed on the fly for %s..%s", params.start, params.end)

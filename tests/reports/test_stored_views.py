@@ -51,12 +51,15 @@ def test_a_report_gets_the_views_it_reads_and_none_from_an_earlier_window(loaded
         assert _left(cur) == {"views": {"att_line"}, "tables": set()}
 
         # Another shared-cost key than the stored one, for a report reading what the key weighs (the
-        # allocations): the stored lines, tokens and GPU-days as views, what the key weighs as temp
-        # tables computed from them (att_daily: a view summing those).
+        # allocations): the stored lines, tokens and GPU-days as views, what the key weighs (the
+        # shared step's pieces, the hour cost of GPU-days on no billed resource) as temp tables
+        # computed from them, and views joining those to the rest of the stored tables.
         tokens = day.model_copy(update={"shared_cost_key": "tokens"})
         attribute_stored(cur, tokens, settings, hourly=True, reads=unit_economics.READS)
-        assert _left(cur) == {"views": {"att_line", "att_cost", "att_tok", "att_inv", "att_gpu", "att_daily"},
-                              "tables": {"att_cand", "att_pieces", "att_alloc", "att_gpu_cost", "att_gpu_hours"}}
+        assert _left(cur) == {"views": {"att_line", "att_cost", "att_tok", "att_inv", "att_gpu", "att_gpu_unbilled",
+                                        "att_alloc", "att_gpu_cost", "att_daily"},
+                              "tables": {"att_cand", "att_pieces", "att_alloc_shared", "att_gpu_regrouped",
+                                         "att_gpu_hours"}}
         attribute_stored(cur, tokens, settings, hourly=False, reads=unit_economics.READS)
         assert "att_gpu_hours" not in _left(cur)["tables"]  # the hours went with the report that read them
 
@@ -92,7 +95,7 @@ def test_untagged_spend_under_another_shared_cost_key_reads_the_stored_tables(lo
         # What the key weighs is weighed again, from the stored lines, tokens and GPU-days.
         economics = unit_economics.build(
             cur, attribute_stored(cur, tokens, settings, hourly=False, reads=unit_economics.READS), tokens)
-        assert "att_pieces" in _left(cur)["tables"] and "att_line" in _left(cur)["views"]
+        assert "att_alloc_shared" in _left(cur)["tables"] and "att_line" in _left(cur)["views"]
     assert stored.totals["recoverable_cost"] > 0  # lines the rules split: what the key could have changed
     assert (stored.rows, stored.totals, stored.tables) == (fly.rows, fly.totals, fly.tables)
     assert (economics.rows, economics.totals) == (fly_economics.rows, fly_economics.totals)
@@ -129,7 +132,7 @@ def test_idle_gpus_under_another_shared_cost_key_read_the_stored_tables_where_ev
         fly = idle_gpus.build(cur, attribute(cur, both, settings), both)
     with snapshot(loaded) as cur:
         reweighed = idle_gpus.build(cur, attribute_stored(cur, both, settings, reads=idle_gpus.READS), both)
-        assert "att_gpu" in _left(cur)["views"] and {"att_gpu_cost", "att_gpu_hours"} <= _left(cur)["tables"]
+        assert {"att_gpu", "att_gpu_cost"} <= _left(cur)["views"] and "att_gpu_regrouped" in _left(cur)["tables"]
     assert (reweighed.rows, reweighed.totals) == (fly.rows, fly.totals)
 
 

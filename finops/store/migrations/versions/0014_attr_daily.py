@@ -4,7 +4,9 @@ threshold the stored attribution holds (`attr_state.idle_threshold`).
 A row per day, cost basis and group of dims (and `step` 'unallocated' for cost the last step left):
 the allocated cost, tokens and GPU-hours, with the GPU-hours' usage and idle cost at the stored
 threshold. Unit economics and the weekly report read it instead of the allocation's pieces. Filled
-here from the attr_* tables at the default threshold 0.05; nothing is rebuilt. The SQL is the one
+here from the attr_* tables at the default threshold 0.05; nothing is rebuilt unless the service is
+configured with another `idle_threshold` (`finops serve` then re-attributes at start, as after a
+changed `shared_cost_key`; `finops db reattribute` does it from the command line). The SQL is the one
 of finops/attribution/sql.py (DAILY_SELECT) at this revision, written out so the migration stays
 as it ran.
 

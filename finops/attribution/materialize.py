@@ -42,16 +42,26 @@ _COPY = {
 }
 
 
-def _daily_fill(basis: str) -> str:
-    """Attribution per group and day in `basis` (migration 0014), from the temp tables of a run; idle
-    hours are counted at the stored threshold."""
-    alloc = f"(SELECT * REPLACE (amount_{basis} AS amount) FROM att_alloc)"  # noqa: S608 - constants
-    gpu = f"(SELECT * REPLACE (hour_cost_{basis} AS hour_cost) FROM att_gpu_cost)"  # noqa: S608 - constants
-    summed = sql.DAILY_SELECT.format(alloc=alloc, tok="att_tok", gpu=gpu)
+def _daily_fill(basis: str, kept: bool = False) -> str:
+    """Attribution per group and day in `basis` (migration 0014), from the temp tables of a run, idle
+    hours counted at the stored threshold; or, `kept`, from the kept tables of days [$start, $end),
+    idle hours below $idle."""
+    span = "WHERE day >= $start AND day < $end"
+    if kept:
+        alloc = f"(SELECT *, amount_{basis} AS amount FROM attr_alloc {span})"  # noqa: S608 - constants
+        gpu = (f"(SELECT *, hour_cost_{basis} AS hour_cost, "  # noqa: S608 - constants
+               f"len(list_filter(busy_hourly, lambda x: x < $idle)) AS idle_hours FROM attr_gpu {span})")
+        tok = f"(SELECT * FROM attr_tok {span})"  # noqa: S608 - constants
+    else:
+        alloc = f"(SELECT * REPLACE (amount_{basis} AS amount) FROM att_alloc)"  # noqa: S608 - constants
+        gpu = f"(SELECT * REPLACE (hour_cost_{basis} AS hour_cost) FROM att_gpu_cost)"  # noqa: S608 - constants
+        tok = "att_tok"
+    summed = sql.DAILY_SELECT.format(alloc=alloc, tok=tok, gpu=gpu)
     return f"INSERT INTO attr_daily BY NAME SELECT '{basis}' AS basis, * FROM ({summed})"  # noqa: S608 - constants
 
 
 _DAILY = tuple(_daily_fill(basis) for basis in ("effective", "billed"))
+_DAILY_KEPT = tuple(_daily_fill(basis, kept=True) for basis in ("effective", "billed"))
 TABLES = (*_COPY, "attr_daily")
 # The stages of a report's attribution, with lines numbered by row id, and no att_line nor att_daily
 # (attr_line and attr_daily are filled from their SELECTs).
@@ -127,6 +137,14 @@ def _attribute_span(cur: duckdb.DuckDBPyConnection, start: date, end: date, key:
         cur.execute(f"DROP TABLE IF EXISTS {name}")
 
 
+def _recount_daily(cur: duckdb.DuckDBPyConnection, start: date, end: date, idle: float) -> None:
+    """Replace attr_daily's rows of `[start, end)` with sums of the kept tables at idle threshold
+    `idle` (what a changed idle threshold alone changes)."""
+    cur.execute("DELETE FROM attr_daily WHERE day >= ? AND day < ?", [start, end])
+    for fill in _DAILY_KEPT:
+        cur.execute(fill, {"start": start, "end": end, "idle": idle})
+
+
 # What attribution reads of the inventory (sql.INVENTORY): dims per resource and host names.
 _INVENTORY_SIGNATURE = """
 SELECT resource_key, NULL AS host, max(project), max(team), max(environment), max(model_id)
@@ -181,7 +199,8 @@ def rebuild(transaction: Callable[[], Any], shared_cost_key: str,
 
     `transaction` opens the store's write transaction (Store.transaction). Idempotent and resumable:
     an interrupted rebuild continues from the first chunk it had not committed; a rebuild of a
-    complete store under its own policy does nothing. Landings meanwhile attribute under the new one.
+    complete store under its own policy does nothing, and one that changes only the idle threshold
+    sums attr_daily again from the kept tables. Landings meanwhile attribute under the new policy.
     Returns the number of days attributed; `progress(done, total)` is called after each chunk.
     """
     with transaction() as cur:
@@ -189,6 +208,7 @@ def rebuild(transaction: Callable[[], Any], shared_cost_key: str,
         idle = st.idle_threshold if idle_threshold is None else idle_threshold
         if st.holds(shared_cost_key, idle) and st.complete:
             return 0
+        recount = st.complete and st.shared_cost_key == shared_cost_key  # only the threshold changes
         resume = st.resume_from if st.holds(shared_cost_key, idle) else None
         cur.execute("UPDATE attr_state SET shared_cost_key = ?, idle_threshold = ?, complete = false, "
                     "resume_from = ? WHERE id = 1", [shared_cost_key, idle, resume])
@@ -197,7 +217,10 @@ def rebuild(transaction: Callable[[], Any], shared_cost_key: str,
     total, done = len(days), 0
     for start, end in spans:
         with transaction() as cur:
-            _attribute_span(cur, start, end, shared_cost_key, idle)
+            if recount:
+                _recount_daily(cur, start, end, idle)
+            else:
+                _attribute_span(cur, start, end, shared_cost_key, idle)
             cur.execute("UPDATE attr_state SET resume_from = ? WHERE id = 1", [end])
         done += sum(1 for d in days if start <= d < end)
         if progress:

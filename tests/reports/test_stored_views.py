@@ -151,8 +151,13 @@ def test_unit_economics_at_another_idle_threshold_sums_the_stored_views_until_re
     assert fly.totals["idle_cost"] > usual.totals["idle_cost"]  # the threshold matters in this window
     assert (summed.rows, summed.totals) == (fly.rows, fly.totals)
 
+    with snapshot(loaded) as cur:
+        lines_before = cur.execute("SELECT next_line_id, (SELECT count(*) FROM attr_alloc) FROM attr_state").fetchall()
     assert rebuild(loaded.transaction, settings.shared_cost_key, idle_threshold=0.9) > 0
     with snapshot(loaded) as cur:
+        # Only attr_daily was summed again: the lines kept their ids, the pieces were not rewritten.
+        assert cur.execute("SELECT next_line_id, (SELECT count(*) FROM attr_alloc) FROM attr_state").fetchall() \
+            == lines_before
         kept = unit_economics.build(cur, attribute_stored(cur, busy, settings, reads=unit_economics.READS), busy)
         assert _left(cur) == {"views": {"att_daily"}, "tables": set()}
         assert state(cur).idle_threshold == 0.9

@@ -244,8 +244,8 @@ def main() -> None:
          (UNTAGGED_BOUND, {"s": month[0], "e": month[1]}), lambda c: pandas_untagged(c, *month))
     case("weekly report", "weekly", {"start": week[0], "end": week[1]},
          (WEEKLY_BOUND, {"p": prev, "s": week[0], "e": week[1]}), lambda c: pandas_weekly(c, prev, *week))
-    two_weeks = {"p": prev, "s": week[0], "e": week[1]}
-    weekly_tables = [(WEEKLY_BOUND, two_weeks), (WEEKLY_MODEL, two_weeks),
+    two_weeks: dict[str, Any] = {"p": prev, "s": week[0], "e": week[1]}
+    weekly_tables: list[tuple[str, dict[str, Any]]] = [(WEEKLY_BOUND, two_weeks), (WEEKLY_MODEL, two_weeks),
                      *((WEEKLY_BY.format(dim=d), two_weeks) for d in ("team", "project")),
                      (IDLE_BOUND, {"s": prev, "e": week[0], "idle": IDLE}),
                      (IDLE_BOUND, {"s": week[0], "e": week[1], "idle": IDLE}),

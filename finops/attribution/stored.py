@@ -2,11 +2,11 @@
 
 `attribute_stored` gives a report the same att_* relations `attribute` builds, as temp views over
 the stored tables for the report's window, cost basis and idle threshold (only those the report
-reads: each view costs a report about a millisecond). It computes attribution on the fly instead
-(same result, slower) when the stored tables cannot answer: another shared-cost key than the one
-stored where the report reads what the key changes, a rebuild not finished, or amounts that need
-converting into another currency. A lake replica keeps no attribution (its `attr_state` is never
-complete).
+reads: each view costs a report about a millisecond). Under another shared-cost key than the one
+stored, where the report reads what the key changes, it computes only that from the stored tables
+(REWEIGH). It computes attribution from the facts instead (same result, slower) when the stored
+tables cannot answer: a rebuild not finished, or amounts that need converting into another
+currency. A lake replica keeps no attribution (its `attr_state` is never complete).
 """
 
 from __future__ import annotations
@@ -75,10 +75,7 @@ REWEIGH: tuple[str | tuple[str, str], ...] = (
 # Priced GPUs: no key changes them in a window where every GPU-day sits on a resource billed that
 # day (priced from the resource's own cost, never from its group's).
 PRICED = frozenset({"att_gpu_cost", "att_gpu_hours"})
-_GROUP_PRICED = """
-SELECT EXISTS (SELECT 1 FROM attr_gpu g WHERE g.day >= ? AND g.day < ? AND NOT EXISTS (
-    SELECT 1 FROM attr_line l WHERE l.day = g.day AND l.resource_key = g.rkey))
-"""
+_GROUP_PRICED = f"SELECT EXISTS (SELECT 1 FROM attr_gpu g WHERE g.day >= ? AND g.day < ? AND NOT {_BILLED})"  # noqa: S608 - constants
 
 # The store's policy, and its cost per day and billing currency in a window (migration 0013; summed
 # in Python: a GROUP BY costs more than the few rows it would save).

@@ -72,6 +72,9 @@ REWEIGH: tuple[str | tuple[str, str], ...] = (
                      "UNION ALL BY NAME SELECT * FROM att_gpu_regrouped"),
     sql.DAILY,
 )
+# The same where every GPU-day of the window sits on a resource billed that day: their hour cost is kept.
+REWEIGH_BILLED = tuple(("att_gpu_cost", VIEWS["att_gpu_cost"]) if isinstance(step, tuple) and step[0] == "att_gpu_cost"
+                       else step for step in REWEIGH if step is not sql.HOUR_COST_UNBILLED)
 # Priced GPUs: no key changes them in a window where every GPU-day sits on a resource billed that
 # day (priced from the resource's own cost, never from its group's).
 PRICED = frozenset({"att_gpu_cost", "att_gpu_hours"})
@@ -183,7 +186,8 @@ def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Se
                           params.end)
                 binds = {"basis": params.cost_basis, "shared_key": params.shared_cost_key,
                          "idle": params.idle_threshold}
-                for step in (*REWEIGH, *((sql.GPU_HOURS,) if hourly else ())):
+                group_priced = cur.execute(_GROUP_PRICED, [params.start, params.end]).fetchall()[0][0]
+                for step in (*(REWEIGH if group_priced else REWEIGH_BILLED), *((sql.GPU_HOURS,) if hourly else ())):
                     if isinstance(step, tuple):
                         cur.execute(f"CREATE OR REPLACE TEMP VIEW {step[0]} AS {step[1].format(**fill)}")
                     else:

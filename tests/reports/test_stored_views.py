@@ -52,14 +52,14 @@ def test_a_report_gets_the_views_it_reads_and_none_from_an_earlier_window(loaded
 
         # Another shared-cost key than the stored one, for a report reading what the key weighs (the
         # allocations): the stored lines, tokens and GPU-days as views, what the key weighs (the
-        # shared step's pieces, the hour cost of GPU-days on no billed resource) as temp tables
-        # computed from them, and views joining those to the rest of the stored tables.
+        # shared step's pieces) as temp tables computed from them, and views joining those to the
+        # rest of the stored tables. Every GPU-day of the day sits on a billed resource: their hour
+        # cost is read as stored.
         tokens = day.model_copy(update={"shared_cost_key": "tokens"})
         attribute_stored(cur, tokens, settings, hourly=True, reads=unit_economics.READS)
         assert _left(cur) == {"views": {"att_line", "att_cost", "att_tok", "att_inv", "att_gpu", "att_gpu_unbilled",
                                         "att_alloc", "att_gpu_cost", "att_daily"},
-                              "tables": {"att_cand", "att_pieces", "att_alloc_shared", "att_gpu_regrouped",
-                                         "att_gpu_hours"}}
+                              "tables": {"att_cand", "att_pieces", "att_alloc_shared", "att_gpu_hours"}}
         attribute_stored(cur, tokens, settings, hourly=False, reads=unit_economics.READS)
         assert "att_gpu_hours" not in _left(cur)["tables"]  # the hours went with the report that read them
 

@@ -346,7 +346,8 @@ GPU_HOURS = "CREATE OR REPLACE TEMP TABLE att_gpu_hours AS " + GPU_HOURS_SELECT.
 # Attribution per group and day (att_daily): the allocated cost, tokens and GPU-hours of each group
 # of dims on each day, summed as exact decimals and integers so a sum of these rows equals the sum of
 # the rows they come from. `step` is 'unallocated' for cost the last step left, else NULL. Unit
-# economics is one aggregation of it. `{alloc}`, `{tok}`, `{gpu}` are the relations it sums.
+# economics is one aggregation of it. `{alloc}`, `{tok}`, `{gpu}` are the relations it sums; `n`
+# counts their rows (a group and day exists while it has one).
 _TIMED = "CASE WHEN prefill_ms IS NOT NULL AND decode_ms IS NOT NULL THEN {} ELSE 0 END"
 DAILY_SELECT = f"""
 SELECT day, project, team, environment, model_id, step, sum(cost) AS cost,
@@ -354,7 +355,7 @@ SELECT day, project, team, environment, model_id, step, sum(cost) AS cost,
        sum(cached) AS cached_prompt_tokens, sum(prefill_ms) AS prefill_ms, sum(decode_ms) AS decode_ms,
        sum(timed_prompt) AS timed_prompt, sum(timed_gen) AS timed_gen, sum(cache_known) AS cache_known,
        sum(gpu_hours) AS gpu_hours, sum(busy_sum) AS busy_sum, sum(usage_cost) AS usage_cost,
-       sum(idle_cost) AS idle_cost
+       sum(idle_cost) AS idle_cost, count(*) AS n
 FROM (
     SELECT day, project, team, environment, model_id,
            CASE WHEN step = 'unallocated' THEN step END AS step, amount AS cost, 0 AS prompt_tokens,

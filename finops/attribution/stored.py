@@ -72,13 +72,27 @@ REWEIGH: tuple[str | tuple[str, str], ...] = (
                      "UNION ALL BY NAME SELECT * FROM att_gpu_regrouped"),
     sql.DAILY,
 )
-# The same where every GPU-day of the window sits on a resource billed that day: their hour cost is kept.
+# The same where every GPU-day of the window sits on a resource billed that day: their hour cost is
+# kept, and at the kept idle threshold so are attr_daily's rows but for the shared pieces, taken out
+# and put back (a group and day stays while it has a row, `n`).
+_ZEROS = "0, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0"  # the other measures of a piece, after its cost
+_DAILY_REWEIGHED = f"""
+SELECT day, project, team, environment, model_id, step, {", ".join(f"sum({m}) AS {m}" for m in sql.DAILY_MEASURES)},
+       sum(n) AS n
+FROM (SELECT day, project, team, environment, model_id, step, {", ".join(sql.DAILY_MEASURES)}, n FROM attr_daily
+      WHERE basis = '{{b}}' AND {{w}}
+      UNION ALL SELECT day, project, team, environment, model_id, NULL, -amount_{{b}}, {_ZEROS}, -1 FROM attr_alloc
+      WHERE {{w}} AND step = 'shared'
+      UNION ALL SELECT day, project, team, environment, model_id, NULL, amount, {_ZEROS}, 1 FROM att_alloc_shared)
+GROUP BY ALL HAVING sum(n) > 0
+"""  # noqa: S608 - constants
 REWEIGH_BILLED = tuple(("att_gpu_cost", VIEWS["att_gpu_cost"]) if isinstance(step, tuple) and step[0] == "att_gpu_cost"
                        else step for step in REWEIGH if step is not sql.HOUR_COST_UNBILLED)
+REWEIGH_KEPT_DAILY = tuple(("att_daily", _DAILY_REWEIGHED) if step is sql.DAILY else step for step in REWEIGH_BILLED)
 # Priced GPUs: no key changes them in a window where every GPU-day sits on a resource billed that
 # day (priced from the resource's own cost, never from its group's).
 PRICED = frozenset({"att_gpu_cost", "att_gpu_hours"})
-_GROUP_PRICED = f"SELECT EXISTS (SELECT 1 FROM attr_gpu g WHERE g.day >= ? AND g.day < ? AND NOT {_BILLED})"  # noqa: S608 - constants
+GROUP_PRICED = f"SELECT EXISTS (SELECT 1 FROM attr_gpu g WHERE g.day >= ? AND g.day < ? AND NOT {_BILLED})"  # noqa: S608 - constants
 
 # The store's policy, and its cost per day and billing currency in a window (migration 0013; summed
 # in Python: a GROUP BY costs more than the few rows it would save).
@@ -129,7 +143,7 @@ def _answers(cur: duckdb.DuckDBPyConnection, key: str, params: Query, reads: Col
     wanted = set(reads) | ({"att_gpu_hours"} if hourly else set())
     if wanted <= KEY_FREE:
         return True
-    return wanted <= KEY_FREE | PRICED and not cur.execute(_GROUP_PRICED, [params.start, params.end]).fetchall()[0][0]
+    return wanted <= KEY_FREE | PRICED and not cur.execute(GROUP_PRICED, [params.start, params.end]).fetchall()[0][0]
 
 
 def _switch(cur: duckdb.DuckDBPyConnection, now: str | frozenset[str], stale: Collection[str] = ()) -> None:
@@ -173,8 +187,9 @@ def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Se
             fill = {"b": params.cost_basis, "ws": _date(params.start), "we": _date(params.end),
                     "idle": repr(float(params.idle_threshold))}
             fill["w"] = f"day >= {fill['ws']} AND day < {fill['we']}"
+            daily_stored = float(params.idle_threshold) == idle
             if _answers(cur, key, params, reads, hourly):
-                views = _views(reads, hourly, daily_stored=float(params.idle_threshold) == idle)
+                views = _views(reads, hourly, daily_stored)
                 _switch(cur, frozenset(views))
             else:
                 views = _REWEIGH_VIEWS
@@ -186,8 +201,9 @@ def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Se
                           params.end)
                 binds = {"basis": params.cost_basis, "shared_key": params.shared_cost_key,
                          "idle": params.idle_threshold}
-                group_priced = cur.execute(_GROUP_PRICED, [params.start, params.end]).fetchall()[0][0]
-                for step in (*(REWEIGH if group_priced else REWEIGH_BILLED), *((sql.GPU_HOURS,) if hourly else ())):
+                group_priced = cur.execute(GROUP_PRICED, [params.start, params.end]).fetchall()[0][0]
+                steps = REWEIGH if group_priced else REWEIGH_KEPT_DAILY if daily_stored else REWEIGH_BILLED
+                for step in (*steps, *((sql.GPU_HOURS,) if hourly else ())):
                     if isinstance(step, tuple):
                         cur.execute(f"CREATE OR REPLACE TEMP VIEW {step[0]} AS {step[1].format(**fill)}")
                     else:

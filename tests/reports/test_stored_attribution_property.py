@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from finops.attribution import materialize
 from finops.attribution.materialize import rebuild, state
+from finops.attribution.stored import GROUP_PRICED
 from finops.batch import Batch, Task
 from finops.collect import ingest_focus, run_task
 from finops.reports import NAMES, get, unit_economics
@@ -288,5 +289,38 @@ def test_a_resource_losing_its_dims_re_attributes_gpu_hours_reported_under_its_h
             scratch = _reports(store, s, "effective")
         assert stored == scratch
         assert [r["project"] for r in stored["idle-gpus"]["rows"]] == ["__untagged__"]
+    finally:
+        store.close()
+
+
+def test_another_key_over_a_window_of_billed_gpus_equals_attribution_from_scratch(workdir: Path) -> None:
+    """Every GPU-day on a billed resource: under another key the kept group-days are read with only
+    the shared step's pieces taken out and weighed again."""
+    tmp = workdir / "billed"
+    tmp.mkdir()
+    s = Settings(db=tmp / "s.duckdb", reports_dir=tmp / "reports")
+    store = open_store(s.db, s.duckdb)
+    chatbot = dict(zip(DIMS[:3], ("chatbot", "core", "prod"), strict=True))
+    # vm-c reports no telemetry: its line is shared between the two chatbot groups of day 0, by
+    # GPU-hours (i-a's group has more) or by generated tokens (i-b's group has more).
+    ops: list[Any] = [
+        ("bill", "a.csv", [(d, r, {"project": "chatbot"}, Decimal("100"), None) for d in range(2) for r in ("i-a", "i-b")]
+         + [(0, "vm-c", {"project": "chatbot"}, Decimal("50"), None)]),
+        ("gpus", (0, 2), [("i-a", False, h, 0, 0.5, chatbot, None) for h in range(0, 48, 3)]
+                         + [("i-b", False, 1, 0, 0.5, {**chatbot, "team": "platform"}, None)]),
+        ("tokens", (0, 2), [("i-a", h, "llama-70b", 10, 20) for h in range(0, 48, 5)]
+                           + [("i-b", 1, "qwen-7b", 10, 5000)]),
+    ]
+    try:
+        for op in ops:
+            _land(store, s, tmp, op)
+        tokens = Settings(db=s.db, reports_dir=s.reports_dir, shared_cost_key="tokens")
+        reweighed = _reports(store, tokens, "effective")
+        with from_scratch(store):
+            expected = _reports(store, tokens, "effective")
+        assert reweighed == expected
+        assert reweighed["unit-economics"]["rows"] != _reports(store, s, "effective")["unit-economics"]["rows"]
+        with store.transaction() as cur:  # the window this test is about: no GPU priced from its group
+            assert cur.execute(GROUP_PRICED, [START.date(), (START + timedelta(days=DAYS)).date()]).fetchall() == [(False,)]
     finally:
         store.close()

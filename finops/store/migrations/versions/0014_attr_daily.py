@@ -3,7 +3,7 @@ threshold the stored attribution holds (`attr_state.idle_threshold`).
 
 A row per day, cost basis and group of dims (and `step` 'unallocated' for cost the last step left):
 the allocated cost, tokens and GPU-hours, with the GPU-hours' usage and idle cost at the stored
-threshold. Unit economics and the weekly report read it instead of the allocation's pieces. Filled
+threshold, and `n`, the number of pieces, token rows and GPU-days summed. Unit economics and the weekly report read it instead of the allocation's pieces. Filled
 here from the attr_* tables at the default threshold 0.05; nothing is rebuilt unless the service is
 configured with another `idle_threshold` (`finops serve` then re-attributes at start, as after a
 changed `shared_cost_key`; `finops db reattribute` does it from the command line). The SQL is the one
@@ -32,7 +32,7 @@ FILL = """
 INSERT INTO attr_daily
 SELECT day, '{b}', project, team, environment, model_id, step, sum(cost), sum(prompt_tokens),
        sum(generation_tokens), sum(requests), sum(cached), sum(prefill_ms), sum(decode_ms), sum(timed_prompt),
-       sum(timed_gen), sum(cache_known), sum(gpu_hours), sum(busy_sum), sum(usage_cost), sum(idle_cost)
+       sum(timed_gen), sum(cache_known), sum(gpu_hours), sum(busy_sum), sum(usage_cost), sum(idle_cost), count(*)
 FROM (
     SELECT day, project, team, environment, model_id, CASE WHEN step = 'unallocated' THEN step END AS step,
            amount_{b} AS cost, 0 AS prompt_tokens, 0 AS generation_tokens, 0 AS requests,
@@ -58,7 +58,7 @@ def upgrade() -> None:
     counts = ", ".join(f"{c} HUGEINT" for c in COUNTS)
     op.execute(f"""CREATE TABLE attr_daily (
         day DATE NOT NULL, basis VARCHAR NOT NULL, {DIMS}, step VARCHAR, cost {MONEY} NOT NULL, {counts},
-        busy_sum {MONEY}, usage_cost DECIMAL(38,24), idle_cost {MONEY}
+        busy_sum {MONEY}, usage_cost DECIMAL(38,24), idle_cost {MONEY}, n BIGINT NOT NULL
     )""")
     op.execute("CREATE INDEX attr_daily_day ON attr_daily (day)")
     op.execute("ALTER TABLE attr_state ADD COLUMN idle_threshold DOUBLE NOT NULL DEFAULT 0.05")

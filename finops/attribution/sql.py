@@ -221,6 +221,11 @@ rest AS (
 SELECT * FROM tele UNION ALL SELECT * FROM shared UNION ALL SELECT * FROM rest
 """  # noqa: S608 - built from this module's constants only
 
+# The shared step's pieces alone (another shared-cost key over stored days: the other steps' are kept).
+_ALL_PIECES = "SELECT * FROM tele UNION ALL SELECT * FROM shared UNION ALL SELECT * FROM rest"
+assert _ALL_PIECES in PIECES
+PIECES_SHARED = PIECES.replace(_ALL_PIECES, "SELECT * FROM shared")
+
 # 3. Money per piece, exact: each piece gets its rounded share; the rounding remainder goes to the
 # largest piece of the line, so the pieces of a line always sum to the line's cost. Both cost bases
 # are split (the stored tables keep both); `amount` is the one asked for.

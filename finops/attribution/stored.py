@@ -64,7 +64,7 @@ _REWEIGH_VIEWS = {**{name: VIEWS[name] for name in ("att_line", "att_cost", "att
                   "att_gpu": "SELECT * EXCLUDE (hour_cost_effective, hour_cost_billed) FROM attr_gpu WHERE {w}",
                   "att_gpu_unbilled": f"SELECT * FROM att_gpu g WHERE NOT {_BILLED}"}  # noqa: S608 - constants
 REWEIGH: tuple[str | tuple[str, str], ...] = (
-    sql.CANDIDATES, sql.PIECES, sql.ALLOC_SHARED,
+    sql.CANDIDATES, sql.PIECES_SHARED, sql.ALLOC_SHARED,
     ("att_alloc", "SELECT * FROM (" + VIEWS["att_alloc"] + ") WHERE step <> 'shared' "  # noqa: S608 - constants
                   "UNION ALL BY NAME SELECT * FROM att_alloc_shared"),
     sql.HOUR_COST_UNBILLED,

@@ -112,15 +112,15 @@ def build(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams
 IDLE_COST = """
 SELECT gpu_uuid, nullif(mig_instance, '') AS mig_instance,
        CAST(coalesce(sum(hour_cost * idle_hours), 0) AS DECIMAL(38,12)) AS idle_cost
-FROM att_gpu_cost WHERE {where} GROUP BY ALL
+FROM att_gpu_cost WHERE day >= $start AND day < $end AND {where} GROUP BY ALL
 """
 
 
 def idle_cost(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportParams) -> Report:
     """Only the idle cost per GPU and its total (what a week compared with this one needs), from
-    the daily rows: the attribution must have been set up with `hourly=False`."""
+    the daily rows of the window (the attribution set up may cover more days)."""
     where, binds = filter_sql(params)
-    rows = fetch_rows(cur, IDLE_COST.format(where=where), binds)
+    rows = fetch_rows(cur, IDLE_COST.format(where=where), {"start": params.start, "end": params.end, **binds})
     totals = {"idle_cost": sum((r["idle_cost"] for r in rows), Decimal(0))}
     return Report("idle-gpus", params_dict(params, att.currency), rows, totals, currency=att.currency)
 

@@ -59,9 +59,14 @@ def grouped(sets: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:
     return tuple(d for d in DIMS if any(d in s for s in sets))
 
 
-def query(params: ReportParams, exact_usage: bool = False) -> str:
-    """The report's rows; `exact_usage` leaves usage_cost unrounded (24 places), for rows summed further."""
+def query(params: ReportParams, exact_usage: bool = False, splits: int = 0) -> str:
+    """The report's rows; `exact_usage` leaves usage_cost unrounded (24 places), for rows summed further.
+    `splits` cuts a window of granularity `total` into consecutive periods at the dates bound as
+    `$split1`, `$split2`, ... (in order)."""
     bucket = BUCKET[params.granularity]
+    if splits:
+        cases = " ".join(f"WHEN day >= $split{i} THEN CAST($split{i} AS DATE)" for i in range(splits, 0, -1))
+        bucket = f"CASE {cases} ELSE {bucket} END"
     where, _ = filter_sql(params)
     dims = params.group_by
     keys = "".join(f", {d}" for d in dims)
@@ -183,11 +188,29 @@ def build_many(cur: duckdb.DuckDBPyConnection, att: Attribution, params: ReportP
     """`build` for each of `group_bys` (dims in canonical order), from one pass over the data: the
     rows by every dim any of them names, summed in Python into each (a GROUPING SETS pass costs
     DuckDB more per set than summing these few rows costs Python)."""
+    return build_windows(cur, ((att, params),), group_bys)[0]
+
+
+def build_windows(cur: duckdb.DuckDBPyConnection, windows: tuple[tuple[Attribution, ReportParams], ...],
+                  group_bys: tuple[tuple[str, ...], ...]) -> list[list[Report]]:
+    """`build_many` for each of consecutive `windows` (each with the attribution of its own window),
+    from one pass over their span, which the attribution set up on `cur` covers. With more than one
+    window, each is one period (granularity `total`): a row's period is the window its day is in."""
+    first, last = windows[0][1], windows[-1][1]
+    if len(windows) > 1 and any(p.granularity != "total" for _, p in windows):
+        raise ValueError("consecutive windows are each one period: granularity total")
     every = grouped(group_bys)
-    _, binds = filter_sql(params)
-    sql = query(params.model_copy(update={"group_by": every}), exact_usage=True)
-    raw = fetch_rows(cur, sql, {"start": params.start, **binds} if "$start" in sql else binds)
-    return [_report(_rollup(raw, dims), att, params.model_copy(update={"group_by": dims})) for dims in group_bys]
+    _, binds = filter_sql(first)
+    span = first.model_copy(update={"group_by": every, "end": last.end})
+    sql = query(span, exact_usage=True, splits=len(windows) - 1)
+    binds.update({f"split{i}": p.start for i, (_, p) in enumerate(windows[1:], 1)})
+    raw = fetch_rows(cur, sql, {"start": first.start, **binds} if "$start" in sql else binds)
+    out = []
+    for att, params in windows:
+        rows = raw if len(windows) == 1 else [r for r in raw if r["period"] == params.start]
+        out.append([_report(_rollup(rows, dims), att, params.model_copy(update={"group_by": dims}))
+                    for dims in group_bys])
+    return out
 
 
 def _rollup(raw: list[Row], dims: tuple[str, ...]) -> list[Row]:

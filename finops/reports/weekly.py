@@ -8,8 +8,9 @@ from typing import Any
 
 import duckdb
 
-from finops.attribution import STEPS
+from finops.attribution import STEPS, Attribution
 from finops.attribution.stored import attribute_stored
+from finops.money import CONTEXT
 from finops.reports import anomalies, budgets, idle_gpus, recommendations, unit_economics, untagged
 from finops.reports.forecast import history_window
 from finops.reports.model import Report, Row, params_dict, ratio, snapshot
@@ -37,25 +38,36 @@ def _change(this: Any, prev: Any) -> tuple[Any, Any]:
     return this - prev, ratio(Decimal(this - prev), prev) if prev else None
 
 
-def _compute(cur: duckdb.DuckDBPyConnection, settings: Settings, p: ReportParams, savings: bool) -> dict[str, Any]:
-    """The week's tables; `savings` only for the week reported. The week before needs no savings
-    table and, of idle GPUs, only each GPU's idle cost: it reads the GPU-days, not their hours."""
-    p = p.model_copy(update={"granularity": "total"})  # week against week: one period each
-    reads = {"att_alloc", *unit_economics.READS, *untagged.reads(p),
-             *((*idle_gpus.READS, *recommendations.READS) if savings else idle_gpus.IDLE_COST_READS)}
-    att = attribute_stored(cur, p, settings, reads=reads)
-    steps = dict(cur.execute("SELECT step, sum(amount) FROM att_alloc GROUP BY step").fetchall())
-    idle = idle_gpus.build(cur, att, p) if savings else idle_gpus.idle_cost(cur, att, p)
-    rows, team, project, model = unit_economics.build_many(
-        cur, att, p, (p.group_by, ("team",), ("project",), ("model_id",)))
-    out = {
-        "att": att, "steps": {s: Decimal(steps.get(s) or 0) for s in STEPS},
-        "rows": rows, "team": team, "project": project, "model": model, "idle": idle,
-        "untagged": untagged.build(cur, att, p),
-    }
-    if savings:
-        out["savings"] = recommendations.build(cur, att, p, settings, idle=idle if not p.filters else None)
-    return out
+def _weeks(cur: duckdb.DuckDBPyConnection, settings: Settings, p: ReportParams,
+           before: ReportParams) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The tables of the week reported (`p`) and of the week `before` it. The week reported is set up
+    alone for what only it shows: idle GPUs hour by hour and the savings table. Then one attribution
+    over both weeks gives every table both show from one pass, each row in the week its day is in
+    (the week before's idle cost from its GPU-days, without their hours)."""
+    p, before = (w.model_copy(update={"granularity": "total"}) for w in (p, before))  # one period a week
+    att = attribute_stored(cur, p, settings, reads={*idle_gpus.READS, *recommendations.READS})
+    idle = idle_gpus.build(cur, att, p)
+    savings = recommendations.build(cur, att, p, settings, idle=idle if not p.filters else None)
+    both = before.model_copy(update={"end": p.end})
+    span = attribute_stored(cur, both, settings, reads={"att_alloc", *unit_economics.READS, *untagged.reads(p),
+                                                        *idle_gpus.IDLE_COST_READS})
+    # Each week's ingested total, in the currency of both (a window mixing currencies needs a rate).
+    atts = (Attribution(span.currency, CONTEXT.subtract(span.ingested_total, att.ingested_total)),
+            Attribution(span.currency, att.ingested_total))
+    windows = ((atts[0], before), (atts[1], p))
+    steps = {True: dict.fromkeys(STEPS, Decimal(0)), False: dict.fromkeys(STEPS, Decimal(0))}
+    for this_week, step, amount in cur.execute(
+            "SELECT day >= $start, step, sum(amount) FROM att_alloc GROUP BY ALL", {"start": p.start}).fetchall():
+        steps[this_week][step] = Decimal(amount)
+    tables = unit_economics.build_windows(cur, windows, (p.group_by, ("team",), ("project",), ("model_id",)))
+    spend = untagged.build_windows(cur, windows)
+    idle_before = idle_gpus.idle_cost(cur, atts[0], before)
+    weeks = []
+    for this_week, (a, _), (rows, team, project, model), unt in zip((False, True), windows, tables, spend, strict=True):
+        weeks.append({"att": a, "steps": steps[this_week], "rows": rows, "team": team, "project": project,
+                      "model": model, "untagged": unt, "idle": idle if this_week else idle_before})
+    weeks[1]["savings"] = savings
+    return weeks[1], weeks[0]
 
 
 def _keyed(report: Report, dims: tuple[str, ...]) -> dict[tuple[Any, ...], Row]:
@@ -104,8 +116,7 @@ def weekly(store: Store, settings: Settings, params: ReportParams) -> Report:
     span = params.end - params.start
     prev_params = params.model_copy(update={"start": params.start - span, "end": params.start})
     with snapshot(store) as cur:
-        this = _compute(cur, settings, params, savings=True)
-        prev = _compute(cur, settings, prev_params, savings=False)
+        this, prev = _weeks(cur, settings, params, prev_params)
         watch = _watch(cur, settings, params)
     dims = params.group_by
     rows = _compare(this["rows"], prev["rows"], dims, ("cost",))

@@ -84,3 +84,29 @@ def test_mixed_currencies_are_an_error_naming_them(store: Store, rules: TagRules
     report = get("unit-economics")(store, with_rates, params)
     assert report.currency == "USD"
     assert report.totals["cost"] == Decimal("534") + Decimal("534") * Decimal("1.10")
+
+
+def test_a_weekly_report_whose_two_weeks_bill_in_different_currencies_asks_for_one(
+        store: Store, rules: TagRules, settings: Settings, tmp_path: Path) -> None:
+    """Both weeks are compared in one currency: the week before in EUR and this week in USD need
+    `currency` (or rates), and with a rate the week before is converted."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from finops.collect import ingest_focus
+    from finops.reports import get
+
+    path = tmp_path / "eur.csv"
+    path.write_text(example_a.focus_csv(day=example_a.DAY - timedelta(days=7), currency="EUR"))
+    ingest_focus(store, rules, [path])
+    example_a.load(store, rules, tmp_path)
+    params = build_params(week="2026-W45")  # 2026-11-02..09; the week before holds the EUR bill
+    with pytest.raises(ParamError, match="EUR, USD") as exc:
+        get("weekly")(store, settings, params)
+    assert exc.value.param == "currency"
+    with_rates = settings.model_copy(update={"currency_rates": {"EUR": Decimal("1.10")}, "report_currency": "USD"})
+    report = get("weekly")(store, with_rates, params)
+    summary = {r["metric"]: r for r in report.tables["summary"]}
+    assert report.currency == "USD"
+    assert summary["total_cost"]["this_week"] == Decimal("534")
+    assert summary["total_cost"]["previous_week"] == Decimal("534") * Decimal("1.10")

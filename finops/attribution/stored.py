@@ -66,10 +66,10 @@ _REWEIGH_VIEWS = {**{name: VIEWS[name] for name in ("att_line", "att_cost", "att
 REWEIGH: tuple[str | tuple[str, str], ...] = (
     sql.CANDIDATES, sql.PIECES_SHARED, sql.ALLOC_SHARED,
     ("att_alloc", "SELECT * FROM (" + VIEWS["att_alloc"] + ") WHERE step <> 'shared' "  # noqa: S608 - constants
-                  "UNION ALL BY NAME SELECT * FROM att_alloc_shared"),
+                  "UNION ALL BY NAME SELECT * FROM att_alloc_shared WHERE {w}"),
     sql.HOUR_COST_UNBILLED,
     ("att_gpu_cost", "SELECT * FROM (" + VIEWS["att_gpu_cost"] + f") g WHERE {_BILLED} "  # noqa: S608 - constants
-                     "UNION ALL BY NAME SELECT * FROM att_gpu_regrouped"),
+                     "UNION ALL BY NAME SELECT * FROM att_gpu_regrouped WHERE {w}"),
     sql.DAILY,
 )
 # The same where every GPU-day of the window sits on a resource billed that day: their hour cost is
@@ -83,7 +83,8 @@ FROM (SELECT day, project, team, environment, model_id, step, {", ".join(sql.DAI
       WHERE basis = '{{b}}' AND {{w}}
       UNION ALL SELECT day, project, team, environment, model_id, NULL, -amount_{{b}}, {_ZEROS}, -1 FROM attr_alloc
       WHERE {{w}} AND step = 'shared'
-      UNION ALL SELECT day, project, team, environment, model_id, NULL, amount, {_ZEROS}, 1 FROM att_alloc_shared)
+      UNION ALL SELECT day, project, team, environment, model_id, NULL, amount, {_ZEROS}, 1 FROM att_alloc_shared
+      WHERE {{w}})
 GROUP BY ALL HAVING sum(n) > 0
 """  # noqa: S608 - constants
 REWEIGH_BILLED = tuple(("att_gpu_cost", VIEWS["att_gpu_cost"]) if isinstance(step, tuple) and step[0] == "att_gpu_cost"
@@ -106,6 +107,11 @@ LEFT JOIN attr_day d ON d.day >= ? AND d.day < ? WHERE s.id = 1
 # the views set up. A view cannot replace a table nor the reverse, and a view left from another
 # window must not be read. Kept here because asking the catalog costs a report ~1.5 ms.
 _LEFT: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, str | frozenset[str]] = weakref.WeakKeyDictionary()
+# What a cursor's reweighed tables (the temp tables REWEIGH's stages make) hold: (shared-cost key,
+# cost basis, idle threshold, start, end). Attribution is day by day, so a later set-up under the
+# same policy over days they hold reads them (its views take its own days) instead of weighing again.
+_HELD: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, tuple[str, str, float, date, date]] = \
+    weakref.WeakKeyDictionary()
 
 
 def _date(d: date) -> str:
@@ -151,6 +157,8 @@ def _switch(cur: duckdb.DuckDBPyConnection, now: str | frozenset[str], stale: Co
     view names, "REWEIGHED" or "TABLE") would not replace; `stale`: temp tables of the same kind of
     set-up that it does not make again."""
     before = _LEFT.get(cur)
+    if now != "REWEIGHED":
+        _HELD.pop(cur, None)
     if isinstance(before, frozenset) and isinstance(now, frozenset):
         for name in sorted(before - now):
             cur.execute(f"DROP VIEW {name}")
@@ -193,7 +201,7 @@ def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Se
                 _switch(cur, frozenset(views))
             else:
                 views = _REWEIGH_VIEWS
-                _switch(cur, "REWEIGHED", () if hourly else ("att_gpu_hours",))
+                _switch(cur, "REWEIGHED")
             cur.execute(";\n".join(f"CREATE OR REPLACE TEMP VIEW {name} AS {select.format(**fill)}"
                                     for name, select in views.items()))
             if views is _REWEIGH_VIEWS:
@@ -203,11 +211,18 @@ def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Se
                          "idle": params.idle_threshold}
                 group_priced = cur.execute(GROUP_PRICED, [params.start, params.end]).fetchall()[0][0]
                 steps = REWEIGH if group_priced else REWEIGH_KEPT_DAILY if daily_stored else REWEIGH_BILLED
-                for step in (*steps, *((sql.GPU_HOURS,) if hourly else ())):
+                policy = (params.shared_cost_key, params.cost_basis, float(params.idle_threshold))
+                held = _HELD.get(cur)
+                # A window inside one weighed before needs none of the stages that weigh (a window
+                # with GPU-days priced from their group lies only in one that had them too).
+                reuse = held is not None and held[:3] == policy and held[3] <= params.start and params.end <= held[4]
+                for step in (*steps, *HOURS.items()):
                     if isinstance(step, tuple):
                         cur.execute(f"CREATE OR REPLACE TEMP VIEW {step[0]} AS {step[1].format(**fill)}")
-                    else:
+                    elif not reuse:
                         run_stages(cur, (step,), binds)
+                if not reuse:
+                    _HELD[cur] = (*policy, params.start, params.end)
             return Attribution(currency, reduce(CONTEXT.add, totals.values(), Decimal(0)))
     # A rebuild under way, or amounts to convert: attribution from the facts.
     log.debug("attribution computed on the fly for %s..%s", params.start, params.end)

@@ -116,8 +116,9 @@ def weekly(store: Store, settings: Settings, params: ReportParams) -> Report:
     span = params.end - params.start
     prev_params = params.model_copy(update={"start": params.start - span, "end": params.start})
     with snapshot(store) as cur:
-        this, prev = _weeks(cur, settings, params, prev_params)
+        # The widest window first: under another shared-cost key, the weeks read what it weighed.
         watch = _watch(cur, settings, params)
+        this, prev = _weeks(cur, settings, params, prev_params)
     dims = params.group_by
     rows = _compare(this["rows"], prev["rows"], dims, ("cost",))
     rows.sort(key=lambda r: (any(r[d] == UNALLOCATED for d in dims), -r["cost"]))

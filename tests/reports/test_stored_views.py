@@ -13,7 +13,7 @@ from finops.attribution.materialize import rebuild, state
 from finops.attribution.stored import attribute_stored
 from finops.batch import Batch, Task
 from finops.collect import run_task
-from finops.reports import anomalies, idle_gpus, unit_economics, untagged
+from finops.reports import anomalies, get, idle_gpus, unit_economics, untagged
 from finops.reports.model import snapshot
 from finops.reports.params import build_params
 from finops.settings import Settings
@@ -54,14 +54,33 @@ def test_a_report_gets_the_views_it_reads_and_none_from_an_earlier_window(loaded
         # allocations): the stored lines, tokens and GPU-days as views, what the key weighs (the
         # shared step's pieces) as temp tables computed from them, and views joining those to the
         # rest of the stored tables. Every GPU-day of the day sits on a billed resource: their hour
-        # cost is read as stored.
+        # cost is read as stored. The hours are laid out from the GPU-days' view, as stored.
         tokens = day.model_copy(update={"shared_cost_key": "tokens"})
         attribute_stored(cur, tokens, settings, hourly=True, reads=unit_economics.READS)
         assert _left(cur) == {"views": {"att_line", "att_cost", "att_tok", "att_inv", "att_gpu", "att_gpu_unbilled",
-                                        "att_alloc", "att_gpu_cost", "att_daily"},
-                              "tables": {"att_cand", "att_pieces", "att_alloc_shared", "att_gpu_hours"}}
-        attribute_stored(cur, tokens, settings, hourly=False, reads=unit_economics.READS)
-        assert "att_gpu_hours" not in _left(cur)["tables"]  # the hours went with the report that read them
+                                        "att_alloc", "att_gpu_cost", "att_daily", "att_gpu_hours"},
+                              "tables": {"att_cand", "att_pieces", "att_alloc_shared"}}
+        [(hours,)] = cur.execute("SELECT count(*) FROM att_gpu_hours").fetchall()
+        assert hours == 5 * 24
+
+        # A window inside one weighed before on the cursor reads its tables, through views of its own
+        # days: a mark left in them (a candidate on another day of the month) is still there after.
+        attribute_stored(cur, month.model_copy(update={"shared_cost_key": "tokens"}), settings,
+                         reads=unit_economics.READS)
+        cur.execute("INSERT INTO att_cand SELECT * REPLACE (DATE '2026-11-20' AS day) FROM att_cand")
+        att = attribute_stored(cur, tokens, settings, reads=unit_economics.READS)
+        assert cur.execute("SELECT DISTINCT day FROM att_cand ORDER BY 1").fetchall() == \
+            [(day.start,), (date(2026, 11, 20),)]
+        assert cur.execute("SELECT DISTINCT day FROM att_alloc").fetchall() == [(day.start,)]
+        reused = unit_economics.build(cur, att, tokens)
+        # A later window outside it is weighed again.
+        attribute_stored(cur, tokens.model_copy(update={"end": date(2026, 12, 2)}), settings,
+                         reads=unit_economics.READS)
+        assert cur.execute("SELECT DISTINCT day FROM att_cand").fetchall() == [(day.start,)]
+    alone = get("unit-economics")(loaded, settings, tokens)
+    assert (reused.rows, reused.totals) == (alone.rows, alone.totals)
+
+    with snapshot(loaded) as cur:
 
         # A rebuild under way (the store's attribution incomplete): attribution from the facts, as
         # temp tables, only those the report reads that attribution can leave out.

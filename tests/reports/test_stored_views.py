@@ -68,10 +68,13 @@ def test_a_report_gets_the_views_it_reads_and_none_from_an_earlier_window(loaded
         attribute_stored(cur, month.model_copy(update={"shared_cost_key": "tokens"}), settings,
                          reads=unit_economics.READS)
         cur.execute("INSERT INTO att_cand SELECT * REPLACE (DATE '2026-11-20' AS day) FROM att_cand")
+        cur.execute("INSERT INTO att_alloc_shared BY NAME SELECT * REPLACE (DATE '2026-11-20' AS day, "
+                    "'shared' AS step), amount_effective AS amount FROM attr_alloc")
         att = attribute_stored(cur, tokens, settings, reads=unit_economics.READS)
         assert cur.execute("SELECT DISTINCT day FROM att_cand ORDER BY 1").fetchall() == \
             [(day.start,), (date(2026, 11, 20),)]
-        assert cur.execute("SELECT DISTINCT day FROM att_alloc").fetchall() == [(day.start,)]
+        for view in ("att_alloc", "att_daily"):
+            assert cur.execute(f"SELECT DISTINCT day FROM {view}").fetchall() == [(day.start,)]  # noqa: S608
         reused = unit_economics.build(cur, att, tokens)
         # A later window outside it is weighed again.
         attribute_stored(cur, tokens.model_copy(update={"end": date(2026, 12, 2)}), settings,

@@ -108,9 +108,9 @@ LEFT JOIN attr_day d ON d.day >= ? AND d.day < ? WHERE s.id = 1
 # window must not be read. Kept here because asking the catalog costs a report ~1.5 ms.
 _LEFT: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, str | frozenset[str]] = weakref.WeakKeyDictionary()
 # What a cursor's reweighed tables (the temp tables REWEIGH's stages make) hold: (shared-cost key,
-# cost basis, idle threshold, start, end). Attribution is day by day, so a later set-up under the
+# cost basis, idle threshold, start, end, whether a GPU-day in them is priced from its group). Attribution is day by day, so a later set-up under the
 # same policy over days they hold reads them (its views take its own days) instead of weighing again.
-_HELD: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, tuple[str, str, float, date, date]] = \
+_HELD: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, tuple[str, str, float, date, date, bool]] = \
     weakref.WeakKeyDictionary()
 
 
@@ -171,6 +171,28 @@ def _switch(cur: duckdb.DuckDBPyConnection, now: str | frozenset[str], stale: Co
     _LEFT[cur] = now
 
 
+def _reweigh(cur: duckdb.DuckDBPyConnection, params: Query, fill: dict[str, str], daily_stored: bool) -> None:
+    """What another shared-cost key weighs, from the stored tables (REWEIGH), over the window of
+    `fill`; over days the cursor weighed before under the same policy, only views of them."""
+    log.debug("shared-cost key %s weighed again for %s..%s", params.shared_cost_key, params.start, params.end)
+    policy = (params.shared_cost_key, params.cost_basis, float(params.idle_threshold))
+    held = _HELD.get(cur)
+    # A window inside one weighed before needs none of the stages that weigh: attribution is day by
+    # day. Nor, inside one without GPU-days priced from their group, the query for them.
+    reuse = held is not None and held[:3] == policy and held[3] <= params.start and params.end <= held[4]
+    group_priced = not (reuse and held is not None and not held[5]) and bool(
+        cur.execute(GROUP_PRICED, [params.start, params.end]).fetchall()[0][0])
+    steps = REWEIGH if group_priced else REWEIGH_KEPT_DAILY if daily_stored else REWEIGH_BILLED
+    binds = {"basis": params.cost_basis, "shared_key": params.shared_cost_key, "idle": params.idle_threshold}
+    for step in (*steps, *HOURS.items()):
+        if isinstance(step, tuple):
+            cur.execute(f"CREATE OR REPLACE TEMP VIEW {step[0]} AS {step[1].format(**fill)}")
+        elif not reuse:
+            run_stages(cur, (step,), binds)
+    if not reuse:
+        _HELD[cur] = (*policy, params.start, params.end, group_priced)
+
+
 def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Settings,
                      hourly: bool | None = None, reads: Collection[str] | None = None) -> Attribution:
     """The att_* relations for `params` on `cur`, read from the stored tables when they can answer.
@@ -205,24 +227,7 @@ def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Se
             cur.execute(";\n".join(f"CREATE OR REPLACE TEMP VIEW {name} AS {select.format(**fill)}"
                                     for name, select in views.items()))
             if views is _REWEIGH_VIEWS:
-                log.debug("shared-cost key %s weighed again for %s..%s", params.shared_cost_key, params.start,
-                          params.end)
-                binds = {"basis": params.cost_basis, "shared_key": params.shared_cost_key,
-                         "idle": params.idle_threshold}
-                group_priced = cur.execute(GROUP_PRICED, [params.start, params.end]).fetchall()[0][0]
-                steps = REWEIGH if group_priced else REWEIGH_KEPT_DAILY if daily_stored else REWEIGH_BILLED
-                policy = (params.shared_cost_key, params.cost_basis, float(params.idle_threshold))
-                held = _HELD.get(cur)
-                # A window inside one weighed before needs none of the stages that weigh (a window
-                # with GPU-days priced from their group lies only in one that had them too).
-                reuse = held is not None and held[:3] == policy and held[3] <= params.start and params.end <= held[4]
-                for step in (*steps, *HOURS.items()):
-                    if isinstance(step, tuple):
-                        cur.execute(f"CREATE OR REPLACE TEMP VIEW {step[0]} AS {step[1].format(**fill)}")
-                    elif not reuse:
-                        run_stages(cur, (step,), binds)
-                if not reuse:
-                    _HELD[cur] = (*policy, params.start, params.end)
+                _reweigh(cur, params, fill, daily_stored)
             return Attribution(currency, reduce(CONTEXT.add, totals.values(), Decimal(0)))
     # A rebuild under way, or amounts to convert: attribution from the facts.
     log.debug("attribution computed on the fly for %s..%s", params.start, params.end)

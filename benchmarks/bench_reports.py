@@ -92,8 +92,8 @@ FROM cost_daily WHERE charge_date >= $p AND charge_date < $e GROUP BY ALL
 # The weekly report's other tables, each by own tags over both weeks (chargeback per team, per
 # project, unit economics per model), and its savings table's least work: the hourly busy sums per
 # model (consolidation), idle hours per resource (idle shutdown) and on-demand cost per resource
-# (spot, commitments). The weekly bound is the sum of these, WEEKLY_BOUND, idle GPUs for each week and
-# untagged spend for the week.
+# (spot, commitments). The weekly bound is the sum of these, WEEKLY_BOUND, idle GPUs for each week,
+# untagged spend for the week and WEEKLY_ANOMALIES.
 WEEKLY_BY = """
 SELECT {dim}, coalesce(sum(effective_cost) FILTER (WHERE charge_date >= $s), 0) AS cost,
        coalesce(sum(effective_cost) FILTER (WHERE charge_date < $s), 0) AS previous_cost
@@ -113,6 +113,15 @@ GROUP BY ALL
 UNION ALL SELECT 'idle', resource_key, count(*) FILTER (WHERE busy < $idle) FROM h GROUP BY ALL
 UNION ALL SELECT 'on_demand', resource_key, sum(effective_cost) FROM cost_daily
           WHERE charge_date >= $s AND charge_date < $e GROUP BY ALL
+"""
+
+# The anomalies table's least work: cost and tokens per team and day over its history and the week.
+WEEKLY_ANOMALIES = """
+WITH c AS (SELECT charge_date AS day, team, sum(effective_cost) AS cost FROM cost_daily
+           WHERE charge_date >= $h AND charge_date < $e GROUP BY ALL),
+t AS (SELECT day, team, sum(prompt_tokens + generation_tokens) AS tokens FROM token_daily
+      WHERE day >= $h AND day < $e GROUP BY ALL)
+SELECT * FROM c FULL JOIN t USING (day, team)
 """
 
 
@@ -250,7 +259,9 @@ def main() -> None:
                      (IDLE_BOUND, {"s": prev, "e": week[0], "idle": IDLE}),
                      (IDLE_BOUND, {"s": week[0], "e": week[1], "idle": IDLE}),
                      (UNTAGGED_BOUND, {"s": week[0], "e": week[1]}),
-                     (SAVINGS_BOUND, {"s": week[0], "e": week[1], "idle": IDLE})]
+                     (SAVINGS_BOUND, {"s": week[0], "e": week[1], "idle": IDLE}),
+                     (WEEKLY_ANOMALIES, {"h": week[0] - timedelta(days=settings.anomalies.history_days),
+                                         "e": week[1]})]
     measures: list[Measure] = []
     cases_otf: list[tuple[str, Any]] = []  # (measure, its bounds)
     try:

@@ -63,8 +63,32 @@ _BILLED = "EXISTS (SELECT 1 FROM attr_line l WHERE l.day = g.day AND l.resource_
 _REWEIGH_VIEWS = {**{name: VIEWS[name] for name in ("att_line", "att_cost", "att_tok", "att_inv")},
                   "att_gpu": "SELECT * EXCLUDE (hour_cost_effective, hour_cost_billed) FROM attr_gpu WHERE {w}",
                   "att_gpu_unbilled": f"SELECT * FROM att_gpu g WHERE NOT {_BILLED}"}  # noqa: S608 - constants
+# The shared step's pieces under another key: which lines share with which groups does not depend on
+# the key, only their weights do; so the kept shared pieces, weighed by the key from their group's
+# GPU-hours and generated tokens that day, as PIECES weighs them (evenly where a line's are all zero).
+PIECES_KEPT = f"""
+CREATE OR REPLACE TEMP TABLE att_pieces AS
+WITH weights AS (
+    SELECT day, project, team, environment, model_id, sum(gh) AS gh, sum(gen) AS gen FROM (
+        SELECT day, project, team, environment, model_id, {sql.WEIGHTED_HOURS} AS gh, 0 AS gen FROM att_gpu g
+        WHERE {sql.all_keyed('g')}
+        UNION ALL
+        SELECT day, project, team, environment, model_id, 0, generation_tokens FROM att_tok t WHERE {sql.all_keyed('t')}
+    ) GROUP BY ALL
+),
+weighed AS (
+    SELECT a.line_id, a.project, a.team, a.environment, a.model_id,
+           CAST(CASE $shared_key WHEN 'gpu_hours' THEN coalesce(w.gh, 0) WHEN 'tokens' THEN coalesce(w.gen, 0)
+                ELSE 1 END AS {sql.WEIGHT}) AS w
+    FROM attr_alloc a LEFT JOIN weights w USING (day, project, team, environment, model_id)
+    WHERE a.step = 'shared' AND a.day >= $start AND a.day < $end
+)
+SELECT line_id, project, team, environment, model_id,
+       CASE WHEN sum(w) OVER (PARTITION BY line_id) > 0 THEN w ELSE CAST(1 AS {sql.WEIGHT}) END AS w, 'shared' AS step
+FROM weighed
+"""  # noqa: S608 - constants only
 REWEIGH: tuple[str | tuple[str, str], ...] = (
-    sql.CANDIDATES, sql.PIECES_SHARED, sql.ALLOC_SHARED,
+    PIECES_KEPT, sql.ALLOC_SHARED,
     ("att_alloc", "SELECT * FROM (" + VIEWS["att_alloc"] + ") WHERE step <> 'shared' "  # noqa: S608 - constants
                   "UNION ALL BY NAME SELECT * FROM att_alloc_shared WHERE {w}"),
     sql.HOUR_COST_UNBILLED,
@@ -183,7 +207,8 @@ def _reweigh(cur: duckdb.DuckDBPyConnection, params: Query, fill: dict[str, str]
     group_priced = not (reuse and held is not None and not held[5]) and bool(
         cur.execute(GROUP_PRICED, [params.start, params.end]).fetchall()[0][0])
     steps = REWEIGH if group_priced else REWEIGH_KEPT_DAILY if daily_stored else REWEIGH_BILLED
-    binds = {"basis": params.cost_basis, "shared_key": params.shared_cost_key, "idle": params.idle_threshold}
+    binds = {"basis": params.cost_basis, "shared_key": params.shared_cost_key, "idle": params.idle_threshold,
+             "start": params.start, "end": params.end}
     for step in (*steps, *HOURS.items()):
         if isinstance(step, tuple):
             cur.execute(f"CREATE OR REPLACE TEMP VIEW {step[0]} AS {step[1].format(**fill)}")

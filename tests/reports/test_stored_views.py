@@ -59,27 +59,26 @@ def test_a_report_gets_the_views_it_reads_and_none_from_an_earlier_window(loaded
         attribute_stored(cur, tokens, settings, hourly=True, reads=unit_economics.READS)
         assert _left(cur) == {"views": {"att_line", "att_cost", "att_tok", "att_inv", "att_gpu", "att_gpu_unbilled",
                                         "att_alloc", "att_gpu_cost", "att_daily", "att_gpu_hours"},
-                              "tables": {"att_cand", "att_pieces", "att_alloc_shared"}}
+                              "tables": {"att_pieces", "att_alloc_shared"}}
         [(hours,)] = cur.execute("SELECT count(*) FROM att_gpu_hours").fetchall()
         assert hours == 5 * 24
 
         # A window inside one weighed before on the cursor reads its tables, through views of its own
-        # days: a mark left in them (a candidate on another day of the month) is still there after.
+        # days: a mark left in them (shared pieces on another day of the month) is still there after.
         attribute_stored(cur, month.model_copy(update={"shared_cost_key": "tokens"}), settings,
                          reads=unit_economics.READS)
-        cur.execute("INSERT INTO att_cand SELECT * REPLACE (DATE '2026-11-20' AS day) FROM att_cand")
         cur.execute("INSERT INTO att_alloc_shared BY NAME SELECT * REPLACE (DATE '2026-11-20' AS day, "
                     "'shared' AS step), amount_effective AS amount FROM attr_alloc")
         att = attribute_stored(cur, tokens, settings, reads=unit_economics.READS)
-        assert cur.execute("SELECT DISTINCT day FROM att_cand ORDER BY 1").fetchall() == \
-            [(day.start,), (date(2026, 11, 20),)]
+        marked = "SELECT count(*) FROM att_alloc_shared WHERE day = DATE '2026-11-20'"
+        assert cur.execute(marked).fetchall()[0][0] > 0
         for view in ("att_alloc", "att_daily"):
             assert cur.execute(f"SELECT DISTINCT day FROM {view}").fetchall() == [(day.start,)]  # noqa: S608
         reused = unit_economics.build(cur, att, tokens)
         # A later window outside it is weighed again.
         attribute_stored(cur, tokens.model_copy(update={"end": date(2026, 12, 2)}), settings,
                          reads=unit_economics.READS)
-        assert cur.execute("SELECT DISTINCT day FROM att_cand").fetchall() == [(day.start,)]
+        assert cur.execute(marked).fetchall()[0][0] == 0
     alone = get("unit-economics")(loaded, settings, tokens)
     assert (reused.rows, reused.totals) == (alone.rows, alone.totals)
 

@@ -200,6 +200,7 @@ masked AS (
     FROM groups g CROSS JOIN (SELECT DISTINCT mask FROM unkeyed) m
 ),
 shared_raw AS (
+    -- The weights by key (stored.PIECES_KEPT weighs kept pieces under another key the same way).
     SELECT c.line_id, g.project, g.team, g.environment, g.model_id,
            CAST(CASE $shared_key WHEN 'gpu_hours' THEN g.gh WHEN 'tokens' THEN g.gen ELSE 1 END AS {WEIGHT}) AS w
     FROM unkeyed c JOIN masked g ON g.day = c.day AND g.mask = c.mask
@@ -220,11 +221,6 @@ rest AS (
 )
 SELECT * FROM tele UNION ALL SELECT * FROM shared UNION ALL SELECT * FROM rest
 """  # noqa: S608 - built from this module's constants only
-
-# The shared step's pieces alone (another shared-cost key over stored days: the other steps' are kept).
-_ALL_PIECES = "SELECT * FROM tele UNION ALL SELECT * FROM shared UNION ALL SELECT * FROM rest"
-assert _ALL_PIECES in PIECES
-PIECES_SHARED = PIECES.replace(_ALL_PIECES, "SELECT * FROM shared")
 
 # 3. Money per piece, exact: each piece gets its rounded share; the rounding remainder goes to the
 # largest piece of the line, so the pieces of a line always sum to the line's cost. Both cost bases

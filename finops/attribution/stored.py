@@ -132,8 +132,9 @@ LEFT JOIN attr_day d ON d.day >= ? AND d.day < ? WHERE s.id = 1
 # window must not be read. Kept here because asking the catalog costs a report ~1.5 ms.
 _LEFT: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, str | frozenset[str]] = weakref.WeakKeyDictionary()
 # What a cursor's reweighed tables (the temp tables REWEIGH's stages make) hold: (shared-cost key,
-# cost basis, idle threshold, start, end, whether a GPU-day in them is priced from its group). Attribution is day by day, so a later set-up under the
-# same policy over days they hold reads them (its views take its own days) instead of weighing again.
+# cost basis, idle threshold, start, end, whether a GPU-day in them is priced from its group).
+# Attribution is day by day, so a later set-up under the same policy over days they hold reads them
+# (its views take its own days) instead of weighing again.
 _HELD: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, tuple[str, str, float, date, date, bool]] = \
     weakref.WeakKeyDictionary()
 
@@ -204,8 +205,10 @@ def _reweigh(cur: duckdb.DuckDBPyConnection, params: Query, fill: dict[str, str]
     # A window inside one weighed before needs none of the stages that weigh: attribution is day by
     # day. Nor, inside one without GPU-days priced from their group, the query for them.
     reuse = held is not None and held[:3] == policy and held[3] <= params.start and params.end <= held[4]
-    group_priced = not (reuse and held is not None and not held[5]) and bool(
-        cur.execute(GROUP_PRICED, [params.start, params.end]).fetchall()[0][0])
+    if reuse and held is not None and not held[5]:
+        group_priced = False
+    else:
+        group_priced = bool(cur.execute(GROUP_PRICED, [params.start, params.end]).fetchall()[0][0])
     steps = REWEIGH if group_priced else REWEIGH_KEPT_DAILY if daily_stored else REWEIGH_BILLED
     binds = {"basis": params.cost_basis, "shared_key": params.shared_cost_key, "idle": params.idle_threshold,
              "start": params.start, "end": params.end}

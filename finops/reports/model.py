@@ -114,6 +114,13 @@ def group_columns(dims: tuple[str, ...], unallocated: bool, alias: str = "") -> 
     return [f"coalesce({a}{d}, '{UNTAGGED}') AS {d}" for d in dims]
 
 
+def period_sql(day: str, first: str, splits: int) -> str:
+    """The period a row's `day` is in when a window is cut at the dates bound as `$split1`,
+    `$split2`, ... (in order): the last split on or before it, else `first`."""
+    cases = " ".join(f"WHEN {day} >= $split{i} THEN CAST($split{i} AS DATE)" for i in range(splits, 0, -1))
+    return f"CASE {cases} ELSE {first} END" if splits else first
+
+
 def filter_sql(params: ReportParams, alias: str = "") -> tuple[str, dict[str, Any]]:
     """WHERE fragment restricting dims to `params.filters` (bound values; dim names are constants)."""
     prefix = f"{alias}." if alias else ""

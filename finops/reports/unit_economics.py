@@ -20,6 +20,7 @@ from finops.reports.model import (
     filter_sql,
     group_columns,
     params_dict,
+    period_sql,
     with_attribution,
 )
 from finops.reports.params import ReportParams
@@ -63,10 +64,7 @@ def query(params: ReportParams, exact_usage: bool = False, splits: int = 0) -> s
     """The report's rows; `exact_usage` leaves usage_cost unrounded (24 places), for rows summed further.
     `splits` cuts a window of granularity `total` into consecutive periods at the dates bound as
     `$split1`, `$split2`, ... (in order)."""
-    bucket = BUCKET[params.granularity]
-    if splits:
-        cases = " ".join(f"WHEN day >= $split{i} THEN CAST($split{i} AS DATE)" for i in range(splits, 0, -1))
-        bucket = f"CASE {cases} ELSE {bucket} END"
+    bucket = period_sql("day", BUCKET[params.granularity], splits)
     where, _ = filter_sql(params)
     dims = params.group_by
     keys = "".join(f", {d}" for d in dims)

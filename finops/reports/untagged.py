@@ -8,7 +8,16 @@ from decimal import Decimal
 import duckdb
 
 from finops.attribution import Attribution
-from finops.reports.model import Report, Row, fetch_rows, filter_sql, params_dict, ratio, with_attribution
+from finops.reports.model import (
+    Report,
+    Row,
+    fetch_rows,
+    filter_sql,
+    params_dict,
+    period_sql,
+    ratio,
+    with_attribution,
+)
 from finops.reports.params import ReportParams
 from finops.settings import Settings
 from finops.store import Store
@@ -46,8 +55,7 @@ def query(params: ReportParams, where: str, splits: int = 0) -> str:
                  "OR regexp_matches(lower(coalesce(c.service_name, '')), $accel))")
     period, by_period = "", ""
     if splits:
-        cases = " ".join(f"WHEN c.day >= $split{i} THEN CAST($split{i} AS DATE)" for i in range(splits, 0, -1))
-        period, by_period = f", CASE {cases} ELSE CAST($start AS DATE) END AS period", "period, "
+        period, by_period = f", {period_sql('c.day', 'CAST($start AS DATE)', splits)} AS period", "period, "
     return f"""
     WITH lines AS (
         SELECT c.day{period}, c.provider_name AS provider, coalesce(c.sub_account_id, c.billing_account_id) AS account,

@@ -20,6 +20,7 @@ import duckdb
 
 from finops.attribution import sql
 from finops.attribution.engine import run_stages
+from finops.settings import SHARED_KEYS
 
 # Days attributed in one statement run: bounds the temp tables' size during a rebuild.
 CHUNK_DAYS = 31
@@ -62,7 +63,11 @@ def _daily_fill(basis: str, kept: bool = False) -> str:
 
 _DAILY = tuple(_daily_fill(basis) for basis in ("effective", "billed"))
 _DAILY_KEPT = tuple(_daily_fill(basis, kept=True) for basis in ("effective", "billed"))
-TABLES = (*_COPY, "attr_daily")
+# The shared step's amounts per group and day under the run's key (migration 0015), from its own
+# pieces; sql.SHARED_LANDED adds every other key's.
+_SHARED_FILL = """INSERT INTO attr_shared SELECT day, $shared_key, project, team, environment, model_id,
+    sum(amount_effective), sum(amount_billed), count(*) FROM att_alloc WHERE step = 'shared' GROUP BY ALL"""
+TABLES = (*_COPY, "attr_daily", "attr_shared")
 # The stages of a report's attribution, with lines numbered by row id, and no att_line nor att_daily
 # (attr_line and attr_daily are filled from their SELECTs).
 _STAGES = tuple(sql.COST_BY_ROWID if stage is sql.COST else stage for stage in sql.STAGES
@@ -131,6 +136,7 @@ def _attribute_span(cur: duckdb.DuckDBPyConnection, start: date, end: date, key:
         run_stages(cur, (f"INSERT INTO {table} {select}",), binds)
     for fill in _DAILY:
         cur.execute(fill)
+    run_stages(cur, (_SHARED_FILL, sql.SHARED_LANDED), {**binds, "keys": [k for k in SHARED_KEYS if k != key]})
     [(lines,)] = cur.execute("SELECT coalesce(max(line_id), 0) FROM att_cost").fetchall()
     cur.execute("UPDATE attr_state SET next_line_id = next_line_id + ? WHERE id = 1", [lines])
     for name in _TEMP:

@@ -200,7 +200,7 @@ masked AS (
     FROM groups g CROSS JOIN (SELECT DISTINCT mask FROM unkeyed) m
 ),
 shared_raw AS (
-    -- The weights by key (stored.PIECES_KEPT weighs kept pieces under another key the same way).
+    -- The weights by key (_PIECES_REWEIGHED weighs the pieces under another key the same way).
     SELECT c.line_id, g.project, g.team, g.environment, g.model_id,
            CAST(CASE $shared_key WHEN 'gpu_hours' THEN g.gh WHEN 'tokens' THEN g.gen ELSE 1 END AS {WEIGHT}) AS w
     FROM unkeyed c JOIN masked g ON g.day = c.day AND g.mask = c.mask
@@ -222,18 +222,46 @@ rest AS (
 SELECT * FROM tele UNION ALL SELECT * FROM shared UNION ALL SELECT * FROM rest
 """  # noqa: S608 - built from this module's constants only
 
+# The shared step's pieces under another key: which lines share with which groups does not depend on
+# the key, only their weights do; so the shared pieces of `{alloc}` (the kept ones, or a landing's),
+# weighed by $shared_key from their group's GPU-hours and generated tokens that day, as PIECES weighs
+# them (evenly where a line's are all zero).
+_WEIGHTS = f"""weights AS (
+    SELECT day, project, team, environment, model_id, sum(gh) AS gh, sum(gen) AS gen FROM (
+        SELECT day, project, team, environment, model_id, {WEIGHTED_HOURS} AS gh, 0 AS gen FROM att_gpu g
+        WHERE {all_keyed('g')}
+        UNION ALL
+        SELECT day, project, team, environment, model_id, 0, generation_tokens FROM att_tok t WHERE {all_keyed('t')}
+    ) GROUP BY ALL
+)"""  # noqa: S608 - constants only
+_KEY_WEIGHT = ("CAST(CASE {key} WHEN 'gpu_hours' THEN coalesce(w.gh, 0) WHEN 'tokens' THEN coalesce(w.gen, 0) "
+               f"ELSE 1 END AS {WEIGHT})")
+_EVEN_IF_ZERO = f"CASE WHEN sum(w) OVER (PARTITION BY {{by}}) > 0 THEN w ELSE CAST(1 AS {WEIGHT}) END"
+_PIECES_REWEIGHED = f"""
+CREATE OR REPLACE TEMP TABLE att_pieces AS
+WITH {_WEIGHTS},
+weighed AS (
+    SELECT a.line_id, a.project, a.team, a.environment, a.model_id, {_KEY_WEIGHT.format(key="$shared_key")} AS w
+    FROM {{alloc}} a LEFT JOIN weights w USING (day, project, team, environment, model_id)
+    WHERE a.step = 'shared' AND a.day >= $start AND a.day < $end
+)
+SELECT line_id, project, team, environment, model_id, {_EVEN_IF_ZERO.format(by="line_id")} AS w, 'shared' AS step
+FROM weighed
+"""  # noqa: S608 - constants only
+PIECES_KEPT = _PIECES_REWEIGHED.format(alloc="attr_alloc")  # a report, over the kept pieces of its window
+
 # 3. Money per piece, exact: each piece gets its rounded share; the rounding remainder goes to the
 # largest piece of the line, so the pieces of a line always sum to the line's cost. Both cost bases
 # are split (the stored tables keep both); `amount` is the one asked for.
 _SHARE = "CASE WHEN share = 1 THEN {c} ELSE CAST({c} * share AS DECIMAL(38,12)) END"
-_SPLIT = ("{c}0 + CASE WHEN rank = 1 THEN {c} - sum({c}0) OVER (PARTITION BY line_id) ELSE 0 END")
+_SPLIT = "{c}0 + CASE WHEN rank = 1 THEN {c} - sum({c}0) OVER (PARTITION BY {by}) ELSE 0 END"
+_RANK = "row_number() OVER (PARTITION BY {by} ORDER BY p.w DESC, p.project, p.team, p.environment, p.model_id)"
 _ALLOC = f"""
 CREATE OR REPLACE TEMP TABLE {{name}} AS
 WITH shares AS (
     SELECT p.*, c.day, c.cost_effective, c.cost_billed, c.list_cost, c.committed_cost,
            CAST(p.w AS DOUBLE) / CAST(sum(p.w) OVER (PARTITION BY p.line_id) AS DOUBLE) AS share,
-           row_number() OVER (PARTITION BY p.line_id ORDER BY p.w DESC, p.project, p.team, p.environment,
-                              p.model_id) AS rank
+           {_RANK.format(by="p.line_id")} AS rank
     FROM att_pieces p JOIN att_cost c USING (line_id) WHERE p.step IN ({{split}})
 ),
 rounded AS (
@@ -246,10 +274,10 @@ rounded AS (
 ),
 split AS (
     SELECT line_id, day, project, team, environment, model_id, step,
-           {_SPLIT.format(c="cost_effective")} AS amount_effective,
-           {_SPLIT.format(c="cost_billed")} AS amount_billed,
-           {_SPLIT.format(c="list_cost")} AS list_amount,
-           {_SPLIT.format(c="committed_cost")} AS committed_amount
+           {_SPLIT.format(c="cost_effective", by="line_id")} AS amount_effective,
+           {_SPLIT.format(c="cost_billed", by="line_id")} AS amount_billed,
+           {_SPLIT.format(c="list_cost", by="line_id")} AS list_amount,
+           {_SPLIT.format(c="committed_cost", by="line_id")} AS committed_amount
     FROM rounded
 {{whole}})
 SELECT *, CASE WHEN $basis = 'billed' THEN amount_billed ELSE amount_effective END AS amount FROM split
@@ -266,6 +294,44 @@ _WHOLE_LINES = f"""    UNION ALL
 ALLOC = _ALLOC.format(name="att_alloc", split="'telemetry', 'shared'", whole=_WHOLE_LINES)
 # The shared step's pieces alone (another shared-cost key over stored days: the other steps' are kept).
 ALLOC_SHARED = _ALLOC.format(name="att_alloc_shared", split="'shared'", whole="")
+# A landing's shared step under each key in $keys but its own, in one pass, for attr_shared (migration
+# 0015): its pieces (att_alloc) weighed by each key as PIECES_KEPT weighs them, split as ALLOC splits
+# them, summed per day and group (`n` pieces).
+_BY_KEY = "p.shared_key, p.line_id"
+SHARED_LANDED = f"""
+INSERT INTO attr_shared
+WITH {_WEIGHTS},
+keyed AS (
+    SELECT k.shared_key, a.line_id, a.day, a.project, a.team, a.environment, a.model_id,
+           {_KEY_WEIGHT.format(key="k.shared_key")} AS w
+    FROM att_alloc a LEFT JOIN weights w USING (day, project, team, environment, model_id)
+    CROSS JOIN (SELECT unnest($keys::VARCHAR[]) AS shared_key) k
+    WHERE a.step = 'shared'
+),
+pieces AS (
+    SELECT shared_key, line_id, day, project, team, environment, model_id,
+           {_EVEN_IF_ZERO.format(by="shared_key, line_id")} AS w
+    FROM keyed
+),
+shares AS (
+    SELECT p.*, c.cost_effective, c.cost_billed,
+           CAST(p.w AS DOUBLE) / CAST(sum(p.w) OVER (PARTITION BY {_BY_KEY}) AS DOUBLE) AS share,
+           {_RANK.format(by=_BY_KEY)} AS rank
+    FROM pieces p JOIN att_cost c USING (line_id)
+),
+rounded AS (
+    SELECT *, {_SHARE.format(c="cost_effective")} AS cost_effective0, {_SHARE.format(c="cost_billed")} AS cost_billed0
+    FROM shares
+),
+split AS (
+    SELECT day, shared_key, project, team, environment, model_id,
+           {_SPLIT.format(c="cost_effective", by="shared_key, line_id")} AS amount_effective,
+           {_SPLIT.format(c="cost_billed", by="shared_key, line_id")} AS amount_billed
+    FROM rounded
+)
+SELECT day, shared_key, project, team, environment, model_id, sum(amount_effective), sum(amount_billed), count(*)
+FROM split GROUP BY ALL
+"""  # noqa: S608 - built from this module's constants only
 
 # The cost lines with what telemetry and the shared split recover of each (untagged spend): a line
 # they split is recovered whole (its pieces add up to it), any other line not at all.

@@ -3,8 +3,9 @@
 `attribute_stored` gives a report the same att_* relations `attribute` builds, as temp views over
 the stored tables for the report's window, cost basis and idle threshold (only those the report
 reads: each view costs a report about a millisecond). Under another shared-cost key than the one
-stored, where the report reads what the key changes, it computes only that from the stored tables
-(REWEIGH). It computes attribution from the facts instead (same result, slower) when the stored
+stored, attribution per group and day swaps the stored key's shared amounts for the asked key's
+(both kept at landing, `attr_shared`); where the report reads what else the key changes (the
+pieces, GPU-days priced from their group), it computes only that from the stored tables (REWEIGH). It computes attribution from the facts instead (same result, slower) when the stored
 tables cannot answer: a rebuild not finished, or amounts that need converting into another
 currency. A lake replica keeps no attribution (its `attr_state` is never complete).
 """
@@ -24,7 +25,7 @@ from finops.attribution import sql
 from finops.attribution.engine import Attribution, attribute, resolve_rates, run_stages
 from finops.attribution.query import Query
 from finops.money import CONTEXT
-from finops.settings import Settings
+from finops.settings import SHARED_KEYS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -63,32 +64,8 @@ _BILLED = "EXISTS (SELECT 1 FROM attr_line l WHERE l.day = g.day AND l.resource_
 _REWEIGH_VIEWS = {**{name: VIEWS[name] for name in ("att_line", "att_cost", "att_tok", "att_inv")},
                   "att_gpu": "SELECT * EXCLUDE (hour_cost_effective, hour_cost_billed) FROM attr_gpu WHERE {w}",
                   "att_gpu_unbilled": f"SELECT * FROM att_gpu g WHERE NOT {_BILLED}"}  # noqa: S608 - constants
-# The shared step's pieces under another key: which lines share with which groups does not depend on
-# the key, only their weights do; so the kept shared pieces, weighed by the key from their group's
-# GPU-hours and generated tokens that day, as PIECES weighs them (evenly where a line's are all zero).
-PIECES_KEPT = f"""
-CREATE OR REPLACE TEMP TABLE att_pieces AS
-WITH weights AS (
-    SELECT day, project, team, environment, model_id, sum(gh) AS gh, sum(gen) AS gen FROM (
-        SELECT day, project, team, environment, model_id, {sql.WEIGHTED_HOURS} AS gh, 0 AS gen FROM att_gpu g
-        WHERE {sql.all_keyed('g')}
-        UNION ALL
-        SELECT day, project, team, environment, model_id, 0, generation_tokens FROM att_tok t WHERE {sql.all_keyed('t')}
-    ) GROUP BY ALL
-),
-weighed AS (
-    SELECT a.line_id, a.project, a.team, a.environment, a.model_id,
-           CAST(CASE $shared_key WHEN 'gpu_hours' THEN coalesce(w.gh, 0) WHEN 'tokens' THEN coalesce(w.gen, 0)
-                ELSE 1 END AS {sql.WEIGHT}) AS w
-    FROM attr_alloc a LEFT JOIN weights w USING (day, project, team, environment, model_id)
-    WHERE a.step = 'shared' AND a.day >= $start AND a.day < $end
-)
-SELECT line_id, project, team, environment, model_id,
-       CASE WHEN sum(w) OVER (PARTITION BY line_id) > 0 THEN w ELSE CAST(1 AS {sql.WEIGHT}) END AS w, 'shared' AS step
-FROM weighed
-"""  # noqa: S608 - constants only
 REWEIGH: tuple[str | tuple[str, str], ...] = (
-    PIECES_KEPT, sql.ALLOC_SHARED,
+    sql.PIECES_KEPT, sql.ALLOC_SHARED,
     ("att_alloc", "SELECT * FROM (" + VIEWS["att_alloc"] + ") WHERE step <> 'shared' "  # noqa: S608 - constants
                   "UNION ALL BY NAME SELECT * FROM att_alloc_shared WHERE {w}"),
     sql.HOUR_COST_UNBILLED,
@@ -97,23 +74,24 @@ REWEIGH: tuple[str | tuple[str, str], ...] = (
     sql.DAILY,
 )
 # The same where every GPU-day of the window sits on a resource billed that day: their hour cost is
-# kept, and at the kept idle threshold so are attr_daily's rows but for the shared pieces, taken out
-# and put back (a group and day stays while it has a row, `n`).
+# kept, and at the kept idle threshold so are attr_daily's rows but for the shared step's amounts,
+# kept per key (attr_shared, migration 0015): the stored key's taken out, the asked key's put back. A
+# group and day keeps its row: the same pieces make it under every key (`n`).
 _ZEROS = "0, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0"  # the other measures of a piece, after its cost
-_DAILY_REWEIGHED = f"""
+_DAILY_KEYED = f"""
 SELECT day, project, team, environment, model_id, step, {", ".join(f"sum({m}) AS {m}" for m in sql.DAILY_MEASURES)},
        sum(n) AS n
 FROM (SELECT day, project, team, environment, model_id, step, {", ".join(sql.DAILY_MEASURES)}, n FROM attr_daily
       WHERE basis = '{{b}}' AND {{w}}
-      UNION ALL SELECT day, project, team, environment, model_id, NULL, -amount_{{b}}, {_ZEROS}, -1 FROM attr_alloc
-      WHERE {{w}} AND step = 'shared'
-      UNION ALL SELECT day, project, team, environment, model_id, NULL, amount, {_ZEROS}, 1 FROM att_alloc_shared
-      WHERE {{w}})
+      UNION ALL SELECT day, project, team, environment, model_id, NULL, -amount_{{b}}, {_ZEROS}, -n FROM attr_shared
+      WHERE shared_key = '{{stored_key}}' AND {{w}}
+      UNION ALL SELECT day, project, team, environment, model_id, NULL, amount_{{b}}, {_ZEROS}, n FROM attr_shared
+      WHERE shared_key = '{{key}}' AND {{w}})
 GROUP BY ALL HAVING sum(n) > 0
-"""  # noqa: S608 - constants
+"""  # noqa: S608 - constants, and keys checked against SHARED_KEYS
 REWEIGH_BILLED = tuple(("att_gpu_cost", VIEWS["att_gpu_cost"]) if isinstance(step, tuple) and step[0] == "att_gpu_cost"
                        else step for step in REWEIGH if step is not sql.HOUR_COST_UNBILLED)
-REWEIGH_KEPT_DAILY = tuple(("att_daily", _DAILY_REWEIGHED) if step is sql.DAILY else step for step in REWEIGH_BILLED)
+REWEIGH_KEPT_DAILY = tuple(("att_daily", _DAILY_KEYED) if step is sql.DAILY else step for step in REWEIGH_BILLED)
 # Priced GPUs: no key changes them in a window where every GPU-day sits on a resource billed that
 # day (priced from the resource's own cost, never from its group's).
 PRICED = frozenset({"att_gpu_cost", "att_gpu_hours"})
@@ -152,11 +130,14 @@ def _drop(cur: duckdb.DuckDBPyConnection, kind: str) -> None:
         cur.execute(f'DROP {kind} "{name}"')
 
 
-def _views(reads: Collection[str] | None, hourly: bool, daily_stored: bool = True) -> dict[str, str]:
+def _views(reads: Collection[str] | None, hourly: bool, daily_stored: bool = True, keyed: bool = False) -> dict[str, str]:
     """The views to create, in an order where each comes after those it reads. `daily_stored`: the
-    report's idle threshold is the stored one, so att_daily reads attr_daily."""
+    report's idle threshold is the stored one, so att_daily reads attr_daily; `keyed`: under another
+    shared-cost key than the stored one, with that key's shared amounts."""
     selects, needs = {**VIEWS, **HOURS}, dict(_NEEDS)
-    if not daily_stored:
+    if keyed:
+        selects["att_daily"] = _DAILY_KEYED
+    elif not daily_stored:
         selects["att_daily"] = _DAILY_SUMMED
         needs["att_daily"] = ("att_alloc", "att_tok", "att_gpu_cost")
     wanted = set(VIEWS if reads is None else reads) | ({"att_gpu_hours"} if hourly else set())
@@ -165,8 +146,10 @@ def _views(reads: Collection[str] | None, hourly: bool, daily_stored: bool = Tru
 
 
 def _answers(cur: duckdb.DuckDBPyConnection, key: str, params: Query, reads: Collection[str] | None,
-             hourly: bool) -> bool:
-    """Whether the stored tables, kept under shared-cost key `key`, give what `params` asks of `reads`."""
+             hourly: bool, daily_stored: bool) -> bool:
+    """Whether the stored tables, kept under shared-cost key `key`, give what `params` asks of `reads`.
+    Under another key: what no key changes; and, where no GPU-day of the window is priced from its
+    group, priced GPUs and (at the stored idle threshold) attribution per group and day."""
     if key == params.shared_cost_key:
         return True
     if reads is None:
@@ -174,7 +157,8 @@ def _answers(cur: duckdb.DuckDBPyConnection, key: str, params: Query, reads: Col
     wanted = set(reads) | ({"att_gpu_hours"} if hourly else set())
     if wanted <= KEY_FREE:
         return True
-    return wanted <= KEY_FREE | PRICED and not cur.execute(GROUP_PRICED, [params.start, params.end]).fetchall()[0][0]
+    answerable = KEY_FREE | PRICED | ({"att_daily"} if daily_stored else set())
+    return wanted <= answerable and not cur.execute(GROUP_PRICED, [params.start, params.end]).fetchall()[0][0]
 
 
 def _switch(cur: duckdb.DuckDBPyConnection, now: str | frozenset[str], stale: Collection[str] = ()) -> None:
@@ -246,8 +230,11 @@ def attribute_stored(cur: duckdb.DuckDBPyConnection, params: Query, settings: Se
                     "idle": repr(float(params.idle_threshold))}
             fill["w"] = f"day >= {fill['ws']} AND day < {fill['we']}"
             daily_stored = float(params.idle_threshold) == idle
-            if _answers(cur, key, params, reads, hourly):
-                views = _views(reads, hourly, daily_stored)
+            if key not in SHARED_KEYS or params.shared_cost_key not in SHARED_KEYS:
+                raise ValueError(f"unknown shared-cost key: {key!r} or {params.shared_cost_key!r}")
+            fill.update(stored_key=key, key=params.shared_cost_key)
+            if _answers(cur, key, params, reads, hourly, daily_stored):
+                views = _views(reads, hourly, daily_stored, keyed=key != params.shared_cost_key)
                 _switch(cur, frozenset(views))
             else:
                 views = _REWEIGH_VIEWS

@@ -9,13 +9,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from finops.attribution.query import ParamError
+from finops.settings import SharedKey
 from finops.tags import DIMS
 from finops.timeutil import Window, parse_date, parse_week, utcnow
 
 Granularity = Literal["day", "week", "month", "total"]
 CostBasis = Literal["effective", "billed"]
 Scope = Literal["all", "accelerator"]
-SharedKey = Literal["gpu_hours", "tokens", "even"]
 
 # Longest window a report may cover; a bound on work per request.
 MAX_DAYS = 3 * 366

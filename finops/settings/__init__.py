@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
@@ -37,9 +37,13 @@ from finops.settings.sources import (
 )
 from finops.tags import DIMS
 
+# How the shared step splits a line between the groups it could belong to (docs/attribution.md).
+SharedKey = Literal["gpu_hours", "tokens", "even"]
+SHARED_KEYS: tuple[str, ...] = get_args(SharedKey)
+
 __all__ = ["BILLING_TAG_KEYS", "AlertSettings", "AnomalySettings", "ApiSettings", "AwsSettings", "AzureSettings",
-           "DuckDBSettings", "GatewaySettings", "PrometheusSettings", "RecommendationSettings", "ScheduleSettings",
-           "Settings", "load_settings"]
+           "DuckDBSettings", "GatewaySettings", "PrometheusSettings", "RecommendationSettings", "SHARED_KEYS", "ScheduleSettings",
+           "Settings", "SharedKey", "load_settings"]
 
 class Settings(BaseSettings):
     """All settings of the service. Nested sections read ``FINOPS_<SECTION>_<FIELD>`` (e.g. ``FINOPS_AZURE_BASE_URL``) variables."""
@@ -58,7 +62,7 @@ class Settings(BaseSettings):
     required_tags: list[str] = Field(default_factory=lambda: list(DIMS))
     lowercase_values: bool = True
     missing_values: list[str] = Field(default_factory=lambda: ["", "null", "none", "n/a"])
-    shared_cost_key: Literal["gpu_hours", "tokens", "even"] = "gpu_hours"
+    shared_cost_key: SharedKey = "gpu_hours"
     idle_threshold: float = 0.05
     # Unit economics' prompt/generation split where vLLM exposes no prefill and decode time: a
     # generated token weighs this many prompt tokens (docs/definitions.md 6.1 says why 4).

@@ -137,6 +137,7 @@ def test_migrations_0012_to_0014_backfill_gpu_days_hours_daily_cost_and_group_da
     assert {c for _, c, *_ in daily_cost} == {"USD"} and len(daily_cost) == 2
     loaded.query("DROP TABLE attr_day")
     loaded.query("DROP TABLE attr_daily")
+    loaded.query("DROP TABLE attr_shared")
     loaded.query("ALTER TABLE attr_state DROP COLUMN idle_threshold")
     loaded.query("UPDATE alembic_version SET version_num = '0011'")
     loaded.query("DELETE FROM gpu_hours WHERE hour_start < ?", [DAY2])

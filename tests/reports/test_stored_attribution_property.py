@@ -34,7 +34,7 @@ from finops.reports import NAMES, get, unit_economics, untagged
 from finops.reports.model import snapshot, with_attribution
 from finops.reports.params import build_params
 from finops.settings import Settings
-from finops.store import Store, open_store
+from finops.store import Store, migrate, open_store
 from finops.store.retention import apply_retention
 from finops.tags import TagRules
 from finops.timeutil import Window
@@ -307,9 +307,24 @@ def test_a_resource_losing_its_dims_re_attributes_gpu_hours_reported_under_its_h
         store.close()
 
 
+def _upgrade_to_0015_rebuilds_the_shared_amounts(store: Store) -> None:
+    """A store at 0014 holding shared pieces is marked for a rebuild by 0015, which fills
+    `attr_shared` with what landing keeps."""
+    kept = sorted(store.query("SELECT * FROM attr_shared"), key=repr)
+    assert {k for _, k, *_ in kept} == {"gpu_hours", "tokens", "even"}
+    store.query("DROP TABLE attr_shared")
+    store.query("UPDATE alembic_version SET version_num = '0014'")
+    assert migrate.upgrade(store) == ("0014", migrate.head_revision())
+    with store.transaction() as cur:
+        assert not state(cur).complete
+    assert rebuild(store.transaction, "gpu_hours") == 2  # the days the bill and telemetry cover
+    assert sorted(store.query("SELECT * FROM attr_shared"), key=repr) == kept
+
+
 def test_another_key_over_a_window_of_billed_gpus_equals_attribution_from_scratch(workdir: Path) -> None:
     """Every GPU-day on a billed resource: under another key the kept group-days are read with only
-    the shared step's pieces taken out and weighed again."""
+    the shared step's amounts swapped for the key's (kept per key at landing), and the pieces
+    weighed again for reports that read them."""
     tmp = workdir / "billed"
     tmp.mkdir()
     s = Settings(db=tmp / "s.duckdb", reports_dir=tmp / "reports")
@@ -328,12 +343,14 @@ def test_another_key_over_a_window_of_billed_gpus_equals_attribution_from_scratc
     try:
         for op in ops:
             _land(store, s, tmp, op)
-        tokens = Settings(db=s.db, reports_dir=s.reports_dir, shared_cost_key="tokens")
-        reweighed = _reports(store, tokens, "effective")
-        with from_scratch(store):
-            expected = _reports(store, tokens, "effective")
-        assert reweighed == expected
-        assert reweighed["unit-economics"]["rows"] != _reports(store, s, "effective")["unit-economics"]["rows"]
+        _upgrade_to_0015_rebuilds_the_shared_amounts(store)
+        for key in ("tokens", "even"):
+            other = Settings(db=s.db, reports_dir=s.reports_dir, shared_cost_key=key)
+            reweighed = _reports(store, other, "effective")
+            with from_scratch(store):
+                expected = _reports(store, other, "effective")
+            assert reweighed == expected
+            assert reweighed["unit-economics"]["rows"] != _reports(store, s, "effective")["unit-economics"]["rows"]
         with store.transaction() as cur:  # the window this test is about: no GPU priced from its group
             assert cur.execute(GROUP_PRICED, [START.date(), (START + timedelta(days=DAYS)).date()]).fetchall() == [(False,)]
     finally:

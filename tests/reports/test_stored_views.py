@@ -13,7 +13,7 @@ from finops.attribution.materialize import rebuild, state
 from finops.attribution.stored import attribute_stored
 from finops.batch import Batch, Task
 from finops.collect import run_task
-from finops.reports import anomalies, get, idle_gpus, unit_economics, untagged
+from finops.reports import anomalies, idle_gpus, unit_economics, untagged
 from finops.reports.model import snapshot
 from finops.reports.params import build_params
 from finops.settings import Settings
@@ -35,6 +35,11 @@ def _left(cur: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
     return {"views": {v for v in views if v.startswith("att_")}, "tables": {t for t in tables if t.startswith("att_")}}
 
 
+# A report reading the allocations as well as unit economics' rows: under another key, the shared
+# step's pieces are weighed again.
+WEIGHED = (*unit_economics.READS, "att_alloc")
+
+
 def test_a_report_gets_the_views_it_reads_and_none_from_an_earlier_window(loaded: Store, settings: Settings) -> None:
     day = build_params(start="2026-11-02", end="2026-11-03")
     month = build_params(start="2026-11-01", end="2026-12-01")
@@ -50,13 +55,19 @@ def test_a_report_gets_the_views_it_reads_and_none_from_an_earlier_window(loaded
         # reading another window's rows.
         assert _left(cur) == {"views": {"att_line"}, "tables": set()}
 
-        # Another shared-cost key than the stored one, for a report reading what the key weighs (the
-        # allocations): the stored lines, tokens and GPU-days as views, what the key weighs (the
-        # shared step's pieces) as temp tables computed from them, and views joining those to the
-        # rest of the stored tables. Every GPU-day of the day sits on a billed resource: their hour
-        # cost is read as stored. The hours are laid out from the GPU-days' view, as stored.
+        # Another shared-cost key than the stored one, for attribution per group and day: every
+        # GPU-day of the day sits on a billed resource, so only the shared step's amounts differ,
+        # and they are kept per key. A view, nothing computed.
         tokens = day.model_copy(update={"shared_cost_key": "tokens"})
-        attribute_stored(cur, tokens, settings, hourly=True, reads=unit_economics.READS)
+        attribute_stored(cur, tokens, settings, reads=unit_economics.READS)
+        assert _left(cur) == {"views": {"att_daily"}, "tables": set()}
+        keyed = unit_economics.build(cur, attribute_stored(cur, tokens, settings, reads=unit_economics.READS), tokens)
+
+        # For a report reading the allocations, which the key weighs: the stored lines, tokens and
+        # GPU-days as views, what the key weighs (the shared step's pieces) as temp tables computed
+        # from them, and views joining those to the rest of the stored tables. The GPU-days' hour
+        # cost is read as stored. The hours are laid out from the GPU-days' view, as stored.
+        attribute_stored(cur, tokens, settings, hourly=True, reads=WEIGHED)
         assert _left(cur) == {"views": {"att_line", "att_cost", "att_tok", "att_inv", "att_gpu", "att_gpu_unbilled",
                                         "att_alloc", "att_gpu_cost", "att_daily", "att_gpu_hours"},
                               "tables": {"att_pieces", "att_alloc_shared"}}
@@ -65,22 +76,22 @@ def test_a_report_gets_the_views_it_reads_and_none_from_an_earlier_window(loaded
 
         # A window inside one weighed before on the cursor reads its tables, through views of its own
         # days: a mark left in them (shared pieces on another day of the month) is still there after.
-        attribute_stored(cur, month.model_copy(update={"shared_cost_key": "tokens"}), settings,
-                         reads=unit_economics.READS)
+        attribute_stored(cur, month.model_copy(update={"shared_cost_key": "tokens"}), settings, reads=WEIGHED)
         cur.execute("INSERT INTO att_alloc_shared BY NAME SELECT * REPLACE (DATE '2026-11-20' AS day, "
                     "'shared' AS step), amount_effective AS amount FROM attr_alloc")
-        att = attribute_stored(cur, tokens, settings, reads=unit_economics.READS)
+        att = attribute_stored(cur, tokens, settings, reads=WEIGHED)
         marked = "SELECT count(*) FROM att_alloc_shared WHERE day = DATE '2026-11-20'"
         assert cur.execute(marked).fetchall()[0][0] > 0
         for view in ("att_alloc", "att_daily"):
             assert cur.execute(f"SELECT DISTINCT day FROM {view}").fetchall() == [(day.start,)]  # noqa: S608
         reused = unit_economics.build(cur, att, tokens)
         # A later window outside it is weighed again.
-        attribute_stored(cur, tokens.model_copy(update={"end": date(2026, 12, 2)}), settings,
-                         reads=unit_economics.READS)
+        attribute_stored(cur, tokens.model_copy(update={"end": date(2026, 12, 2)}), settings, reads=WEIGHED)
         assert cur.execute(marked).fetchall()[0][0] == 0
-    alone = get("unit-economics")(loaded, settings, tokens)
-    assert (reused.rows, reused.totals) == (alone.rows, alone.totals)
+    with snapshot(loaded) as cur:  # attribution from the facts
+        cur.execute("UPDATE attr_state SET complete = false")
+        alone = unit_economics.build(cur, attribute_stored(cur, tokens, settings, reads=unit_economics.READS), tokens)
+    assert (reused.rows, reused.totals) == (keyed.rows, keyed.totals) == (alone.rows, alone.totals)
 
     with snapshot(loaded) as cur:
 
@@ -113,10 +124,10 @@ def test_untagged_spend_under_another_shared_cost_key_reads_the_stored_tables(lo
         stored = untagged.build(cur, attribute_stored(cur, tokens, settings, hourly=False, reads=untagged.reads(tokens)),
                                 tokens)
         assert _left(cur) == {"views": {"att_line"}, "tables": set()}
-        # What the key weighs is weighed again, from the stored lines, tokens and GPU-days.
+        # Unit economics: attribution per group and day with the key's kept shared amounts.
         economics = unit_economics.build(
             cur, attribute_stored(cur, tokens, settings, hourly=False, reads=unit_economics.READS), tokens)
-        assert "att_alloc_shared" in _left(cur)["tables"] and "att_line" in _left(cur)["views"]
+        assert _left(cur) == {"views": {"att_daily"}, "tables": set()}
     assert stored.totals["recoverable_cost"] > 0  # lines the rules split: what the key could have changed
     assert (stored.rows, stored.totals, stored.tables) == (fly.rows, fly.totals, fly.tables)
     assert (economics.rows, economics.totals) == (fly_economics.rows, fly_economics.totals)

@@ -41,9 +41,9 @@ from finops.tags import DIMS
 SharedKey = Literal["gpu_hours", "tokens", "even"]
 SHARED_KEYS: tuple[str, ...] = get_args(SharedKey)
 
-__all__ = ["BILLING_TAG_KEYS", "AlertSettings", "AnomalySettings", "ApiSettings", "AwsSettings", "AzureSettings",
-           "DuckDBSettings", "GatewaySettings", "PrometheusSettings", "RecommendationSettings", "SHARED_KEYS", "ScheduleSettings",
-           "Settings", "SharedKey", "load_settings"]
+__all__ = ["BILLING_TAG_KEYS", "SHARED_KEYS", "AlertSettings", "AnomalySettings", "ApiSettings", "AwsSettings",
+           "AzureSettings", "DuckDBSettings", "GatewaySettings", "PrometheusSettings", "RecommendationSettings",
+           "ScheduleSettings", "Settings", "SharedKey", "load_settings"]
 
 class Settings(BaseSettings):
     """All settings of the service. Nested sections read ``FINOPS_<SECTION>_<FIELD>`` (e.g. ``FINOPS_AZURE_BASE_URL``) variables."""

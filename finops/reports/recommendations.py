@@ -43,6 +43,9 @@ ON_DEMAND = ("standard", "on-demand", "ondemand", "on demand")
 # Compute services whose instances can run on spot (besides GPU families and GPU telemetry).
 COMPUTE_REGEX = r"elastic compute cloud|\bec2\b|virtual machines|compute engine"
 ASSUMED = "cost lines without a pricing category (and no commitment) taken as on-demand; "
+# The units earlier recommendations claimed, as a set to anti-join (a list tested row by row costs
+# a comparison per claimed unit and row).
+CLAIMED = "(SELECT unnest(CAST($claimed AS VARCHAR[])))"
 
 
 @dataclass
@@ -148,8 +151,7 @@ def _consolidation_sql(keys: tuple[str, ...]) -> str:
     k = ", ".join(keys)
     # Model groups on units no earlier recommendation claimed: their GPU-hours per group and hour for
     # the peak, their GPU-days per unit and GPU for the cost (a day's hours all cost its hour cost).
-    where = ("WHERE model_id IS NOT NULL "
-             "AND NOT list_contains(CAST($claimed AS VARCHAR[]), coalesce(rkey, lower(host), gpu_uuid))")
+    where = f"WHERE model_id IS NOT NULL AND coalesce(rkey, lower(host), gpu_uuid) NOT IN {CLAIMED}"
     return f"""
     CREATE OR REPLACE TEMP TABLE rec_groups AS
     SELECT {k}, max(hour_busy) AS peak, count(DISTINCT CAST(hour_start AS DATE)) AS days FROM (
@@ -234,20 +236,20 @@ def _on_demand_sql(rs: RecommendationSettings) -> str:
     """  # noqa: S608 - dim names are validated constants, values bound
 
 
-SPOT = """
+SPOT = f"""
 SELECT unit, project, team, environment, model_id, sum(amount) AS amount, count(DISTINCT day) AS days,
        bool_or(assumed) AS assumed
 FROM rec_od WHERE nonprod AND amount > 0 AND (gpu OR compute_service)
-    AND NOT list_contains(CAST($claimed AS VARCHAR[]), unit)
+    AND unit NOT IN {CLAIMED}
 GROUP BY ALL ORDER BY unit
-"""
+"""  # noqa: S608 - constants only
 
-COMMIT_DAYS = """
+COMMIT_DAYS = f"""
 SELECT unit, day, sum(amount) AS amount, bool_or(assumed) AS assumed,
        arg_max([project, team, environment, model_id], amount) AS dims
-FROM rec_od WHERE gpu AND NOT nonprod AND amount > 0 AND NOT list_contains(CAST($claimed AS VARCHAR[]), unit)
+FROM rec_od WHERE gpu AND NOT nonprod AND amount > 0 AND unit NOT IN {CLAIMED}
 GROUP BY ALL ORDER BY unit, day
-"""
+"""  # noqa: S608 - constants only
 
 COVERAGE = """
 SELECT resource_key AS unit, sum(cost) AS cost, sum(committed_cost) AS committed FROM att_cost

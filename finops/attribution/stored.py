@@ -5,7 +5,8 @@ the stored tables for the report's window, cost basis and idle threshold (only t
 reads: each view costs a report about a millisecond). Under another shared-cost key than the one
 stored, attribution per group and day swaps the stored key's shared amounts for the asked key's
 (both kept at landing, `attr_shared`); where the report reads what else the key changes (the
-pieces, GPU-days priced from their group), it computes only that from the stored tables (REWEIGH). It computes attribution from the facts instead (same result, slower) when the stored
+pieces, GPU-days priced from their group), it computes only that from the stored tables
+(REWEIGH). It computes attribution from the facts instead (same result, slower) when the stored
 tables cannot answer: a rebuild not finished, or amounts that need converting into another
 currency. A lake replica keeps no attribution (its `attr_state` is never complete).
 """
@@ -135,6 +136,8 @@ def _views(reads: Collection[str] | None, hourly: bool, daily_stored: bool = Tru
     report's idle threshold is the stored one, so att_daily reads attr_daily; `keyed`: under another
     shared-cost key than the stored one, with that key's shared amounts."""
     selects, needs = {**VIEWS, **HOURS}, dict(_NEEDS)
+    # Under another key at another idle threshold att_daily is summed from the reweighed pieces
+    # (REWEIGH): _answers never sends that here.
     if keyed:
         selects["att_daily"] = _DAILY_KEYED
     elif not daily_stored:

@@ -200,7 +200,7 @@ masked AS (
     FROM groups g CROSS JOIN (SELECT DISTINCT mask FROM unkeyed) m
 ),
 shared_raw AS (
-    -- The weights by key (_PIECES_REWEIGHED weighs the pieces under another key the same way).
+    -- The weights by key (PIECES_KEPT and SHARED_LANDED weigh pieces under another key the same way).
     SELECT c.line_id, g.project, g.team, g.environment, g.model_id,
            CAST(CASE $shared_key WHEN 'gpu_hours' THEN g.gh WHEN 'tokens' THEN g.gen ELSE 1 END AS {WEIGHT}) AS w
     FROM unkeyed c JOIN masked g ON g.day = c.day AND g.mask = c.mask
@@ -223,7 +223,7 @@ SELECT * FROM tele UNION ALL SELECT * FROM shared UNION ALL SELECT * FROM rest
 """  # noqa: S608 - built from this module's constants only
 
 # The shared step's pieces under another key: which lines share with which groups does not depend on
-# the key, only their weights do; so the shared pieces of `{alloc}` (the kept ones, or a landing's),
+# the key, only their weights do; so a report's window of kept shared pieces (attr_alloc),
 # weighed by $shared_key from their group's GPU-hours and generated tokens that day, as PIECES weighs
 # them (evenly where a line's are all zero).
 _WEIGHTS = f"""weights AS (
@@ -237,18 +237,17 @@ _WEIGHTS = f"""weights AS (
 _KEY_WEIGHT = ("CAST(CASE {key} WHEN 'gpu_hours' THEN coalesce(w.gh, 0) WHEN 'tokens' THEN coalesce(w.gen, 0) "
                f"ELSE 1 END AS {WEIGHT})")
 _EVEN_IF_ZERO = f"CASE WHEN sum(w) OVER (PARTITION BY {{by}}) > 0 THEN w ELSE CAST(1 AS {WEIGHT}) END"
-_PIECES_REWEIGHED = f"""
+PIECES_KEPT = f"""
 CREATE OR REPLACE TEMP TABLE att_pieces AS
 WITH {_WEIGHTS},
 weighed AS (
     SELECT a.line_id, a.project, a.team, a.environment, a.model_id, {_KEY_WEIGHT.format(key="$shared_key")} AS w
-    FROM {{alloc}} a LEFT JOIN weights w USING (day, project, team, environment, model_id)
+    FROM attr_alloc a LEFT JOIN weights w USING (day, project, team, environment, model_id)
     WHERE a.step = 'shared' AND a.day >= $start AND a.day < $end
 )
 SELECT line_id, project, team, environment, model_id, {_EVEN_IF_ZERO.format(by="line_id")} AS w, 'shared' AS step
 FROM weighed
 """  # noqa: S608 - constants only
-PIECES_KEPT = _PIECES_REWEIGHED.format(alloc="attr_alloc")  # a report, over the kept pieces of its window
 
 # 3. Money per piece, exact: each piece gets its rounded share; the rounding remainder goes to the
 # largest piece of the line, so the pieces of a line always sum to the line's cost. Both cost bases

@@ -23,15 +23,17 @@ Progress = Callable[[int, int], None]  # (done, total) units of work, for progre
 @dataclass
 class Batch:
     """What one task returns: rows per fact table (`cost_lines`, `gpu_hours`, `token_hours`,
-    `inventory`), rows it could not read (dicts with origin, line, reason, raw), requests made."""
+    `inventory`), rows it could not read (dicts with origin, line, reason, raw), requests made.
+    Rows that stream (a RecordBatchReader) may add to `quarantine` as they are read: the landing
+    reads it after their insert."""
 
     facts: Mapping[str, FactData]
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     requests: int = 0
     details: dict[str, Any] = field(default_factory=dict)
-    # Scopes by content: the rows carry their own `scope` column, and the batch replaces each of
-    # these scopes whole (and the task's own scope), instead of the task's scope alone.
-    scopes: tuple[str, ...] | None = None
+    # Scopes by content: the rows carry their own `scope` column, and the batch replaces each
+    # scope they carry whole (and the task's own scope), instead of the task's scope alone.
+    by_content: bool = False
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ def run_task(store: Store, source: str, task: Task) -> RunResult:
             rows, days = 0, set[date]()
             for table, data in batch.facts.items():
                 landed = replace_window(cur, table, run_id=run_id, source=source, scope=task.scope,
-                                        window=task.window, data=data, scopes=batch.scopes)
+                                        window=task.window, data=data, by_content=batch.by_content)
                 rows, days = rows + landed.rows, days | landed.days
             if "inventory" in batch.facts:
                 days |= materialize.inventory_days(cur)

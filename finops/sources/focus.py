@@ -14,13 +14,14 @@ import io
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from finops import money
 from finops.batch import Batch, SourceFailed, Task
@@ -115,14 +116,16 @@ class ParsedFile:
 
 @dataclass
 class OpenedFile:
-    """A validated file whose accepted rows are read as they stream (`rows`, read once).
+    """A file whose accepted rows are read as they stream (`rows`, read once): its rows are checked
+    as they stream, and `quarantine` is complete once `rows` is exhausted.
 
-    `scopes`: when the file is scoped by its content, the scopes its rows carry (column `scope`)."""
+    `by_content`: the file is scoped by its content; its rows carry the scope of what they cover
+    (column `scope`)."""
 
     rows: pa.RecordBatchReader
     quarantine: list[dict[str, Any]]
     total: int
-    scopes: tuple[str, ...] | None = None
+    by_content: bool = False
 
 
 @dataclass(frozen=True)
@@ -317,12 +320,15 @@ def parse_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
 
 def open_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
                     limits: ParseLimits | None = None, by_content: bool = False) -> OpenedFile:
-    """Validate one FOCUS (or `spec`) file; its accepted cost-line rows stream from `rows`.
+    """Open one FOCUS (or `spec`) file; its accepted cost-line rows stream from `rows`.
 
-    The file is scanned to find the quarantined rows before this returns, and again as `rows` is
-    read; the private DuckDB closes when `rows` is exhausted (or garbage-collected).
+    The file is read once, as `rows` is read: each row is checked as it streams, and the rows
+    found bad fill `quarantine` (complete, in line order, when `rows` is exhausted). The private
+    DuckDB closes when `rows` is exhausted (or garbage-collected). What makes the whole file
+    unreadable (not FOCUS, empty, required columns missing) raises here, before any row streams.
     `by_content`: each row carries the scope of what it covers (`content_scope`), when the file
-    has `BillingPeriodStart`; otherwise the file has no `scope` column and `scopes` is None."""
+    has `BillingPeriodStart`; otherwise the file has no `scope` column and the result's
+    `by_content` is False."""
     path = Path(path)
     limits = limits or ParseLimits()
     spill = limits.temp_directory or tempfile.mkdtemp(prefix="finops-focus-")
@@ -371,38 +377,37 @@ def open_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
         select = ", ".join(f"{v} AS {k}" for k, v in values.items())
         if by_content:
             select += f", {content_scope(values)} AS scope"
-        # A view over the scan, never a copy of the file: the checks run once, to find the rows to
-        # quarantine; the accepted rows then stream without them (view `accepted`).
+        # A view over the scan, never a copy of the file: the rows stream once, each with its
+        # problems; the accepted ones go on to the store, the others to the quarantine.
         con.execute(
             f"CREATE VIEW parsed AS SELECT {select}, {dims}, raw._rn AS _rn, "
             f"concat_ws('; ', {', '.join(problems)}) AS _reason "
             f"FROM raw LEFT JOIN tagmap ON tagmap.t = {tags}"
         )
-        bad, scopes = _problems_and_scopes(con, by_content)
-        # The rows found bad are left out by their number: the checks never run again as the rows stream.
-        if bad:
-            con.register("rejected_arrow", pa.table({"rn": pa.array([rn for rn, _ in bad], pa.int64())}))
-            con.execute("CREATE TABLE rejected AS SELECT * FROM rejected_arrow")
-        con.execute("CREATE VIEW accepted AS SELECT * EXCLUDE (_reason) FROM parsed"
-                    + (" WHERE _rn NOT IN (SELECT rn FROM rejected)" if bad else ""))
-        starts = _record_starts(path, max(rn for rn, _ in bad)) if kind == "csv" and bad and not rejects else None
-        quarantine = [
-            {"origin": str(path), "reason": reason,
-             "line": rn if kind != "csv" else starts[rn - 1] if starts else _line_of(rn, rejects)}
-            for rn, reason in bad
-        ]
-        quarantine += [{"origin": str(path), "line": line, "reason": reason, "raw": raw}
-                       for line, reason, raw in _reject_details(con, kind)]
+        quarantine: list[dict[str, Any]] = [{"origin": str(path), "line": line, "reason": reason, "raw": raw}
+                                             for line, reason, raw in _reject_details(con, kind)]
         origin = _split_origins(con, "allocated_method_id" in values and values["allocated_method_id"] != "NULL")
-        accepted = con.sql(
-            "SELECT p.* EXCLUDE (_rn), CAST(p.charge_period_start AS DATE) AS charge_date, "
+        stream = con.sql(
+            "SELECT p.*, CAST(p.charge_period_start AS DATE) AS charge_date, "
             f"{RESOURCE_KEY_SQL.format(col='p.resource_id')} AS resource_key, false AS estimated, {origin} "
-            "FROM accepted p"
+            "FROM parsed p"
         )
-        reader = accepted.to_arrow_reader(BATCH_ROWS)
-        rows = pa.RecordBatchReader.from_batches(reader.schema, _owned(reader, con, None if limits.temp_directory
-                                                                                  else spill))
-        return OpenedFile(rows, sorted(quarantine, key=lambda q: q["line"] or 0), total + len(rejects), scopes)
+        reader = stream.to_arrow_reader(BATCH_ROWS)
+        schema = pa.schema([f for f in reader.schema if f.name not in CHECKED])
+        bad: list[tuple[int, str]] = []
+
+        def quarantined() -> None:
+            """The rows found bad, with their line in the file, once all have streamed."""
+            starts = _record_starts(path, max(rn for rn, _ in bad)) if kind == "csv" and bad and not rejects else None
+            quarantine.extend(
+                {"origin": str(path), "reason": reason,
+                 "line": rn if kind != "csv" else starts[rn - 1] if starts else _line_of(rn, rejects)}
+                for rn, reason in bad)
+            quarantine.sort(key=lambda q: q["line"] or 0)
+
+        rows = pa.RecordBatchReader.from_batches(
+            schema, _owned(_accepted(reader, bad, quarantined), con, None if limits.temp_directory else spill))
+        return OpenedFile(rows, quarantine, total + len(rejects), by_content)
     except duckdb.Error as exc:
         _close(con, None if limits.temp_directory else spill)
         first = str(exc).splitlines()[0]
@@ -428,16 +433,16 @@ def _split_origins(con: duckdb.DuckDBPyConnection, allocated: bool) -> str:
     """SQL of column `split_origin` over `parsed p`: true on a provider's origin row of a split cost
     allocation whose dollars its allocated rows carry. FOCUS 1.3 keeps the origin row (often zeroed,
     not always) beside the rows split from it, grouped by resource, charge period and allocation
-    method; a row without AllocatedResourceId that equals the sum of its group's other rows is the
-    origin (the unallocated remainder also lacks AllocatedResourceId, but is part of the sum),
-    unless the group holds a zeroed row without AllocatedResourceId: that is the origin, and a
-    remainder that happens to equal the rest still counts."""
+    method; a row without AllocatedResourceId that equals the sum of its accepted group's other rows
+    is the origin (the unallocated remainder also lacks AllocatedResourceId, but is part of the
+    sum), unless the group holds a zeroed row without AllocatedResourceId: that is the origin, and
+    a remainder that happens to equal the rest still counts."""
     if not allocated:
         return "false AS split_origin"
     con.execute("CREATE TABLE split AS SELECT resource_id, charge_period_start, allocated_method_id, "
                 "sum(billed_cost) AS billed, sum(effective_cost) AS effective, bool_or(allocated_resource_id IS NULL "
-                "AND billed_cost = 0 AND effective_cost = 0) AS zeroed FROM accepted "
-                "WHERE allocated_method_id IS NOT NULL GROUP BY ALL")
+                "AND billed_cost = 0 AND effective_cost = 0) AS zeroed FROM parsed "
+                "WHERE allocated_method_id IS NOT NULL AND coalesce(_reason, '') = '' GROUP BY ALL")
     return ("coalesce(p.allocated_method_id IS NOT NULL AND p.allocated_resource_id IS NULL "
             "AND (p.billed_cost <> 0 OR p.effective_cost <> 0) "
             "AND (SELECT any_value(NOT s.zeroed AND s.billed = 2 * p.billed_cost AND s.effective = 2 * p.effective_cost) "
@@ -456,15 +461,22 @@ def content_scope(values: dict[str, str]) -> str:
             f"strftime({values['billing_period_start']}, '%Y-%m-%dT%H:%M:%S'), {correction})")
 
 
-def _problems_and_scopes(con: duckdb.DuckDBPyConnection, by_content: bool) -> tuple[list[Any], tuple[str, ...] | None]:
-    """The quarantined rows (line number, reason) and, by content, the scopes of the accepted rows:
-    one scan of the file for both."""
-    if not by_content:
-        return con.execute("SELECT _rn, _reason FROM parsed WHERE _reason <> '' ORDER BY _rn").fetchall(), None
-    rows = con.execute("SELECT CASE WHEN _reason <> '' THEN _rn END, CASE WHEN _reason <> '' THEN _reason END, "
-                       "CASE WHEN _reason = '' THEN scope END FROM parsed GROUP BY ALL").fetchall()
-    bad = sorted((rn, reason) for rn, reason, _ in rows if rn is not None)
-    return bad, tuple(sorted(scope for rn, _, scope in rows if rn is None and scope is not None))
+CHECKED = ("_rn", "_reason")  # what the check adds to each row: its number in the file, its problems
+
+
+def _accepted(reader: pa.RecordBatchReader, bad: list[tuple[int, str]],
+              done: Callable[[], None]) -> Iterator[pa.RecordBatch]:
+    """The accepted rows of each batch; the number and problems of the others go to `bad`, and
+    `done` runs once every batch has been read."""
+    for batch in reader:
+        reason = pc.fill_null(batch.column("_reason"), "")
+        ok = pc.equal(reason, "")
+        if not pc.all(ok).as_py():
+            rejected = batch.filter(pc.invert(ok))
+            bad.extend(zip(rejected.column("_rn").to_pylist(), rejected.column("_reason").to_pylist(), strict=True))
+            batch = batch.filter(ok)
+        yield batch.drop_columns(list(CHECKED))
+    done()
 
 
 def _owned(reader: pa.RecordBatchReader, con: duckdb.DuckDBPyConnection, spill: str | None) -> Iterator[pa.RecordBatch]:
@@ -554,7 +566,7 @@ def file_task(rules: TagRules, path: Path, scope: str | None = None, spec: FileS
             opened = open_focus_file(path, rules, spec, limits, by_content=True)
         except (FocusFileError, OSError) as exc:
             raise SourceFailed(str(exc)) from None
-        return Batch(facts={"cost_lines": opened.rows}, quarantine=opened.quarantine, scopes=opened.scopes,
+        return Batch(facts={"cost_lines": opened.rows}, quarantine=opened.quarantine, by_content=opened.by_content,
                      details={"file": str(path), "rows_in_file": opened.total})
 
     return Task(scope=scope or str(path.resolve()), window=None, fetch=fetch)

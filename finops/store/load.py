@@ -70,11 +70,12 @@ def _scalar(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None =
 
 
 def replace_window(cur: duckdb.DuckDBPyConnection, table: str, *, run_id: int, source: str, scope: str,
-                   window: Window | None, data: FactData, scopes: Sequence[str] | None = None) -> Landed:
+                   window: Window | None, data: FactData, by_content: bool = False) -> Landed:
     """Delete `source`/`scope` rows of `table` in `window` (all of the scope if None), insert `data`.
 
-    With `scopes` (scopes by content, whole: no window), the rows of each of them go too, and the
-    inserted rows keep the `scope` column `data` carries.
+    `by_content` (scopes by content, whole: no window): the rows keep the `scope` column `data`
+    carries, and the earlier rows of every scope they carry go too. Those scopes are known once
+    the rows are in (a stream is read once), so the earlier rows go after the insert.
 
     Must run inside a transaction (Store.transaction). Returns the rows inserted and the days whose
     daily rollup it changed (none for the inventory, which has no day): the days to attribute again.
@@ -82,23 +83,22 @@ def replace_window(cur: duckdb.DuckDBPyConnection, table: str, *, run_id: int, s
     tcol = TIME_COLUMN[table]
     where = "source = ? AND scope = ?"
     params: list[Any] = [source, scope]
-    if scopes is not None:
-        if window is not None:
-            raise ValueError("scopes by content replace whole scopes, never a window of them")
-        where = "source = ? AND (scope = ? OR scope IN (SELECT unnest(?::VARCHAR[])))"
-        params.append(list(scopes))
+    if by_content and window is not None:
+        raise ValueError("scopes by content replace whole scopes, never a window of them")
     if window is not None:
         where += f" AND {tcol} >= ? AND {tcol} < ?"
         params += [window.start, window.end]
-    affected = _affected_days(cur, table, where, params)
-    cur.execute(f"DELETE FROM {table} WHERE {where}", params)  # noqa: S608 - table/column from constants
+    affected: set[datetime] = set()
+    if not by_content:
+        affected = _affected_days(cur, table, where, params)
+        cur.execute(f"DELETE FROM {table} WHERE {where}", params)  # noqa: S608 - table/column from constants
 
     cur.register("_batch", data)
     try:
         cols = [c for c in data.schema.names if c not in ("run_id", "source", "scope")]
         select = ", ".join(f'"{c}"' for c in cols)
         n = _scalar(cur, "SELECT count(*) FROM _batch") if isinstance(data, pa.Table) else None
-        own = scopes is not None and "scope" in data.schema.names  # the rows' own scope, else the run's
+        own = by_content and "scope" in data.schema.names  # the rows' own scope, else the run's
         cur.execute(
             f"INSERT INTO {table} (run_id, source, scope, {select}) "  # noqa: S608
             f"SELECT ?, ?, {'scope' if own else '?'}, {select} FROM _batch",
@@ -106,6 +106,13 @@ def replace_window(cur: duckdb.DuckDBPyConnection, table: str, *, run_id: int, s
         )
     finally:
         cur.unregister("_batch")
+    if by_content:
+        carried = [r[0] for r in cur.execute(f"SELECT DISTINCT scope FROM {table} WHERE run_id = ?",  # noqa: S608
+                                             [run_id]).fetchall()]
+        where = "source = ? AND run_id <> ? AND (scope = ? OR scope IN (SELECT unnest(?::VARCHAR[])))"
+        params = [source, run_id, scope, carried]
+        affected = _affected_days(cur, table, where, params)
+        cur.execute(f"DELETE FROM {table} WHERE {where}", params)  # noqa: S608 - table/column from constants
     inserted = int(_scalar(cur, f"SELECT count(*) FROM {table} WHERE run_id = ?", [run_id]))  # noqa: S608
     if n is not None and inserted != n:  # pragma: no cover - defensive
         raise RuntimeError(f"{table}: inserted {inserted} of {n} rows")

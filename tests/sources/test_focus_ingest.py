@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 from finops.collect import ingest_focus
+from finops.sources.focus import BATCH_ROWS, open_focus_file
 from finops.store import Store
 from finops.tags import TagRules
 from tests.conftest import FOCUS_SAMPLE
@@ -155,3 +156,29 @@ def test_parquet_and_focus_1_3_provider_column(tmp_path: Path, store: Store, rul
     assert store.query("SELECT provider_name, resource_key, project, billed_cost, effective_cost FROM cost_lines") == [
         ("Microsoft", "vm-3", "search", Decimal("12.5"), Decimal("10"))
     ]
+
+
+def test_bad_rows_of_every_batch_are_quarantined_as_the_rows_stream(tmp_path: Path, store: Store,
+                                                                     rules: TagRules) -> None:
+    """The rows are checked as they stream to the store, a batch at a time: bad rows in the first,
+    a middle and the last batch all reach the quarantine with their row, the others land, and the
+    quarantine is complete once the rows have been read."""
+    n = 2 * BATCH_ROWS + 100
+    bad = [1, BATCH_ROWS + 7, n]
+    path = tmp_path / "big.parquet"
+    duckdb.connect().execute(
+        f"""COPY (SELECT CASE WHEN i IN ({", ".join(map(str, bad))}) THEN 'abc' ELSE '0.25' END AS BilledCost,
+                  '0.25' AS EffectiveCost, 'USD' AS BillingCurrency,
+                  TIMESTAMP '2026-11-02 00:00:00' + to_hours(i % 48) AS ChargePeriodStart,
+                  TIMESTAMP '2026-11-02 01:00:00' + to_hours(i % 48) AS ChargePeriodEnd, 'Usage' AS ChargeCategory,
+                  'EC2' AS ServiceName, 'acct' AS BillingAccountId, 'AWS' AS ProviderName, 'i-' || i AS ResourceId,
+                  NULL AS Tags FROM range(1, {n + 1}) t(i)) TO '{path}' (FORMAT parquet)""")
+    opened = open_focus_file(path, rules)
+    rows = opened.rows.read_all()
+    assert rows.num_rows == n - len(bad)
+    assert [(q["line"], q["reason"]) for q in opened.quarantine] == [
+        (i, "BilledCost: not a finite number within DECIMAL(38,12): abc") for i in bad]
+    [r] = ingest_focus(store, rules, [path])
+    assert (r.status, r.rows, r.quarantined) == ("succeeded", n - len(bad), len(bad)), r.error
+    assert [line for (line,) in store.query("SELECT line FROM quarantine ORDER BY line")] == bad
+    assert store.query("SELECT sum(billed_cost) FROM cost_lines") == [(Decimal("0.25") * (n - len(bad)),)]

@@ -5,7 +5,7 @@ Sources import this module, never the store; `finops.collect` lands batches.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import (
     Any,
@@ -34,6 +34,9 @@ class Batch:
     # Scopes by content: the rows carry their own `scope` column, and the batch replaces each
     # scope they carry whole (and the task's own scope), instead of the task's scope alone.
     by_content: bool = False
+    # What stopped rows that stream while the landing read them (a file unreadable past its first
+    # rows): the run reports it, as it would a failed fetch, rather than the insert's account of it.
+    stream_errors: Sequence[Exception] = ()
 
 
 @dataclass(frozen=True)

@@ -81,8 +81,9 @@ def run_task(store: Store, source: str, task: Task) -> RunResult:
     """Run one task of `source` and land its batch, or record the failure and change nothing."""
     run_id = start_run(store, source, task.scope, task.window)
     requests = 0
+    batch: Batch | None = None
     try:
-        batch: Batch = task.fetch()
+        batch = task.fetch()
         requests = batch.requests
         with store.transaction() as cur:
             if "inventory" in batch.facts:
@@ -98,7 +99,12 @@ def run_task(store: Store, source: str, task: Task) -> RunResult:
             materialize.attribute_days(cur, days)
             quarantined = insert_quarantine(cur, run_id, source, batch.quarantine)
             succeed_run(cur, run_id, rows, quarantined, batch.requests, batch.details, store.clock())
-    except Exception as exc:  # every failure is recorded in the ledger and returned as a result
+    except Exception as caught:  # every failure is recorded in the ledger and returned as a result
+        exc: Exception = caught
+        if batch is not None and batch.stream_errors:
+            # Rows that stream failed to read while they landed: the source's failure, as a failed
+            # fetch is, with what the batch says of itself (e.g. the file's signature).
+            exc = SourceFailed(str(batch.stream_errors[0]), batch.requests, batch.details)
         requests = getattr(exc, "requests", requests)
         message = str(exc) if isinstance(exc, SourceFailed) else f"{type(exc).__name__}: {exc}"
         log.warning("run %s of %s failed: %s", run_id, source, message)

@@ -15,7 +15,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,8 @@ class OpenedFile:
     quarantine: list[dict[str, Any]]
     total: int
     by_content: bool = False
+    # What stopped `rows` (the file unreadable past its first rows), for the run to report.
+    errors: list[FocusFileError] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -405,9 +407,10 @@ def open_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
                 for rn, reason in bad)
             quarantine.sort(key=lambda q: q["line"] or 0)
 
-        rows = pa.RecordBatchReader.from_batches(
-            schema, _owned(_accepted(reader, bad, quarantined), con, None if limits.temp_directory else spill))
-        return OpenedFile(rows, quarantine, total + len(rejects), by_content)
+        errors: list[FocusFileError] = []
+        rows = pa.RecordBatchReader.from_batches(schema, _owned(
+            _accepted(reader, bad, quarantined), con, None if limits.temp_directory else spill, path, errors))
+        return OpenedFile(rows, quarantine, total + len(rejects), by_content, errors)
     except duckdb.Error as exc:
         _close(con, None if limits.temp_directory else spill)
         first = str(exc).splitlines()[0]
@@ -479,12 +482,19 @@ def _accepted(reader: pa.RecordBatchReader, bad: list[tuple[int, str]],
     done()
 
 
-def _owned(reader: pa.RecordBatchReader, con: duckdb.DuckDBPyConnection, spill: str | None) -> Iterator[pa.RecordBatch]:
-    """The reader's batches; the private DuckDB (and its own spill directory) go when they end."""
+def _owned(batches: Iterator[pa.RecordBatch], con: duckdb.DuckDBPyConnection, spill: str | None, path: Path,
+           errors: list[FocusFileError]) -> Iterator[pa.RecordBatch]:
+    """The batches; the private DuckDB (and its own spill directory) go when they end. Whatever stops
+    them (a page of the file that cannot be read, a line that cannot be found) is raised as a
+    FocusFileError, also kept in `errors`: the store's insert that reads them reports it in its own
+    words, with a traceback."""
     try:
-        yield from reader
-    except duckdb.Error as exc:
-        raise FocusFileError(f"cannot read the file: {str(exc).splitlines()[0]}") from None
+        yield from batches
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        error = FocusFileError(f"{path}: cannot read the file: {first}")
+        errors.append(error)
+        raise error from None
     finally:
         _close(con, spill)
 
@@ -567,6 +577,6 @@ def file_task(rules: TagRules, path: Path, scope: str | None = None, spec: FileS
         except (FocusFileError, OSError) as exc:
             raise SourceFailed(str(exc)) from None
         return Batch(facts={"cost_lines": opened.rows}, quarantine=opened.quarantine, by_content=opened.by_content,
-                     details={"file": str(path), "rows_in_file": opened.total})
+                     details={"file": str(path), "rows_in_file": opened.total}, stream_errors=opened.errors)
 
     return Task(scope=scope or str(path.resolve()), window=None, fetch=fetch)

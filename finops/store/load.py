@@ -7,7 +7,7 @@ same window replaces what it wrote before: totals never double and never half-up
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -104,8 +104,13 @@ def replace_window(cur: duckdb.DuckDBPyConnection, table: str, *, run_id: int, s
             f"SELECT ?, ?, {'scope' if own else '?'}, {select} FROM _batch",
             [run_id, source] if own else [run_id, source, scope],
         )
-    finally:
-        cur.unregister("_batch")
+    except BaseException:
+        # A failed insert aborts the transaction, which then refuses the unregister: its error
+        # would hide the insert's.
+        with suppress(duckdb.Error):
+            cur.unregister("_batch")
+        raise
+    cur.unregister("_batch")
     if by_content:
         carried = [r[0] for r in cur.execute(f"SELECT DISTINCT scope FROM {table} WHERE run_id = ?",  # noqa: S608
                                              [run_id]).fetchall()]

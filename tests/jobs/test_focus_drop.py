@@ -8,6 +8,9 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
+import pyarrow.parquet as pq
+
 from finops.scheduler.focus_drop import candidates, ingest_pending, pending
 from finops.scheduler.jobs import Jobs
 from finops.settings import Settings
@@ -96,3 +99,45 @@ def test_a_link_leading_out_of_the_folder_is_not_followed(store: Store, rules: T
     assert [Path(r.details.get("file", "")).name for r in results] == ["inside.csv"]
     assert store.query("SELECT count(*) FROM source_runs WHERE scope LIKE '%secret%'")[0][0] == 0
 
+
+
+def _damaged_parquet(path: Path, rows: int = 40_000, groups: int = 4) -> None:
+    """A FOCUS Parquet file whose last row group has a `BilledCost` page overwritten: its footer and
+    first groups read, the damage shows only once the rows stream."""
+    duckdb.connect().execute(
+        f"""COPY (SELECT CAST(i % 97 AS DOUBLE) / 4 AS BilledCost, CAST(i % 97 AS DOUBLE) / 4 AS EffectiveCost,
+                  'USD' AS BillingCurrency, TIMESTAMP '2026-11-02 00:00:00' + to_hours(i % 48) AS ChargePeriodStart,
+                  TIMESTAMP '2026-11-02 01:00:00' + to_hours(i % 48) AS ChargePeriodEnd, 'Usage' AS ChargeCategory,
+                  'EC2' AS ServiceName, 'acct' AS BillingAccountId, 'AWS' AS ProviderName,
+                  'i-' || (i * 7919 % 100003) AS ResourceId, NULL AS Tags FROM range({rows}) t(i))
+            TO '{path}' (FORMAT parquet, ROW_GROUP_SIZE {rows // groups})""")
+    meta = pq.ParquetFile(path).metadata
+    assert meta.num_row_groups == groups
+    chunk = meta.row_group(groups - 1).column(meta.schema.names.index("BilledCost"))
+    with path.open("r+b") as fh:  # the page's data, past its header
+        fh.seek(chunk.data_page_offset + 32)
+        fh.write(b"\xa5" * (chunk.total_compressed_size - 40))
+
+
+def test_a_file_damaged_past_its_first_rows_fails_clearly_once(store: Store, rules: TagRules, tmp_path: Path) -> None:
+    """The rows are read as they land: a page that cannot be read fails the run with the file's own
+    error (not the store's account of the insert), leaves the store as it was, and the drop folder
+    does not try the same file again until it changes."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    cfg = FocusDropSettings(folder=drop, settle_seconds=0)
+    bill = drop / "bill.csv"
+    bill.write_text(example_a.focus_csv())
+    [first] = ingest_pending(store, cfg, rules)
+    assert first.status == "succeeded", first.error
+    before = store.query("SELECT * FROM cost_lines ORDER BY ALL")
+    damaged = drop / "damaged.parquet"
+    _damaged_parquet(damaged)
+
+    [r] = ingest_pending(store, cfg, rules)
+    assert r.status == "failed"
+    assert (r.error or "").startswith(f"{damaged.resolve()}: cannot read the file: "), r.error
+    assert "\n" not in (r.error or "") and "Traceback" not in (r.error or "") and "transaction" not in (r.error or "")
+    assert store.query("SELECT * FROM cost_lines ORDER BY ALL") == before
+    assert ingest_pending(store, cfg, rules) == []  # the failed run carries the file's signature
+    assert [x.status for x in runs(store, SOURCE)] == ["failed", "succeeded"]  # newest first

@@ -399,12 +399,18 @@ def open_focus_file(path: Path | str, rules: TagRules, spec: FileSpec = FOCUS,
         bad: list[tuple[int, str]] = []
 
         def quarantined() -> None:
-            """The rows found bad, with their line in the file, once all have streamed."""
-            starts = _record_starts(path, max(rn for rn, _ in bad)) if kind == "csv" and bad and not rejects else None
-            quarantine.extend(
-                {"origin": str(path), "reason": reason,
-                 "line": rn if kind != "csv" else starts[rn - 1] if starts else _line_of(rn, rejects)}
-                for rn, reason in bad)
+            """The rows found bad, with their line in the file, once all have streamed; in a CSV, the
+            records DuckDB could not read too. DuckDB counts a CSV's records as lines (the header
+            line 1) where a quoted value may span lines: the file's own lines come from its records."""
+            if kind != "csv":
+                quarantine.extend({"origin": str(path), "reason": reason, "line": rn} for rn, reason in bad)
+            elif bad or rejects:
+                records = [_line_of(rn, rejects) for rn, _ in bad]
+                starts = _record_starts(path, max(records + rejects) - 1)
+                for q in quarantine:  # DuckDB's rejected records, listed at open
+                    q["line"] = _file_line(q["line"], starts)
+                quarantine.extend({"origin": str(path), "reason": reason, "line": _file_line(line, starts)}
+                                  for line, (_, reason) in zip(records, bad, strict=True))
             quarantine.sort(key=lambda q: q["line"] or 0)
 
         errors: list[FocusFileError] = []
@@ -527,7 +533,9 @@ def _reject_details(con: duckdb.DuckDBPyConnection, kind: str) -> list[tuple[int
 
 def _record_starts(path: Path, records: int) -> list[int]:
     """The file line on which each of the first `records` data records starts. A quoted value may
-    span lines, so records and lines differ; only read when some row is quarantined."""
+    span lines, so records and lines differ; only read when some row is quarantined. Empty when
+    Python's reader cannot follow the file as far (a value past its field limit, records it
+    splits otherwise than DuckDB): lines are then as DuckDB counts them."""
     starts: list[int] = []
     with path.open("rb") as raw:
         stream: Any = gzip.GzipFile(fileobj=raw) if _is_gzip(path) else raw
@@ -541,13 +549,22 @@ def _record_starts(path: Path, records: int) -> list[int]:
                 if len(starts) == records:
                     break
                 line = reader.line_num + 1
+        except csv.Error:
+            return []
         finally:
             fh.detach()
     return starts if len(starts) == records else []
 
 
+def _file_line(record_line: int, starts: list[int]) -> int:
+    """The file line a CSV record starts on, from its line as DuckDB counts them (records as lines,
+    the header line 1); that line itself when the records' starts are unknown (`_record_starts`)."""
+    return starts[record_line - 2] if starts and 2 <= record_line <= len(starts) + 1 else record_line
+
+
 def _line_of(rn: int, rejected: list[int]) -> int:
-    """File line of the rn-th accepted CSV record (header on line 1, one record per line)."""
+    """The rn-th accepted CSV record's line as DuckDB counts them (header on line 1, one record per
+    line), past the records it rejected (`rejected`, counted the same way)."""
     line = rn + 1
     for r in rejected:
         if r <= line:

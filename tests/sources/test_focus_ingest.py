@@ -182,3 +182,25 @@ def test_bad_rows_of_every_batch_are_quarantined_as_the_rows_stream(tmp_path: Pa
     assert (r.status, r.rows, r.quarantined) == ("succeeded", n - len(bad), len(bad)), r.error
     assert [line for (line,) in store.query("SELECT line FROM quarantine ORDER BY line")] == bad
     assert store.query("SELECT sum(billed_cost) FROM cost_lines") == [(Decimal("0.25") * (n - len(bad)),)]
+
+
+def test_quarantined_lines_are_the_file_lines_when_values_span_lines(tmp_path: Path, store: Store,
+                                                                     rules: TagRules) -> None:
+    """DuckDB counts a CSV's records as lines; a quoted value over two lines shifts every line after
+    it, for the records DuckDB rejects and for rows with bad values alike."""
+    row = "2026-11-02T00:00:00Z,2026-11-02T01:00:00Z,Usage,EC2,acct,AWS"
+    lines = [
+        HEADER,
+        f'1,1,USD,{row},"i-1\non two lines",',  # lines 2-3
+        "1,1,USD,2026-11-02T00:00:00Z",  # line 4: too few columns
+        f"abc,1,USD,{row},i-2,",  # line 5
+        f"2,1,USD,{row},i-3,",
+        f"2,1,XYZ,{row},i-4,",  # line 7
+    ]
+    path = _write(tmp_path / "spanning.csv", "\n".join(lines) + "\n")
+    [r] = ingest_focus(store, rules, [path])
+    assert (r.status, r.rows, r.quarantined) == ("succeeded", 2, 3), r.error
+    reasons = dict(store.query("SELECT line, reason FROM quarantine ORDER BY line"))
+    assert sorted(reasons) == [4, 5, 7]
+    assert reasons[4].startswith("unreadable CSV row")
+    assert reasons[5].startswith("BilledCost") and "unknown currency XYZ" in reasons[7]

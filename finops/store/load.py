@@ -88,10 +88,7 @@ def replace_window(cur: duckdb.DuckDBPyConnection, table: str, *, run_id: int, s
     if window is not None:
         where += f" AND {tcol} >= ? AND {tcol} < ?"
         params += [window.start, window.end]
-    affected: set[datetime] = set()
-    if not by_content:
-        affected = _affected_days(cur, table, where, params)
-        cur.execute(f"DELETE FROM {table} WHERE {where}", params)  # noqa: S608 - table/column from constants
+    affected = set() if by_content else _delete(cur, table, where, params)
 
     cur.register("_batch", data)
     try:
@@ -114,10 +111,8 @@ def replace_window(cur: duckdb.DuckDBPyConnection, table: str, *, run_id: int, s
     if by_content:
         carried = [r[0] for r in cur.execute(f"SELECT DISTINCT scope FROM {table} WHERE run_id = ?",  # noqa: S608
                                              [run_id]).fetchall()]
-        where = "source = ? AND run_id <> ? AND (scope = ? OR scope IN (SELECT unnest(?::VARCHAR[])))"
-        params = [source, run_id, scope, carried]
-        affected = _affected_days(cur, table, where, params)
-        cur.execute(f"DELETE FROM {table} WHERE {where}", params)  # noqa: S608 - table/column from constants
+        affected = _delete(cur, table, "source = ? AND run_id <> ? AND (scope = ? OR scope IN (SELECT unnest(?::VARCHAR[])))",
+                           [source, run_id, scope, carried])
     inserted = int(_scalar(cur, f"SELECT count(*) FROM {table} WHERE run_id = ?", [run_id]))  # noqa: S608
     if n is not None and inserted != n:  # pragma: no cover - defensive
         raise RuntimeError(f"{table}: inserted {inserted} of {n} rows")
@@ -174,6 +169,13 @@ def _changes(cur: duckdb.DuckDBPyConnection, rollup: str, day: str, days: list[A
             binds).fetchall()
         changed.update(r[0] for r in rows)
     cur.execute("DROP TABLE _rollup_before")
+
+
+def _delete(cur: duckdb.DuckDBPyConnection, table: str, where: str, params: list[Any]) -> set[datetime]:
+    """Delete the rows of `table` matching `where`; returns the days they were on."""
+    affected = _affected_days(cur, table, where, params)
+    cur.execute(f"DELETE FROM {table} WHERE {where}", params)  # noqa: S608 - table/column from constants
+    return affected
 
 
 def _affected_days(cur: duckdb.DuckDBPyConnection, table: str, where: str, params: list[Any]) -> set[datetime]:
